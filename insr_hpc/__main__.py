@@ -1,0 +1,3 @@
+from insr_hpc.cli import main
+
+raise SystemExit(main())

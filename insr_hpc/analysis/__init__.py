@@ -1,0 +1,1 @@
+"""Analysis layer: reads stores and run directories (never imports numerics)."""

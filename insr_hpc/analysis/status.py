@@ -1,0 +1,85 @@
+"""``insr-hpc status DIR``: every run under DIR, its state and progress.
+
+Reads only ``run.json`` and the store's small per-step arrays (zarr), so it is cheap
+enough to call in a loop while a sweep runs.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+from typing import Any
+
+import numpy as np
+import zarr
+
+from insr_hpc.run import read_state
+
+
+def find_runs(root: str) -> list[str]:
+    """Run directories (those holding spec.json or run.json) under ``root``, sorted."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        if "spec.json" in filenames or "run.json" in filenames:
+            found.append(dirpath)
+            dirnames[:] = []  # a run directory holds no nested runs
+        else:
+            dirnames[:] = [d for d in dirnames if not d.endswith(".zarr")]
+    return sorted(found)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def run_status(run_dir: str) -> dict[str, Any]:
+    state = read_state(run_dir)
+    state.setdefault("run_id", os.path.basename(run_dir))
+    state["run_dir"] = run_dir
+    state.update(steps_done=0, steps_total=None, last_loss=None, last_error=None)
+    path = os.path.join(run_dir, "store.zarr")
+    if os.path.exists(os.path.join(path, "zarr.json")):
+        try:
+            group = zarr.open_group(path, mode="r")
+            done = np.asarray(group["committed"][:]).astype(bool)
+            n = int(np.argmin(done)) if not done.all() else len(done)
+            state["steps_done"], state["steps_total"] = n, len(done)
+            if n:
+                loss = np.asarray(group["loss"][n - 1], dtype=float)
+                state["last_loss"] = float(np.nanmax(loss)) if np.isfinite(loss).any() else None
+                for name in ("rel_l2", "mse", "error"):
+                    if name in group:
+                        state["last_error"] = (name, float(group[name][n - 1]))
+                        break
+        except Exception as exc:  # a store being created right now, or damaged
+            state["store_error"] = f"{type(exc).__name__}: {exc}"
+    # A local run whose process vanished without recording why.
+    if state.get("state") == "running" and state.get("host") == socket.gethostname() and state.get("pid"):
+        if state.get("backend", "local") == "local" and not _pid_alive(int(state["pid"])):
+            state["state"] = "failed"
+            state["reason"] = f"process {state['pid']} is gone (killed?); submit again to resume"
+    return state
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3e}"
+
+
+def format_table(states: list[dict[str, Any]]) -> str:
+    rows = [("run", "state", "steps", "last loss", "error", "backend/job", "reason")]
+    for st in states:
+        total = st.get("steps_total")
+        steps = f"{st['steps_done']}/{total}" if total else "-"
+        err = st.get("last_error")
+        err_s = f"{err[0]}={err[1]:.3e}" if err else "-"
+        job = f"{st.get('backend', '-')}/{st.get('job_id', '-')}" if st.get("backend") else "-"
+        rows.append((st["run_id"], st.get("state", "?"), steps, _fmt(st.get("last_loss")), err_s, job, st.get("reason") or ""))
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)

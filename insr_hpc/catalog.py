@@ -1,0 +1,32 @@
+"""Everything registered, in one place: importing this module imports every workload,
+case, integrator and model so their registries are complete."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from insr_hpc import pde  # noqa: F401  (registers the pde workload)
+from insr_hpc.config import load as _load
+from insr_hpc.workloads import WORKLOADS
+
+
+class _Catalog:
+    def config_class(self, workload: str) -> type:
+        return WORKLOADS.get(workload).config_class
+
+    def tagged_sections(self, workload: str) -> Mapping[str, tuple[str, Any]]:
+        return WORKLOADS.get(workload).tagged_sections
+
+
+CATALOG = _Catalog()
+
+
+def load_config(path, overrides: Sequence[str] = ()):
+    """A validated Config from a YAML file and ``key=value`` overrides."""
+    return _load.load_config(path, overrides, CATALOG)
+
+
+def build_config(data: Mapping[str, Any]):
+    """A validated Config from plain data (e.g. a RunSpec's resolved config)."""
+    return _load.build_config(data, CATALOG)

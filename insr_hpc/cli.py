@@ -1,0 +1,148 @@
+"""``insr-hpc``: run, submit, status, cancel.
+
+Exit codes: 0 every run succeeded; 1 some run failed; 2 bad input (one line on
+stderr starting ``insr-hpc: error:``, nothing created or overwritten).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from insr_hpc.errors import InsrError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2, as for every other bad input
+        raise InsrError(message)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="insr-hpc", description="INSR PDE solving and field reconstruction, local to cluster.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = sub.add_parser("run", help="run one job in this process")
+    run.add_argument("config")
+    run.add_argument("overrides", nargs="*", help="key=value, e.g. time.dt=0.1")
+    run.add_argument("--index", type=int, default=None, help="which sweep point to run (default: the only one)")
+
+    submit = sub.add_parser("submit", help="expand the sweep and run every job on a backend")
+    submit.add_argument("config")
+    submit.add_argument("overrides", nargs="*", help="key=value, e.g. time.dt=0.1")
+    submit.add_argument("--backend", default=None, help="local | ray | slurm (default: launch.backend)")
+    submit.add_argument("--dry-run", action="store_true", help="print the runs and exit")
+
+    status = sub.add_parser("status", help="state and progress of every run under DIR")
+    status.add_argument("dir")
+
+    cancel = sub.add_parser("cancel", help="cancel the unfinished runs under DIR through their backend")
+    cancel.add_argument("dir")
+    return p
+
+
+def _backend(name: str, launch_cfg):
+    from insr_hpc.launch import BACKENDS
+
+    return BACKENDS.get(name)(launch_cfg)
+
+
+def cmd_run(args) -> int:
+    from insr_hpc.plan import plan_runs
+    from insr_hpc.run import execute
+
+    plan = plan_runs(args.config, args.overrides)
+    n = len(plan.specs)
+    if args.index is None and n > 1:
+        raise InsrError(f"{args.config}: the sweep has {n} runs; pick one with --index 0..{n - 1} or use submit")
+    index = args.index or 0
+    if not 0 <= index < n:
+        raise InsrError(f"--index: expected 0..{n - 1}, got {index}")
+    spec = plan.specs[index]
+    spec.save()
+    try:
+        summary = execute(spec)
+    except InsrError:
+        raise
+    except Exception as exc:
+        print(f"insr-hpc: run {spec.run_id} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    print(f"{spec.run_id}: done, {summary}")
+    print(f"store: {os.path.join(spec.run_dir, 'store.zarr')}")
+    return 0
+
+
+def cmd_submit(args) -> int:
+    from insr_hpc.analysis.status import format_table, run_status
+    from insr_hpc.plan import plan_runs
+    from insr_hpc.run import read_state
+
+    plan = plan_runs(args.config, args.overrides)
+    backend_name = args.backend or plan.launch.backend
+    backend = _backend(backend_name, plan.launch)
+    if args.dry_run:
+        print(f"{len(plan.specs)} run(s) on backend '{backend_name}' under {plan.sweep_dir}")
+        for spec in plan.specs:
+            values = ", ".join(f"{k}={v}" for k, v in spec.overrides.items())
+            print(f"  {spec.run_id}  {values}")
+        return 0
+    todo = [s for s in plan.specs if read_state(s.run_dir).get("state") != "done"]
+    skipped = len(plan.specs) - len(todo)
+    if skipped:
+        print(f"{skipped} run(s) already done, skipped")
+    results = backend.submit(todo, plan.sweep_dir, progress=True) if todo else {}
+    print(format_table([run_status(s.run_dir) for s in plan.specs]))
+    failed = [rid for rid, st in results.items() if st != "done"]
+    return 1 if failed else 0
+
+
+def cmd_status(args) -> int:
+    from insr_hpc.analysis.status import find_runs, format_table, run_status
+
+    if not os.path.isdir(args.dir):
+        raise InsrError(f"status: '{args.dir}' is not a directory")
+    runs = find_runs(args.dir)
+    if not runs:
+        raise InsrError(f"status: no runs under '{args.dir}' (expected directories holding run.json)")
+    states = [run_status(r) for r in runs]
+    print(format_table(states))
+    return 1 if any(s.get("state") == "failed" for s in states) else 0
+
+
+def cmd_cancel(args) -> int:
+    from insr_hpc.analysis.status import find_runs, run_status
+    from insr_hpc.plan import plan_runs  # noqa: F401  (registers everything)
+
+    if not os.path.isdir(args.dir):
+        raise InsrError(f"cancel: '{args.dir}' is not a directory")
+    states = [run_status(r) for r in find_runs(args.dir)]
+    live = [s for s in states if s.get("state") in ("pending", "running")]
+    by_backend: dict[str, list[dict]] = {}
+    for st in live:
+        by_backend.setdefault(st.get("backend", "local"), []).append(st)
+    cancelled = []
+    for name, group in by_backend.items():
+        from insr_hpc.config.schema import LaunchConfig
+
+        cancelled += _backend(name, LaunchConfig()).cancel(group)
+    print(f"cancelled {len(cancelled)} run(s)" + (": " + ", ".join(cancelled) if cancelled else ""))
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "submit": cmd_submit, "status": cmd_status, "cancel": cmd_cancel}
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = _parser().parse_args(argv)
+        return COMMANDS[args.command](args)
+    except InsrError as exc:
+        print(f"insr-hpc: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("insr-hpc: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,164 @@
+"""Typed config schema shared by every workload.
+
+Sections whose shape depends on a name (``problem`` by ``case``, ``network`` by
+``model``, ``integrator`` by ``name``) are typed ``Any`` here and given their
+dataclass at load time from the registry entry that the name selects
+(see :mod:`insr_hpc.config.load`). Every dataclass may define ``validate()``,
+which raises :class:`~insr_hpc.errors.ConfigError` naming the field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from insr_hpc.errors import ConfigError
+
+
+def require(cond: bool, key: str, message: str) -> None:
+    """Raise a ConfigError for ``key`` unless ``cond``. ``key`` is relative to the section."""
+    if not cond:
+        raise ConfigError(key, message)
+
+
+@dataclass
+class OptimConfig:
+    """Adam on each time step's objective.
+
+    Convergence rule (documented in README): a step stops at ``max_iters``, or as soon
+    as the loss falls below ``tol``, or when the mean loss over the last ``window``
+    iterations improved on the previous window by less than ``rtol`` (relative).
+    """
+
+    lr: float = 1e-3
+    max_iters: int = 300
+    init_lr: float = 1e-3  # step 0: fitting the initial condition
+    init_max_iters: int = 2000
+    tol: float = 1e-9
+    rtol: float = 1e-3
+    window: int = 25
+    grad_clip: float = 0.0  # 0 = off
+
+    def validate(self) -> None:
+        require(self.lr > 0, "lr", f"must be > 0, got {self.lr}")
+        require(self.init_lr > 0, "init_lr", f"must be > 0, got {self.init_lr}")
+        require(self.max_iters >= 1, "max_iters", f"must be >= 1, got {self.max_iters}")
+        require(self.init_max_iters >= 1, "init_max_iters", f"must be >= 1, got {self.init_max_iters}")
+        require(self.tol >= 0, "tol", f"must be >= 0, got {self.tol}")
+        require(self.rtol >= 0, "rtol", f"must be >= 0, got {self.rtol}")
+        require(self.window >= 1, "window", f"must be >= 1, got {self.window}")
+        require(self.grad_clip >= 0, "grad_clip", f"must be >= 0, got {self.grad_clip}")
+
+
+@dataclass
+class TimeConfig:
+    dt: float = 0.05
+    steps: int = 240  # time steps after the initial condition
+
+    def validate(self) -> None:
+        require(self.dt > 0, "dt", f"must be > 0, got {self.dt}")
+        require(self.steps >= 1, "steps", f"must be >= 1, got {self.steps}")
+
+
+@dataclass
+class SamplingConfig:
+    interior: int = 5000  # spatial samples per iteration (global batch over all DDP ranks)
+    boundary: int = 100
+
+    def validate(self) -> None:
+        require(self.interior >= 1, "interior", f"must be >= 1, got {self.interior}")
+        require(self.boundary >= 0, "boundary", f"must be >= 0, got {self.boundary}")
+
+
+@dataclass
+class OutputConfig:
+    root: str = "runs"
+    resolution: int = 512  # grid points per spatial dimension of the stored field
+    log_every: int = 10  # TensorBoard: every k-th optimiser iteration is logged
+    figure_every: int = 20  # TensorBoard: a field-vs-reference figure every k steps
+    overwrite: bool = False  # True: delete an existing store for this run and start over
+
+    def validate(self) -> None:
+        require(bool(self.root), "root", "must be a directory path")
+        require(self.resolution >= 2, "resolution", f"must be >= 2, got {self.resolution}")
+        require(self.log_every >= 1, "log_every", f"must be >= 1, got {self.log_every}")
+        require(self.figure_every >= 0, "figure_every", f"must be >= 0, got {self.figure_every}")
+
+
+@dataclass
+class RayConfig:
+    address: str | None = None  # None: start a local Ray runtime
+    num_cpus: float = 1.0  # per run
+    num_gpus: float = 0.0
+    memory_gb: float = 0.0  # 0 = no reservation
+
+
+@dataclass
+class SlurmConfig:
+    partition: str | None = None
+    time_min: int = 60
+    nodes: int = 1
+    tasks_per_node: int = 1
+    cpus_per_task: int = 1
+    gpus_per_node: int = 0
+    mem_gb: float = 0.0
+    account: str | None = None
+    qos: str | None = None
+    array_parallelism: int = 64
+    extra_sbatch: list[str] = field(default_factory=list)
+
+
+@dataclass
+class DDPConfig:
+    nproc_per_node: int = 1
+    nodes: int = 1
+    backend: str = "auto"  # auto: nccl on CUDA, gloo on CPU
+
+
+@dataclass
+class LaunchConfig:
+    backend: str = "local"
+    workers: int = 0  # local backend: concurrent runs; 0 = cores // threads_per_job
+    threads_per_job: int = 1  # torch intra-op threads per run
+    max_retries: int = 0
+    ray: RayConfig = field(default_factory=RayConfig)
+    slurm: SlurmConfig = field(default_factory=SlurmConfig)
+    ddp: DDPConfig = field(default_factory=DDPConfig)
+
+    def validate(self) -> None:
+        require(self.workers >= 0, "workers", f"must be >= 0, got {self.workers}")
+        require(self.threads_per_job >= 1, "threads_per_job", f"must be >= 1, got {self.threads_per_job}")
+        require(self.max_retries >= 0, "max_retries", f"must be >= 0, got {self.max_retries}")
+
+
+@dataclass
+class SweepConfig:
+    """``grid``: dotted key → list of values, expanded as a Cartesian product.
+    ``zip``: dotted key → list of values, all lists of one length, taken row by row.
+    The sweep is grid × zip rows; an empty sweep is one run."""
+
+    grid: dict[str, Any] = field(default_factory=dict)
+    zip: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Config:
+    name: str = "run"
+    workload: str = "pde"
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    problem: Any = None  # dataclass chosen by problem.case
+    network: Any = None  # dataclass chosen by network.model
+    integrator: Any = None  # dataclass chosen by integrator.name
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    time: TimeConfig = field(default_factory=TimeConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    launch: LaunchConfig = field(default_factory=LaunchConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
+
+    def validate(self) -> None:
+        require(bool(self.name) and "/" not in self.name, "name", "must be a non-empty name without '/'")
+        dev = self.device
+        ok = dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())
+        require(ok, "device", f"expected auto, cpu, cuda or cuda:N, got '{dev}'")

@@ -1,0 +1,69 @@
+"""SIREN (Sitzmann et al. 2020): sine-activated MLP with its principled initialisation.
+
+Layer k computes ``sin(ω · (W x + b))``. The first layer draws W from U(−1/n_in, 1/n_in)
+(ω = ``omega0``); hidden and output layers from U(−√(6/n_in)/ω_h, √(6/n_in)/ω_h) with
+ω_h = ``omega0_hidden``, which keeps every hidden pre-activation ~N(0, 1)-ish and every
+activation arcsine-distributed on [−1, 1] (variance 1/2) at any depth.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from insr_hpc.config.schema import require
+from insr_hpc.fields.registry import MODELS
+
+
+class SineLayer(nn.Module):
+    def __init__(self, n_in: int, n_out: int, omega: float, first: bool):
+        super().__init__()
+        self.omega = omega
+        self.linear = nn.Linear(n_in, n_out)
+        bound = 1.0 / n_in if first else math.sqrt(6.0 / n_in) / omega
+        with torch.no_grad():
+            self.linear.weight.uniform_(-bound, bound)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sin(self.omega * self.linear(x))
+
+
+@MODELS.register("siren")
+class Siren(nn.Module):
+    @dataclass
+    class Params:
+        model: str = "siren"
+        depth: int = 2  # hidden layers
+        width: int = 20
+        omega0: float = 30.0  # first-layer frequency
+        omega0_hidden: float = 30.0
+        output_scale: float = 1.0  # outputs are multiplied by this (fields with large range)
+
+        def validate(self) -> None:
+            require(self.depth >= 1, "depth", f"must be >= 1, got {self.depth}")
+            require(self.width >= 1, "width", f"must be >= 1, got {self.width}")
+            require(self.omega0 > 0, "omega0", f"must be > 0, got {self.omega0}")
+            require(self.omega0_hidden > 0, "omega0_hidden", f"must be > 0, got {self.omega0_hidden}")
+
+    def __init__(self, params: "Siren.Params", in_dim: int, out_dim: int):
+        super().__init__()
+        self.in_dim, self.out_dim = in_dim, out_dim
+        self.output_scale = params.output_scale
+        layers: list[nn.Module] = [SineLayer(in_dim, params.width, params.omega0, first=True)]
+        for _ in range(params.depth - 1):
+            layers.append(SineLayer(params.width, params.width, params.omega0_hidden, first=False))
+        self.hidden = nn.Sequential(*layers)
+        self.out = nn.Linear(params.width, out_dim)
+        bound = math.sqrt(6.0 / params.width) / params.omega0_hidden
+        with torch.no_grad():
+            self.out.weight.uniform_(-bound, bound)
+
+    @classmethod
+    def build(cls, params: "Siren.Params", in_dim: int, out_dim: int) -> "Siren":
+        return cls(params, in_dim, out_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.hidden(x)) * self.output_scale

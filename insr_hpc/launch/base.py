@@ -1,0 +1,32 @@
+"""The Backend interface: move RunSpecs to where they execute, report states, cancel.
+
+A backend never touches numerics or resume logic (that lives in ``run.execute`` and the
+store), so a spec behaves the same on every backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from insr_hpc.registry import Registry
+from insr_hpc.run import RunSpec
+
+BACKENDS: Registry = Registry("backend", "launch.backend")
+BACKENDS.default = "local"
+
+
+class Backend:
+    """Subclasses implement ``submit`` (and may implement ``cancel``)."""
+
+    name = "base"
+
+    def __init__(self, launch_cfg):
+        self.launch = launch_cfg
+
+    def submit(self, specs: Sequence[RunSpec], sweep_dir: str, progress: bool = True) -> dict[str, str]:
+        """Run ``specs`` and wait for them. Returns run_id → final state (done / failed)."""
+        raise NotImplementedError
+
+    def cancel(self, states: Sequence[dict]) -> list[str]:
+        """Cancel the runs whose ``run.json`` states are given. Returns the run ids cancelled."""
+        raise NotImplementedError(f"backend '{self.name}' cannot cancel")

@@ -1,0 +1,3 @@
+"""PDE workload: INSR time stepping of neural spatial fields."""
+
+from insr_hpc.pde import workload  # noqa: F401  (registers the workload)

@@ -1,0 +1,114 @@
+"""What a PDE case provides, and the registry of cases.
+
+A case owns its fields (one neural field per unknown), domain samplers, residual
+pieces and reference solution; an integrator (``pde/integrators``) turns those into
+one step's objective. Neither names the other: a case exposes ``Term`` objects and
+``step_problems``; an integrator exposes ``objective``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from insr_hpc.registry import Registry
+
+CASES: Registry = Registry("PDE case", "problem.case")
+CASES.default = "advection"
+
+FieldFn = Callable[[torch.Tensor], torch.Tensor]  # points (N, d) → values (N, k)
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    in_dim: int
+    out_dim: int
+
+
+@dataclass
+class SubProblem:
+    """One optimisation inside a time step: which field is optimised, and its loss.
+
+    ``loss(generator)`` draws its own samples from ``generator`` and returns a scalar.
+    """
+
+    name: str
+    field: str
+    loss: Callable[[torch.Generator], torch.Tensor]
+
+
+@dataclass
+class StepContext:
+    """What a case sees when it builds a step's sub-problems."""
+
+    step: int  # the step being computed (≥ 1)
+    t: float  # its time
+    dt: float
+    current: dict[str, FieldFn]  # the fields being optimised (trainable)
+    history: list[dict[str, FieldFn]]  # frozen fields: history[0] = step n, [1] = n−1 …
+    integrator: Any
+    n_interior: int
+    n_boundary: int
+    device: torch.device
+
+
+class Case:
+    """Base class. Subclasses set ``Params``, ``fields``, ``substeps`` and implement the rest."""
+
+    Params: type
+    fields: dict[str, FieldSpec]
+    initial_substeps: tuple[str, ...] = ("fit",)  # sub-problem names of step 0
+    substeps: tuple[str, ...] = ("advance",)  # sub-problem names of every later step
+    history_needed: int = 1  # how many previous steps the step objective uses
+
+    def __init__(self, params: Any, dt: float):
+        self.params = params
+        self.dt = dt
+
+    # sampling ----------------------------------------------------------------
+    def sample_interior(self, n: int, gen: torch.Generator, device: torch.device) -> torch.Tensor:
+        raise NotImplementedError
+
+    def sample_boundary(self, n: int, gen: torch.Generator, device: torch.device) -> torch.Tensor:
+        raise NotImplementedError
+
+    # objectives --------------------------------------------------------------
+    def initial_problems(self, current: dict[str, FieldFn], n_interior: int, n_boundary: int, device) -> list[SubProblem]:
+        """Step 0: fit the initial condition."""
+        raise NotImplementedError
+
+    def step_problems(self, ctx: StepContext) -> list[SubProblem]:
+        raise NotImplementedError
+
+    # output ------------------------------------------------------------------
+    def output_coords(self, resolution: int) -> dict[str, np.ndarray]:
+        """Coordinate arrays of the stored grid (name → 1-D array)."""
+        raise NotImplementedError
+
+    def output_vars(self, resolution: int) -> dict[str, tuple[tuple[str, ...], tuple[int, ...], dict]]:
+        """Per-step stored fields: name → (dims after ``step``, shape after step, attrs)."""
+        raise NotImplementedError
+
+    def evaluate(self, fields: dict[str, FieldFn], resolution: int, device) -> dict[str, np.ndarray]:
+        """The stored fields of one step, on the output grid."""
+        raise NotImplementedError
+
+    error_names: tuple[str, ...] = ("rel_l2", "max_err")
+
+    def reference(self, t: float, resolution: int) -> dict[str, np.ndarray]:
+        """Reference fields at time ``t`` on the output grid (stored beside the outputs).
+
+        Called once per step, in step order (a grid-solver reference may advance itself)."""
+        raise NotImplementedError
+
+    def errors(self, outputs: dict[str, np.ndarray], reference: dict[str, np.ndarray]) -> dict[str, float]:
+        """Errors of one step's outputs against its reference."""
+        raise NotImplementedError
+
+    def figure(self, outputs: dict[str, np.ndarray], t: float, resolution: int):
+        """A matplotlib figure of the step vs the reference, or None."""
+        return None

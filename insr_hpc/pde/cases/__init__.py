@@ -1,0 +1,6 @@
+"""PDE cases: each one module, registered by name (``problem.case``)."""
+
+from insr_hpc.pde.case import CASES
+from insr_hpc.pde.cases import advection  # noqa: F401  (registers)
+
+__all__ = ["CASES"]

@@ -1,0 +1,53 @@
+"""Explicit Euler, implicit Euler and the implicit midpoint rule."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from insr_hpc.pde.integrators.base import INTEGRATORS, Integrator, Term
+
+
+@INTEGRATORS.register("explicit_euler")
+class ExplicitEuler(Integrator):
+    """u⁺ = uⁿ + Δt F(uⁿ). First order; conditionally stable."""
+
+    @dataclass
+    class Params:
+        name: str = "explicit_euler"
+
+    def residual(self, term: Term, new, history, x, dt):
+        prev = history[0]
+        target = prev(x) + dt * term.rhs(prev, x)
+        return new(x) - target.detach()
+
+
+@INTEGRATORS.register("implicit_euler")
+class ImplicitEuler(Integrator):
+    """u⁺ − Δt F(u⁺) = uⁿ. First order; dissipative, unconditionally stable."""
+
+    @dataclass
+    class Params:
+        name: str = "implicit_euler"
+
+    def residual(self, term: Term, new, history, x, dt):
+        prev = history[0]
+        return new(x) - dt * term.rhs(new, x) - prev(x).detach()
+
+
+@INTEGRATORS.register("midpoint")
+class Midpoint(Integrator):
+    """u⁺ = uⁿ + Δt F((u⁺ + uⁿ)/2). Second order; energy-conserving for linear F."""
+
+    @dataclass
+    class Params:
+        name: str = "midpoint"
+
+    def residual(self, term: Term, new, history, x, dt):
+        prev = history[0]
+
+        def mid(y: torch.Tensor) -> torch.Tensor:
+            return 0.5 * (new(y) + prev(y))
+
+        return new(x) - prev(x).detach() - dt * term.rhs(mid, x)

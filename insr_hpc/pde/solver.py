@@ -1,0 +1,132 @@
+"""The INSR step loop: fit the initial condition, then one optimisation per time step
+(per sub-problem), each warm-started from the previous weights, committed to the store."""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from insr_hpc.fields import build_model, flatten_params, load_flat_params, param_layout
+from insr_hpc.pde.case import CASES, Case, StepContext, SubProblem
+from insr_hpc.pde.integrators import INTEGRATORS
+from insr_hpc.pde.optimize import minimize
+from insr_hpc.runtime import RunEnv, derived_seed
+
+
+@dataclass
+class Solver:
+    """Fields, case and integrator of one run, and the per-step work on them."""
+
+    cfg: object
+    env: RunEnv
+
+    def __post_init__(self):
+        cfg = self.cfg
+        self.case: Case = CASES.get(cfg.problem.case)(cfg.problem, cfg.time.dt)
+        self.integrator = INTEGRATORS.get(cfg.integrator.name)(cfg.integrator)
+        torch.manual_seed(cfg.seed)  # network initialisation is part of the seed
+        self.models = {
+            name: build_model(cfg.network, spec.in_dim, spec.out_dim).to(self.env.device)
+            for name, spec in self.case.fields.items()
+        }
+        self.n_history = max(self.case.history_needed, self.integrator.history_needed)
+        self.history: list[np.ndarray] = []  # flat weights of steps n, n−1, … (newest first)
+        self._frozen = {name: copy.deepcopy(m).requires_grad_(False) for name, m in self.models.items()}
+
+    # weights ------------------------------------------------------------------
+    def layout(self) -> list[dict]:
+        out, offset = [], 0
+        for name, model in self.models.items():
+            for entry in param_layout(model):
+                out.append({**entry, "name": f"{name}.{entry['name']}", "offset": offset + entry["offset"]})
+            offset += sum(p.numel() for p in model.parameters())
+        return out
+
+    def n_params(self) -> int:
+        return sum(p.numel() for m in self.models.values() for p in m.parameters())
+
+    def flat_weights(self) -> np.ndarray:
+        return np.concatenate([flatten_params(m) for m in self.models.values()])
+
+    def _split(self, flat: np.ndarray) -> dict[str, np.ndarray]:
+        parts, offset = {}, 0
+        for name, model in self.models.items():
+            n = sum(p.numel() for p in model.parameters())
+            parts[name] = flat[offset : offset + n]
+            offset += n
+        return parts
+
+    def load_weights(self, flat: np.ndarray) -> None:
+        for name, part in self._split(flat).items():
+            load_flat_params(self.models[name], part)
+
+    def push_history(self, flat: np.ndarray) -> None:
+        self.history.insert(0, flat)
+        del self.history[self.n_history :]
+
+    def _frozen_fields(self, flat: np.ndarray) -> dict[str, Callable]:
+        out = {}
+        for name, part in self._split(flat).items():
+            model = copy.deepcopy(self._frozen[name])
+            load_flat_params(model, part)
+            out[name] = model
+        return out
+
+    # one step -----------------------------------------------------------------
+    def problems(self, step: int) -> list[SubProblem]:
+        cfg, env = self.cfg, self.env
+        n_int = max(1, cfg.sampling.interior // env.world_size)
+        n_bdy = max(1, cfg.sampling.boundary // env.world_size) if cfg.sampling.boundary else 0
+        if step == 0:
+            return self.case.initial_problems(self.models, n_int, n_bdy, env.device)
+        ctx = StepContext(
+            step=step,
+            t=step * cfg.time.dt,
+            dt=cfg.time.dt,
+            current=self.models,
+            history=[self._frozen_fields(h) for h in self.history],
+            integrator=self.integrator,
+            n_interior=n_int,
+            n_boundary=n_bdy,
+            device=env.device,
+        )
+        return self.case.step_problems(ctx)
+
+    def advance(self, step: int, on_losses: Callable[[str, list[float]], None] | None = None) -> dict:
+        """Compute step ``step`` (0 = initial fit). Returns iterations and final loss by sub-problem name."""
+        cfg, env = self.cfg, self.env
+        oc = cfg.optim
+        lr, max_iters = (oc.init_lr, oc.init_max_iters) if step == 0 else (oc.lr, oc.max_iters)
+        iters, losses = {}, {}
+        t0 = time.perf_counter()
+        for k, sp in enumerate(self.problems(step)):
+            gen = torch.Generator().manual_seed(derived_seed(cfg.seed, step, k, env.rank))
+            res = minimize(
+                self.models[sp.field].parameters(),
+                sp.loss,
+                gen,
+                lr=lr,
+                max_iters=max_iters,
+                tol=oc.tol,
+                rtol=oc.rtol,
+                window=oc.window,
+                grad_clip=oc.grad_clip,
+                reduce_grads=env.reduce_grads,
+                reduce_loss=env.reduce_scalar,
+            )
+            iters[sp.name] = res.iterations
+            losses[sp.name] = res.final_loss
+            if on_losses is not None:
+                on_losses(sp.name, res.losses)
+        flat = self.flat_weights()
+        self.push_history(flat)
+        return {"iterations": iters, "loss": losses, "weights": flat, "seconds": time.perf_counter() - t0}
+
+    def substep_names(self) -> list[str]:
+        """Columns of the store's ``iterations``/``loss``: step 0's sub-problems, then a step's."""
+        return [*self.case.initial_substeps, *self.case.substeps]

@@ -1,0 +1,183 @@
+"""The PDE workload: a Solver driven step by step into a StepStore and TensorBoard.
+
+Idempotent: started again on the same run directory it continues after the last
+committed step (weights reloaded from the store), and does nothing if all are done.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from insr_hpc.config.load import config_to_dict, config_to_yaml
+from insr_hpc.config.schema import Config
+from insr_hpc.fields import MODELS
+from insr_hpc.monitor import Monitor
+from insr_hpc.pde.cases import CASES
+from insr_hpc.pde.integrators import INTEGRATORS
+from insr_hpc.pde.solver import Solver
+from insr_hpc.runtime import RunEnv, git_commit, package_versions
+from insr_hpc.store import StepStore, VarSpec, json_safe
+from insr_hpc.workloads import WORKLOADS, check_resumable
+
+
+def store_variables(solver: Solver) -> dict[str, VarSpec]:
+    cfg, case = solver.cfg, solver.case
+    res = cfg.output.resolution
+    n = cfg.time.steps + 1
+    subs = solver.substep_names()
+    errs = case.error_names
+    variables: dict[str, VarSpec] = {
+        "step": VarSpec(("step",), (n,), "int32", {"long_name": "time step index"}, np.arange(n, dtype=np.int32)),
+        "time": VarSpec(("step",), (n,), "float64", {"long_name": "time", "units": "1"}, np.arange(n) * cfg.time.dt),
+        "substep": VarSpec(("substep",), (len(subs),), "str", {"long_name": "sub-problem"}, np.array(subs)),
+    }
+    # the coordinate arrays of the case's output grid
+    for name, values in case.output_coords(res).items():
+        variables[name] = VarSpec((name,), values.shape, "float64", {"long_name": name}, values)
+    variables["weights"] = VarSpec(
+        ("step", "parameter"),
+        (n, solver.n_params()),
+        "float32",
+        {"long_name": "flattened network parameters; layout in the store attribute param_layout"},
+    )
+    for name, (dims, shape, attrs) in case.output_vars(res).items():
+        variables[name] = VarSpec(("step", *dims), (n, *shape), "float32", attrs)
+    variables["iterations"] = VarSpec(("step", "substep"), (n, len(subs)), "int32", {"long_name": "Adam iterations"})
+    variables["loss"] = VarSpec(("step", "substep"), (n, len(subs)), "float64", {"long_name": "final loss (mean of last window)"})
+    variables["seconds"] = VarSpec(("step",), (n,), "float64", {"long_name": "wall time of the step", "units": "s"})
+    for name in errs:
+        variables[name] = VarSpec(("step",), (n,), "float64", {"long_name": f"{name} vs reference"})
+    return variables
+
+
+def store_attrs(cfg: Config, solver: Solver, run_id: str) -> dict[str, Any]:
+    return json_safe(
+        {
+            "title": f"insr-hpc {cfg.problem.case} run {run_id}",
+            "run_id": run_id,
+            "workload": "pde",
+            "case": cfg.problem.case,
+            "integrator": cfg.integrator.name,
+            "model": cfg.network.model,
+            "fields": {name: [s.in_dim, s.out_dim] for name, s in solver.case.fields.items()},
+            "seed": cfg.seed,
+            "config": config_to_dict(cfg),
+            "config_yaml": config_to_yaml(cfg),
+            "git_commit": git_commit(),
+            "versions": package_versions(),
+            "param_layout": solver.layout(),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "complete": False,
+        }
+    )
+
+
+def run_pde(cfg: Config, run_dir: str, env: RunEnv, run_id: str = "r000") -> dict[str, Any]:
+    """Run (or resume) one PDE job. Returns a summary (steps done, final errors)."""
+    solver = Solver(cfg, env)
+    path = os.path.join(run_dir, "store.zarr")
+    if cfg.output.overwrite and env.is_main and os.path.exists(path):
+        shutil.rmtree(path)
+        shutil.rmtree(os.path.join(run_dir, "tb"), ignore_errors=True)
+    env.barrier()
+    if StepStore.exists(path):
+        store = StepStore.open(path)
+        check_resumable(store.attrs.get("config", {}), config_to_dict(cfg), path)
+    else:
+        store = StepStore.create(path, store_variables(solver), store_attrs(cfg, solver, run_id)) if env.is_main else None
+        env.barrier()
+        store = store or StepStore.open(path)
+    start = store.completed_steps()
+    total = cfg.time.steps + 1
+    # Reload the last committed weights (and the history the integrator needs).
+    for k in range(max(0, start - solver.n_history), start):
+        solver.push_history(store.read_step("weights", k))
+    if start > 0:
+        solver.load_weights(solver.history[0])
+    done_iters = int(np.asarray(store.group["iterations"][:start]).clip(min=0).sum()) if start else 0
+    monitor = Monitor(os.path.join(run_dir, "tb"), start, done_iters, cfg.output.log_every, enabled=env.is_main)
+    # A grid-solver reference may need to be advanced through the steps already done.
+    for k in range(start):
+        solver.case.reference(k * cfg.time.dt, cfg.output.resolution)
+
+    subs = solver.substep_names()
+    global_iter = done_iters
+    bar = tqdm(total=total, initial=start, desc=run_id, unit="step", disable=None if env.progress else True, leave=False)
+    try:
+        for step in range(start, total):
+            t = step * cfg.time.dt
+
+            def log_losses(name: str, losses: list[float], step=step) -> None:
+                nonlocal global_iter
+                monitor.iteration_losses(name, losses, global_iter)
+                global_iter += len(losses)
+
+            result = solver.advance(step, log_losses)
+            outputs = solver.case.evaluate(solver.models, cfg.output.resolution, env.device)
+            reference = solver.case.reference(t, cfg.output.resolution)
+            errors = solver.case.errors(outputs, reference)
+            if env.is_main:
+                iters = np.array([result["iterations"].get(s, -1) for s in subs], dtype=np.int32)
+                losses = np.array([result["loss"].get(s, np.nan) for s in subs])
+                store.commit_step(
+                    step,
+                    {
+                        "weights": result["weights"],
+                        **outputs,
+                        **reference,
+                        "iterations": iters,
+                        "loss": losses,
+                        "seconds": result["seconds"],
+                        **errors,
+                    },
+                )
+                scalars = {f"error/{k}": v for k, v in errors.items()}
+                scalars.update({f"iterations/{s}": result["iterations"][s] for s in result["iterations"]})
+                scalars.update({f"final_loss/{s}": result["loss"][s] for s in result["loss"]})
+                monitor.step_scalars(step, scalars)
+                every = cfg.output.figure_every
+                if every and (step % every == 0 or step == total - 1):
+                    monitor.step_figure(step, "field", solver.case.figure(outputs, t, cfg.output.resolution))
+            bar.update(1)
+            bar.set_postfix(loss=f"{max(result['loss'].values()):.2e}", **{k: f"{v:.2e}" for k, v in errors.items()})
+            env.barrier()
+        summary = _summary(store, solver.case.error_names)
+        if env.is_main:
+            if not store.attrs.get("complete"):
+                monitor.hparams(_hparams(cfg), summary["final"])
+            store.finish({"complete": True, "final_errors": summary["final"]})
+        return summary
+    finally:
+        bar.close()
+        monitor.close()
+
+
+def _summary(store: StepStore, error_names) -> dict[str, Any]:
+    last = store.completed_steps() - 1
+    final = {name: float(store.read_step(name, last)) for name in error_names}
+    final["max_over_steps_rel_l2"] = float(np.nanmax(store.group[error_names[0]][: last + 1]))
+    return {"steps_done": last + 1, "final": final}
+
+
+def _hparams(cfg: Config) -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    data = config_to_dict(cfg)
+    for section in ("problem", "network", "integrator", "optim", "time", "sampling"):
+        for key, value in (data.get(section) or {}).items():
+            flat[f"{section}.{key}"] = value
+    flat["seed"] = cfg.seed
+    return flat
+
+
+@WORKLOADS.register("pde")
+class PDEWorkload:
+    config_class = Config
+    tagged_sections = {"problem": ("case", CASES), "network": ("model", MODELS), "integrator": ("name", INTEGRATORS)}
+    run = staticmethod(run_pde)

@@ -1,0 +1,95 @@
+"""RunSpec (plain, picklable) and ``execute``: run one job wherever it landed.
+
+The run directory holds ``spec.json`` (what to run), ``run.json`` (its state),
+``store.zarr`` and ``tb/``. Resume logic lives in the workload and the store, so a
+spec executed twice, on any backend, continues where the first left off.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+from insr_hpc.catalog import build_config
+from insr_hpc.runtime import RunEnv, select_device
+from insr_hpc.workloads import WORKLOADS
+
+STATES = ("pending", "running", "done", "failed", "cancelled")
+
+
+@dataclass
+class RunSpec:
+    run_id: str
+    run_dir: str
+    config: dict[str, Any]  # fully resolved config (plain data)
+    overrides: dict[str, Any] = field(default_factory=dict)  # this sweep point's values
+
+    def save(self) -> str:
+        os.makedirs(self.run_dir, exist_ok=True)
+        path = os.path.join(self.run_dir, "spec.json")
+        _atomic_json(path, asdict(self))
+        return path
+
+    @classmethod
+    def load(cls, path: str) -> RunSpec:
+        with open(path, encoding="utf-8") as fh:
+            return cls(**json.load(fh))
+
+
+def _atomic_json(path: str, data: dict) -> None:
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=1, default=str)
+    os.replace(tmp, path)
+
+
+def read_state(run_dir: str) -> dict[str, Any]:
+    try:
+        with open(os.path.join(run_dir, "run.json"), encoding="utf-8") as fh:
+            return json.load(fh)
+    except (OSError, json.JSONDecodeError):
+        return {"state": "pending"}
+
+
+def update_state(run_dir: str, **changes: Any) -> dict[str, Any]:
+    state = read_state(run_dir)
+    state.update(changes)
+    state["updated"] = time.time()
+    _atomic_json(os.path.join(run_dir, "run.json"), state)
+    return state
+
+
+def execute(spec: RunSpec, env: RunEnv | None = None, threads: int | None = None) -> dict[str, Any]:
+    """Run one spec in this process. Records running/done/failed in ``run.json``.
+
+    Returns the workload's summary; re-raises the workload's exception after recording it.
+    """
+    cfg = build_config(spec.config)
+    if threads is None:
+        threads = cfg.launch.threads_per_job
+    torch.set_num_threads(max(1, threads))
+    env = env or RunEnv(device=select_device(cfg.device))
+    if env.is_main:
+        update_state(
+            spec.run_dir, run_id=spec.run_id, state="running", host=socket.gethostname(), pid=os.getpid(),
+            started=time.time(), reason=None, overrides=spec.overrides,
+        )
+    try:
+        summary = WORKLOADS.get(cfg.workload).run(cfg, spec.run_dir, env, spec.run_id)
+    except BaseException as exc:
+        if env.is_main:
+            reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
+            with open(os.path.join(spec.run_dir, "error.txt"), "w", encoding="utf-8") as fh:
+                fh.write(traceback.format_exc())
+            update_state(spec.run_dir, state="failed", reason=reason, ended=time.time())
+        raise
+    if env.is_main:
+        update_state(spec.run_dir, state="done", ended=time.time(), summary=summary)
+    return summary

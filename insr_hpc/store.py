@@ -1,0 +1,147 @@
+"""The per-run Zarr store (zarr 3): the contract with users and with ``analysis/``.
+
+Layout (documented in docs/store.md, version in ``attrs["store_version"]``):
+every array whose first dimension is ``step`` has one chunk per step and is
+preallocated for all steps (NaN / fill value until written). A step is complete only
+when ``committed[step] == 1``; that chunk is written last, and zarr's local store
+writes each chunk by rename, so a crash never leaves a step that looks complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import zarr
+
+STORE_VERSION = 1
+
+warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part", category=UserWarning)
+
+
+@dataclass
+class VarSpec:
+    """One array: dims (first is usually ``step``), shape, dtype, CF attributes."""
+
+    dims: tuple[str, ...]
+    shape: tuple[int, ...]
+    dtype: str = "float32"
+    attrs: dict[str, Any] = field(default_factory=dict)
+    data: np.ndarray | None = None  # static arrays (coordinates) are written at creation
+
+    @property
+    def per_step(self) -> bool:
+        return bool(self.dims) and self.dims[0] == "step"
+
+
+def _fill(dtype: str) -> Any:
+    kind = np.dtype(dtype).kind
+    return np.nan if kind == "f" else (0 if kind in "iub" else "")
+
+
+class StepStore:
+    """Create, reopen, write and commit one run's time-stepped store."""
+
+    def __init__(self, path: str, group: zarr.Group):
+        self.path = path
+        self.group = group
+
+    # -- creation / reopening -------------------------------------------------
+    @classmethod
+    def create(cls, path: str, variables: Mapping[str, VarSpec], attrs: Mapping[str, Any]) -> StepStore:
+        """Write the skeleton of a new store: every array, coordinates, attributes.
+
+        Built in ``path + '.partial'`` and renamed, so a store either exists whole or not.
+        """
+        tmp = path + ".partial"
+        if os.path.exists(tmp):
+            shutil.rmtree(tmp)
+        group = zarr.open_group(tmp, mode="w-", zarr_format=3)
+        group.attrs.update({**attrs, "store_version": STORE_VERSION})
+        n_steps = None
+        for name, spec in variables.items():
+            chunks = (1, *spec.shape[1:]) if spec.per_step else spec.shape
+            attrs_ = dict(spec.attrs)
+            if spec.per_step and name not in ("step", "time") and "time" in variables:
+                attrs_.setdefault("coordinates", "time")
+            arr = group.create_array(
+                name,
+                shape=spec.shape,
+                chunks=chunks,
+                dtype=spec.dtype if spec.dtype != "str" else str,
+                fill_value=_fill(spec.dtype) if spec.dtype != "str" else "",
+                dimension_names=spec.dims,
+                attributes=attrs_,
+            )
+            if spec.data is not None:
+                arr[...] = spec.data
+            if spec.per_step:
+                n_steps = spec.shape[0]
+        if "committed" not in variables:
+            arr = group.create_array(
+                "committed",
+                shape=(n_steps,),
+                chunks=(1,),
+                dtype="uint8",
+                fill_value=0,
+                dimension_names=("step",),
+                attributes={"long_name": "1 once every array of this step is written"},
+            )
+        zarr.consolidate_metadata(tmp)
+        os.replace(tmp, path)
+        return cls.open(path)
+
+    @classmethod
+    def open(cls, path: str) -> StepStore:
+        return cls(path, zarr.open_group(path, mode="r+", zarr_format=3))
+
+    @staticmethod
+    def exists(path: str) -> bool:
+        return os.path.exists(os.path.join(path, "zarr.json"))
+
+    # -- progress -------------------------------------------------------------
+    @property
+    def attrs(self) -> dict[str, Any]:
+        return dict(self.group.attrs)
+
+    @property
+    def n_steps(self) -> int:
+        return int(self.group["committed"].shape[0])
+
+    def committed(self) -> np.ndarray:
+        return np.asarray(self.group["committed"][:]).astype(bool)
+
+    def completed_steps(self) -> int:
+        """Number of leading committed steps (a resumed run continues after these)."""
+        done = self.committed()
+        return int(np.argmin(done)) if not done.all() else len(done)
+
+    # -- writing ----------------------------------------------------------------
+    def write_step(self, step: int, values: Mapping[str, Any]) -> None:
+        """Write step ``step`` of each named per-step array (not yet committed)."""
+        for name, value in values.items():
+            self.group[name][step] = np.asarray(value)
+
+    def commit_step(self, step: int, values: Mapping[str, Any]) -> None:
+        """Write a step's arrays, then mark it complete (the marker is written last)."""
+        self.write_step(step, values)
+        self.group["committed"][step] = 1
+
+    def read_step(self, name: str, step: int) -> np.ndarray:
+        return np.asarray(self.group[name][step])
+
+    def finish(self, extra_attrs: Mapping[str, Any]) -> None:
+        """Record run-level results and refresh consolidated metadata."""
+        self.group.attrs.update(dict(extra_attrs))
+        zarr.consolidate_metadata(self.path)
+
+
+def json_safe(obj: Any) -> Any:
+    """Round-trip through JSON so attributes hold plain types only."""
+    return json.loads(json.dumps(obj, default=str))

@@ -1,0 +1,44 @@
+"""The workload registry (``workload: pde | recon``) and rules shared by workloads.
+
+A workload entry has ``config_class`` (its typed Config), ``tagged_sections``
+(section → (tag key, registry)) and ``run(cfg, run_dir, env, run_id) -> summary``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from insr_hpc.errors import InsrError
+from insr_hpc.registry import Registry
+
+WORKLOADS: Registry = Registry("workload", "workload")
+WORKLOADS.default = "pde"
+
+# Keys that may change between a run and its resumption: they do not change results.
+RESUME_FREE = ("name", "launch", "sweep", "device", "output.root", "output.overwrite", "output.log_every", "output.figure_every")
+
+
+def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def check_resumable(stored: Mapping[str, Any], current: Mapping[str, Any], path: str) -> None:
+    """Refuse to resume a store written with a config that changes results."""
+    a, b = _flatten(stored), _flatten(current)
+
+    def free(key: str) -> bool:
+        return any(key == k or key.startswith(k + ".") for k in RESUME_FREE)
+
+    for key in sorted(set(a) | set(b)):
+        if not free(key) and a.get(key) != b.get(key):
+            raise InsrError(
+                f"store '{path}' was written with {key}={a.get(key)!r}, this run has {key}={b.get(key)!r}; "
+                "use another output.root or output.overwrite=true"
+            )

@@ -75,7 +75,7 @@ def cmd_run(args) -> int:
 def cmd_submit(args) -> int:
     from insr_hpc.analysis.status import format_table, run_status
     from insr_hpc.plan import plan_runs
-    from insr_hpc.run import read_state
+    from insr_hpc.run import read_state, update_state
 
     plan = plan_runs(args.config, args.overrides)
     backend_name = args.backend or plan.launch.backend
@@ -90,6 +90,9 @@ def cmd_submit(args) -> int:
     skipped = len(plan.specs) - len(todo)
     if skipped:
         print(f"{skipped} run(s) already done, skipped")
+    for spec in todo:  # visible to `insr-hpc status` before a worker picks them up
+        spec.save()
+        update_state(spec.run_dir, run_id=spec.run_id, state="pending", reason=None, backend=backend_name)
     results = backend.submit(todo, plan.sweep_dir, progress=True) if todo else {}
     print(format_table([run_status(s.run_dir) for s in plan.specs]))
     failed = [rid for rid, st in results.items() if st != "done"]

@@ -56,11 +56,11 @@ def minimize(
         if reduce_loss is not None:
             value = reduce_loss(value)
         losses.append(value)
-        if value < tol:
+        if 0 <= value < tol:  # residual losses; an energy (may be < 0) stops by the window rule
             break
         if it % window == 0:
             cur = sum(losses[-window:]) / window
-            if cur < best * (1 - rtol):
+            if cur < best - rtol * abs(best):  # abs: energies may be negative
                 best, stale = cur, 0
             else:
                 stale += 1

@@ -60,7 +60,7 @@ def minimize(
             break
         if it % window == 0:
             cur = sum(losses[-window:]) / window
-            if cur < best - rtol * abs(best):  # abs: energies may be negative
+            if best == float("inf") or cur < best - rtol * abs(best):  # abs: energies may be < 0
                 best, stale = cur, 0
             else:
                 stale += 1

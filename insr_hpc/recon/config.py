@@ -7,6 +7,7 @@ workload shares (name, seed, device, network, output.root, launch, sweep), and i
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,9 @@ class DataConfig:
 
     def validate(self) -> None:
         require(bool(self.path), "path", "must be a netCDF file or Zarr store path")
+        from insr_hpc.recon.data import resolve_path  # checked before any run directory is made
+
+        require(os.path.exists(resolve_path(self.path)), "path", f"'{self.path}': no such file or Zarr store")
         require(bool(self.variable), "variable", "must name a data variable")
 
 

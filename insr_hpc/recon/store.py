@@ -10,7 +10,7 @@ Layout (``store_kind = "recon"``, version in ``store_version``; see docs/recon.m
 * per time step (one chunk per step): ``observed`` (uint8 mask), ``target`` (the source
   field), ``reconstruction`` and ``error`` (reconstruction − target), both written at the
   end of training;
-* ``weights`` (flat network parameters, layout in attrs ``param_layout``), ``latent``
+* ``weights`` (flat network parameters, layout in attrs ``param_layout``), ``latent_code``
   (time, latent) for auto-decoder models.
 
 The store is built in ``path.partial`` and renamed, and ``attrs["complete"]`` becomes

@@ -59,7 +59,7 @@ def store_arrays(cfg: ReconConfig, fld: Field, observed: np.ndarray, trainer: Tr
                          {"long_name": "flattened network parameters; layout in attrs param_layout"}),
     }
     if trainer.codes is not None:
-        arrays["latent"] = Array(("time", "latent"), tuple(trainer.codes.shape), "float32", {"long_name": "per-time-step latent code z_t"})
+        arrays["latent_code"] = Array(("time", "latent"), tuple(trainer.codes.shape), "float32", {"long_name": "per-time-step latent code z_t"})
     for name in ("loss", "mse", "mse_unobserved", "rmse", "lr", "seconds"):
         arrays[name].attrs["coordinates"] = "epoch"
     return arrays
@@ -137,7 +137,7 @@ def run_recon(cfg: ReconConfig, run_dir: str, env: RunEnv, run_id: str = "r000")
             "reconstruction": pred, "error": pred - fld.values, "weights": flatten_params(trainer.model),
         }
         if trainer.codes is not None:
-            final["latent"] = trainer.codes.detach().cpu().numpy()
+            final["latent_code"] = trainer.codes.detach().cpu().numpy()
         for name, value in final.items():
             store.group[name][...] = value
         summary = _summary(store)

@@ -112,6 +112,7 @@ def run_recon(cfg: ReconConfig, run_dir: str, env: RunEnv, run_id: str = "r000")
     monitor = Monitor(os.path.join(run_dir, "tb"), start, start * n_batches, cfg.output.log_every)
     epochs = cfg.train.epochs
     bar = tqdm(total=epochs, initial=start, desc=run_id, unit="epoch", disable=None if env.progress else True, leave=False)
+    pred = None  # the last evaluation's field, reused for the store after the last epoch
     try:
         for epoch in range(start + 1, epochs + 1):
             lr = trainer.optimizer.param_groups[0]["lr"]
@@ -131,7 +132,8 @@ def run_recon(cfg: ReconConfig, run_dir: str, env: RunEnv, run_id: str = "r000")
                 _save_checkpoint(ckpt, trainer)
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.2e}", **({"mse": f"{values['mse']:.2e}"} if "mse" in values else {}))
-        pred = problem.denormalise(trainer.predict())
+        if pred is None:  # resumed after the last epoch was committed
+            pred = problem.denormalise(trainer.predict())
         pred[:, ~fld.valid] = np.nan  # no data there (land in SST): nothing to reconstruct
         final = {
             "reconstruction": pred, "error": pred - fld.values, "weights": flatten_params(trainer.model),

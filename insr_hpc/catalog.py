@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from insr_hpc import pde  # noqa: F401  (registers the pde workload)
+from insr_hpc import recon  # noqa: F401  (registers the recon workload)
 from insr_hpc.config import load as _load
 from insr_hpc.workloads import WORKLOADS
 

@@ -1,0 +1,46 @@
+"""ResMLP: a ReLU MLP with identity skip connections, x_{k+1} = x_k + gelu(W_k x_k + b_k).
+
+Inputs (N, in_dim) → lift to ``width`` → ``depth`` residual layers → (N, out_dim).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from insr_hpc.config.schema import require
+from insr_hpc.fields.registry import MODELS
+
+
+@MODELS.register("resmlp")
+class ResMLP(nn.Module):
+    latent_dim = 0
+
+    @dataclass
+    class Params:
+        model: str = "resmlp"
+        width: int = 250
+        depth: int = 6
+
+        def validate(self) -> None:
+            require(self.width >= 1, "width", f"must be >= 1, got {self.width}")
+            require(self.depth >= 1, "depth", f"must be >= 1, got {self.depth}")
+
+    def __init__(self, params: "ResMLP.Params", in_dim: int, out_dim: int):
+        super().__init__()
+        self.in_dim, self.out_dim = in_dim, out_dim
+        self.lift = nn.Linear(in_dim, params.width)
+        self.blocks = nn.ModuleList(nn.Linear(params.width, params.width) for _ in range(params.depth))
+        self.out = nn.Linear(params.width, out_dim)
+
+    @classmethod
+    def build(cls, params: "ResMLP.Params", in_dim: int, out_dim: int) -> "ResMLP":
+        return cls(params, in_dim, out_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.lift(x)
+        for lin in self.blocks:
+            h = h + torch.nn.functional.gelu(lin(h))
+        return self.out(h)

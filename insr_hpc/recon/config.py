@@ -1,0 +1,111 @@
+"""Typed config of the ``recon`` workload (``workload: recon``).
+
+A sibling of :class:`insr_hpc.config.schema.Config`: same top-level keys for what every
+workload shares (name, seed, device, network, output.root, launch, sweep), and its own
+``data``, ``task`` and ``train`` sections.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from insr_hpc.config.schema import LaunchConfig, SweepConfig, require
+
+TASKS = ("task1", "task2", "task3", "task4")
+
+
+@dataclass
+class DataConfig:
+    # a netCDF file or Zarr store; "sample:NAME" is NAME inside the iris-sample-data package
+    path: str = "sample:A1B_north_america.nc"
+    variable: str = "air_temperature"
+
+    def validate(self) -> None:
+        require(bool(self.path), "path", "must be a netCDF file or Zarr store path")
+        from insr_hpc.recon.data import resolve_path  # checked before any run directory is made
+
+        require(os.path.exists(resolve_path(self.path)), "path", f"'{self.path}': no such file or Zarr store")
+        require(bool(self.variable), "variable", "must name a data variable")
+
+
+@dataclass
+class TaskConfig:
+    """Which points are observed (Luo et al. 2024, sec. 4): task1 fixed count, fixed
+    positions; task2 random count, fixed positions; task3 fixed count, random positions
+    per time step; task4 random count, random positions. Random counts are drawn per time
+    step uniformly between ``ratio_min`` and ``ratio`` of the valid grid points."""
+
+    name: str = "task1"
+    ratio: float = 0.05
+    ratio_min: float = 0.01
+    seed: int = 3407
+
+    def validate(self) -> None:
+        require(self.name in TASKS, "name", f"expected one of {', '.join(TASKS)}, got '{self.name}'")
+        require(0 < self.ratio <= 1, "ratio", f"must be in (0, 1], got {self.ratio}")
+        require(0 < self.ratio_min <= self.ratio, "ratio_min", f"must be in (0, ratio={self.ratio}], got {self.ratio_min}")
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 200
+    batch_steps: int = 24  # time steps per optimiser step (all their observed points)
+    lr: float = 5e-3
+    # network.model → lr, overriding ``lr`` (SIREN at 5e-3 collapses to a constant field)
+    lr_by_model: dict[str, float] = field(default_factory=lambda: {"siren": 1e-4})
+    weight_decay: float = 1e-5
+    lr_decay: float = 0.99  # multiplied into the lr after every epoch
+    grad_clip: float = 1.0  # max global gradient norm; 0 = off
+    eval_every: int = 10  # epochs between full-grid errors (always at the last epoch)
+    checkpoint_every: int = 10  # epochs between resume checkpoints (always at the last epoch)
+
+    def validate(self) -> None:
+        require(self.epochs >= 1, "epochs", f"must be >= 1, got {self.epochs}")
+        require(self.batch_steps >= 1, "batch_steps", f"must be >= 1, got {self.batch_steps}")
+        require(self.lr > 0, "lr", f"must be > 0, got {self.lr}")
+        for name, lr in self.lr_by_model.items():
+            require(lr > 0, f"lr_by_model.{name}", f"must be > 0, got {lr}")
+        require(self.weight_decay >= 0, "weight_decay", f"must be >= 0, got {self.weight_decay}")
+        require(0 < self.lr_decay <= 1, "lr_decay", f"must be in (0, 1], got {self.lr_decay}")
+        require(self.grad_clip >= 0, "grad_clip", f"must be >= 0, got {self.grad_clip}")
+        require(self.eval_every >= 1, "eval_every", f"must be >= 1, got {self.eval_every}")
+        require(self.checkpoint_every >= 1, "checkpoint_every", f"must be >= 1, got {self.checkpoint_every}")
+
+    def lr_for(self, model: str) -> float:
+        return float(self.lr_by_model.get(model, self.lr))
+
+
+@dataclass
+class ReconOutputConfig:
+    root: str = "runs"
+    log_every: int = 1  # TensorBoard: every k-th batch loss
+    figure_every: int = 50  # TensorBoard: true/reconstructed/error maps every k epochs (0 = last only)
+    overwrite: bool = False
+
+    def validate(self) -> None:
+        require(bool(self.root), "root", "must be a directory path")
+        require(self.log_every >= 1, "log_every", f"must be >= 1, got {self.log_every}")
+        require(self.figure_every >= 0, "figure_every", f"must be >= 0, got {self.figure_every}")
+
+
+@dataclass
+class ReconConfig:
+    name: str = "recon"
+    workload: str = "recon"
+    seed: int = 3407  # network initialisation and batch order
+    device: str = "auto"
+    data: DataConfig = field(default_factory=DataConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    network: Any = None  # dataclass chosen by network.model
+    output: ReconOutputConfig = field(default_factory=ReconOutputConfig)
+    launch: LaunchConfig = field(default_factory=LaunchConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
+
+    def validate(self) -> None:
+        require(bool(self.name) and "/" not in self.name, "name", "must be a non-empty name without '/'")
+        dev = self.device
+        ok = dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())
+        require(ok, "device", f"expected auto, cpu, cuda or cuda:N, got '{dev}'")

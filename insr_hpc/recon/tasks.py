@@ -1,0 +1,42 @@
+"""Observation patterns of the four reconstruction tasks (Luo et al. 2024, sec. 4).
+
+Every function is pure: (task, ratios, valid mask, number of time steps, seed) →
+``observed`` (T, H, W) bool, True only on valid grid points.
+
+* task1 — the same ``round(ratio·V)`` points at every time step (V = valid points).
+* task2 — one fixed random ordering of the valid points; time step t observes its first
+  n_t points, n_t drawn uniformly in [ratio_min·V, ratio·V]: random count, fixed positions.
+* task3 — ``round(ratio·V)`` points drawn afresh at every time step.
+* task4 — n_t as in task2, positions drawn afresh at every time step.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from insr_hpc.recon.config import TASKS
+
+
+def count(ratio: float, n_valid: int) -> int:
+    """Observed points for a sampling ratio: at least one."""
+    return max(1, min(n_valid, int(round(ratio * n_valid))))
+
+
+def observation_mask(task: str, ratio: float, ratio_min: float, valid: np.ndarray, n_times: int, seed: int) -> np.ndarray:
+    if task not in TASKS:
+        raise ValueError(f"unknown task '{task}' (known: {', '.join(TASKS)})")
+    rng = np.random.default_rng(seed)
+    flat_valid = np.flatnonzero(valid.ravel())
+    n_valid = flat_valid.size
+    hi = count(ratio, n_valid)
+    lo = count(ratio_min, n_valid)
+    random_count = task in ("task2", "task4")
+    random_positions = task in ("task3", "task4")
+    counts = rng.integers(lo, hi + 1, size=n_times) if random_count else np.full(n_times, hi)
+    order = rng.permutation(flat_valid)
+    mask = np.zeros((n_times, valid.size), dtype=bool)
+    for t in range(n_times):
+        if random_positions:
+            order = rng.permutation(flat_valid)
+        mask[t, order[: counts[t]]] = True
+    return mask.reshape(n_times, *valid.shape)

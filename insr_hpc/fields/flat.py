@@ -27,7 +27,10 @@ def load_flat_params(model: nn.Module, flat: np.ndarray) -> nn.Module:
     if flat.shape != (n,):
         raise ValueError(f"flat parameter vector has shape {flat.shape}, model needs ({n},)")
     ref = next(model.parameters())
-    vec = torch.as_tensor(np.asarray(flat), dtype=ref.dtype, device=ref.device)
+    # A copy: vector_to_parameters makes the parameters views of ``vec``, and as_tensor
+    # would share memory with ``flat``, so training would overwrite the caller's array
+    # (e.g. the solver's history of previous steps after a resume).
+    vec = torch.tensor(np.asarray(flat), dtype=ref.dtype, device=ref.device)
     with torch.no_grad():
         torch.nn.utils.vector_to_parameters(vec, model.parameters())
     return model

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Sequence
@@ -75,11 +76,17 @@ def sbatch_text(launch_cfg, folder: str, n_runs: int = 1, command: str = "python
     return _make_sbatch_string(command=command, folder=folder, **params)
 
 
+class JobTerminated(SystemExit):
+    """SIGTERM reached the run: scancel, or the time limit / a preemption without USR2."""
+
+
 class RunJob(Checkpointable):
     """What each Slurm task executes: one RunSpec (rank ``SLURM_PROCID`` of a DDP run).
 
     Checkpointable: on USR2 submitit calls ``checkpoint`` (inherited), which resubmits
-    this object with the same spec; the store holds everything done so far."""
+    this object with the same spec, requeues the job and exits; the store holds
+    everything done so far. SIGTERM (which submitit would ignore) ends the run at once,
+    so ``scancel`` stops it now rather than after Slurm's KillWait."""
 
     def __call__(self, spec_data: dict[str, Any]) -> str:
         import submitit
@@ -90,20 +97,45 @@ class RunJob(Checkpointable):
         spec = RunSpec(**spec_data)
         cfg = build_config(spec.config)
         job = submitit.JobEnvironment()
+        self._install_signal_handlers()
         info = ddp.detect()
         env = ddp.init(info, cfg.device, cfg.launch.ddp.backend, progress=False)
         if env.is_main:
             update_state(spec.run_dir, backend="slurm", job_id=str(job.job_id), host=job.hostname)
         try:
             execute(spec, env=env, threads=int(os.environ.get("SLURM_CPUS_PER_TASK", cfg.launch.threads_per_job)))
-        except SystemExit:
-            # submitit's preemption handler exits after requeueing: the run is not failed.
+        except SystemExit as exc:
             if env.is_main:
-                update_state(spec.run_dir, state="pending", reason="preempted: requeued, resumes from its store")
+                update_state(spec.run_dir, **_exit_state(spec.run_dir, exc))
             raise
         finally:
             ddp.shutdown()
         return "done"
+
+    def _install_signal_handlers(self) -> None:
+        preempted = signal.getsignal(signal.SIGUSR2)  # submitit's checkpoint-and-requeue
+        self._requeueing = False
+
+        def on_usr2(signum, frame):
+            self._requeueing = True  # the requeue's own SIGTERM must not cut the handler short
+            if callable(preempted):
+                preempted(signum, frame)
+
+        def on_term(signum, frame):
+            if not self._requeueing:
+                raise JobTerminated(143)
+
+        signal.signal(signal.SIGUSR2, on_usr2)
+        signal.signal(signal.SIGTERM, on_term)
+
+
+def _exit_state(run_dir: str, exc: SystemExit) -> dict[str, Any]:
+    """run.json changes when a job exits early (execute has just recorded 'failed')."""
+    if read_state(run_dir).get("cancel_requested"):
+        return {"state": "cancelled", "reason": "cancelled by user (scancel)"}
+    if isinstance(exc, JobTerminated):
+        return {"state": "failed", "reason": "terminated by Slurm (SIGTERM); submit again to resume from the store"}
+    return {"state": "pending", "reason": "preempted: requeued, resumes from its store"}
 
 
 def squeue_states(job_ids: Sequence[str]) -> dict[str, str]:
@@ -154,7 +186,10 @@ class SlurmBackend(Backend):
             # The job may already be running (and writing run.json): keep its state.
             cur = read_state(spec.run_dir).get("state")
             state = "pending" if cur in (None, "pending", "failed", "cancelled") else cur
-            update_state(spec.run_dir, run_id=spec.run_id, backend="slurm", job_id=str(job.job_id), state=state, reason=None)
+            update_state(
+                spec.run_dir, run_id=spec.run_id, backend="slurm", job_id=str(job.job_id), state=state, reason=None,
+                cancel_requested=False,
+            )
         return {spec.run_id: job for spec, job in zip(specs, jobs, strict=True)}
 
     def submit(self, specs, sweep_dir, progress=True, wait=True):
@@ -220,6 +255,9 @@ class SlurmBackend(Backend):
         ids = {st.get("run_id"): str(st["job_id"]) for st in states if st.get("job_id") and st.get("state") in ("pending", "running")}
         if not ids:
             return []
+        for st in states:
+            if st.get("run_id") in ids:  # read by the job as it exits: it was cancelled, not failed
+                update_state(st["run_dir"], cancel_requested=True)
         try:
             out = subprocess.run(["scancel", *ids.values()], capture_output=True, text=True, timeout=60)
         except OSError as exc:

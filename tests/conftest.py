@@ -68,7 +68,8 @@ def _slurm_unavailable() -> str | None:
         return f"sinfo failed: {exc}"
     states = out.stdout.split()
     if out.returncode != 0 or not states:
-        return f"no Slurm controller answers ({out.stderr.strip()[:120]})"
+        last = (out.stderr.strip().splitlines() or ["no output"])[-1]
+        return f"no Slurm controller answers ({last[:160]})"
     if not any(s.rstrip("*~#") in ("idle", "mixed", "allocated", "completing") for s in states):
         return f"no usable Slurm node (states: {', '.join(states)})"
     return None

@@ -29,6 +29,7 @@ except ImportError:  # pragma: no cover - reported when the backend is used
     Checkpointable = object  # type: ignore[assignment,misc]
 
 POLL_S = 0.5
+SQUEUE_EVERY = 6  # polls
 FINAL = ("done", "failed", "cancelled")
 
 
@@ -200,9 +201,13 @@ class SlurmBackend(Backend):
         attempts = dict.fromkeys(by_id, 0)
         results: dict[str, str] = {}
         missing: dict[str, int] = {}
+        polls = 0
         while jobs:
             time.sleep(POLL_S)
-            live = squeue_states([str(j.job_id) for j in jobs.values()])
+            polls += 1
+            # Result files are checked every poll (a stat); squeue, which costs the
+            # controller an RPC, only every SQUEUE_EVERY polls, to notice vanished jobs.
+            live = squeue_states([str(j.job_id) for j in jobs.values()]) if polls % SQUEUE_EVERY == 0 else None
             for run_id, job in list(jobs.items()):
                 spec = by_id[run_id]
                 outcome = self._outcome(job, spec, live, missing)
@@ -220,7 +225,7 @@ class SlurmBackend(Backend):
         return results
 
     @staticmethod
-    def _outcome(job, spec: RunSpec, live: dict[str, str], missing: dict[str, int]) -> str | None:
+    def _outcome(job, spec: RunSpec, live: dict[str, str] | None, missing: dict[str, int]) -> str | None:
         """Final state of one job, or None while Slurm still runs (or requeued) it."""
         if job.paths.result_pickle.exists():
             try:
@@ -231,11 +236,13 @@ class SlurmBackend(Backend):
                     update_state(spec.run_dir, state="failed", reason=f"{type(exc).__name__}: {str(exc)[:200]}")
                 return "failed"
             return read_state(spec.run_dir).get("state", "done")
+        if live is None:
+            return None
         slurm_state = live.get(str(job.job_id))
         if slurm_state in (None, "COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE"):
             # Gone without a result: give the result file a moment (shared filesystems lag).
             missing[spec.run_id] = missing.get(spec.run_id, 0) + 1
-            if missing[spec.run_id] < 10:
+            if missing[spec.run_id] < 3:
                 return None
             state = read_state(spec.run_dir)
             if state.get("state") == "cancelled":

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 
 import numpy as np
+import pytest
+import torch
 import xarray as xr
 from conftest import CONFIG, tiny
 
@@ -32,3 +34,14 @@ def test_sweep_of_four_runs_on_local_ray_runtime(tmp_path, capsys):
     capsys.readouterr()
     assert main(["status", sweep]) == 0
     assert capsys.readouterr().out.count(" ray/") == 4
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA for the run to fail")
+def test_failing_run_is_retried_by_ray_then_reported(tmp_path):
+    # device=cuda passes config validation but fails in the task on a CPU-only machine.
+    overrides = tiny(str(tmp_path), "device=cuda", "launch.max_retries=2")
+    assert main(["submit", CONFIG, *overrides, "--backend", "ray"]) == 1
+    state = read_state(os.path.join(tmp_path, "advection", "r000"))
+    assert state["state"] == "failed"
+    assert state["attempts"] == 3  # the first try and max_retries retries
+    assert "CUDA is not available" in state["reason"]

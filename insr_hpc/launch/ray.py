@@ -29,7 +29,8 @@ def _execute_spec(spec_data: dict[str, Any], threads: int) -> str:
     from insr_hpc.run import execute
 
     spec = RunSpec(**spec_data)
-    update_state(spec.run_dir, backend="ray", host=os.uname().nodename)
+    attempts = int(read_state(spec.run_dir).get("attempts", 0)) + 1  # Ray retries come back here
+    update_state(spec.run_dir, backend="ray", host=os.uname().nodename, attempts=attempts)
     execute(spec, threads=threads)
     return read_state(spec.run_dir).get("state", "done")
 
@@ -77,7 +78,7 @@ class RayBackend(Backend):
         try:
             for spec in specs:
                 spec.save()
-                update_state(spec.run_dir, run_id=spec.run_id, state="pending", reason=None, cancel_requested=False)
+                update_state(spec.run_dir, run_id=spec.run_id, state="pending", reason=None, cancel_requested=False, attempts=0)
                 ref = task.remote(asdict(spec), threads)
                 update_state(spec.run_dir, backend="ray", job_id=ref.task_id().hex())
                 refs[ref] = spec

@@ -31,7 +31,10 @@ def _execute_spec(spec_data: dict[str, Any], threads: int) -> str:
     spec = RunSpec(**spec_data)
     attempts = int(read_state(spec.run_dir).get("attempts", 0)) + 1  # Ray retries come back here
     update_state(spec.run_dir, backend="ray", host=os.uname().nodename, attempts=attempts)
-    execute(spec, threads=threads)
+    try:
+        execute(spec, threads=threads)
+    except Exception as exc:  # our errors take constructor arguments Ray cannot unpickle
+        raise RuntimeError(f"{type(exc).__name__}: {exc}") from None
     return read_state(spec.run_dir).get("state", "done")
 
 

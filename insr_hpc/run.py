@@ -75,21 +75,22 @@ def execute(spec: RunSpec, env: RunEnv | None = None, threads: int | None = None
     if threads is None:
         threads = cfg.launch.threads_per_job
     torch.set_num_threads(max(1, threads))
-    env = env or RunEnv(device=select_device(cfg.device))
-    if env.is_main:
+    main = env is None or env.is_main
+    if main:
         update_state(
             spec.run_dir, run_id=spec.run_id, state="running", host=socket.gethostname(), pid=os.getpid(),
             started=time.time(), reason=None, overrides=spec.overrides,
         )
     try:
+        env = env or RunEnv(device=select_device(cfg.device))
         summary = WORKLOADS.get(cfg.workload).run(cfg, spec.run_dir, env, spec.run_id)
     except BaseException as exc:
-        if env.is_main:
+        if main:
             reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
             with open(os.path.join(spec.run_dir, "error.txt"), "w", encoding="utf-8") as fh:
                 fh.write(traceback.format_exc())
             update_state(spec.run_dir, state="failed", reason=reason, ended=time.time())
         raise
-    if env.is_main:
+    if main:
         update_state(spec.run_dir, state="done", ended=time.time(), summary=summary)
     return summary

@@ -34,6 +34,7 @@ class OptimConfig:
     max_iters: int = 300
     init_lr: float = 1e-3  # step 0: fitting the initial condition
     init_max_iters: int = 2000
+    init_rtol: float = 1e-4  # step 0 is a plain fit: a stricter plateau test pays off every later step
     tol: float = 1e-9
     rtol: float = 1e-3
     window: int = 25
@@ -46,6 +47,7 @@ class OptimConfig:
         require(self.init_max_iters >= 1, "init_max_iters", f"must be >= 1, got {self.init_max_iters}")
         require(self.tol >= 0, "tol", f"must be >= 0, got {self.tol}")
         require(self.rtol >= 0, "rtol", f"must be >= 0, got {self.rtol}")
+        require(self.init_rtol >= 0, "init_rtol", f"must be >= 0, got {self.init_rtol}")
         require(self.window >= 1, "window", f"must be >= 1, got {self.window}")
         require(self.grad_clip >= 0, "grad_clip", f"must be >= 0, got {self.grad_clip}")
 

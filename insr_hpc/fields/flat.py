@@ -27,10 +27,12 @@ def load_flat_params(model: nn.Module, flat: np.ndarray) -> nn.Module:
     if flat.shape != (n,):
         raise ValueError(f"flat parameter vector has shape {flat.shape}, model needs ({n},)")
     ref = next(model.parameters())
-    # A copy: vector_to_parameters makes the parameters views of ``vec``, and as_tensor
-    # would share memory with ``flat``, so training would overwrite the caller's array
-    # (e.g. the solver's history of previous steps after a resume).
-    vec = torch.tensor(np.asarray(flat), dtype=ref.dtype, device=ref.device)
+    vec = torch.as_tensor(np.asarray(flat), dtype=ref.dtype, device=ref.device)
+    # copy_ into each parameter's own storage (vector_to_parameters would make them views
+    # of one buffer, whose different alignment can change GEMM rounding: no bitwise resume)
+    offset = 0
     with torch.no_grad():
-        torch.nn.utils.vector_to_parameters(vec, model.parameters())
+        for p in model.parameters():
+            p.copy_(vec[offset : offset + p.numel()].view_as(p))
+            offset += p.numel()
     return model

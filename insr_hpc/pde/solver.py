@@ -106,7 +106,10 @@ class Solver:
         """Compute step ``step`` (0 = initial fit). Returns iterations and final loss by sub-problem name."""
         cfg, env = self.cfg, self.env
         oc = cfg.optim
-        lr, max_iters = (oc.init_lr, oc.init_max_iters) if step == 0 else (oc.lr, oc.max_iters)
+        if step == 0:
+            lr, max_iters, rtol = oc.init_lr, oc.init_max_iters, oc.init_rtol
+        else:
+            lr, max_iters, rtol = oc.lr, oc.max_iters, oc.rtol
         iters, losses = {}, {}
         t0 = time.perf_counter()
         for k, sp in enumerate(self.problems(step)):
@@ -119,7 +122,7 @@ class Solver:
                 lr=lr,
                 max_iters=max_iters,
                 tol=oc.tol,
-                rtol=oc.rtol,
+                rtol=rtol,
                 window=oc.window,
                 grad_clip=oc.grad_clip,
                 reduce_grads=env.reduce_grads,

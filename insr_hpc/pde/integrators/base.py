@@ -17,7 +17,7 @@ from insr_hpc.pde.case import FieldFn
 from insr_hpc.registry import Registry
 
 INTEGRATORS: Registry = Registry("integrator", "integrator.name")
-INTEGRATORS.default = "implicit_euler"
+INTEGRATORS.default = "midpoint"
 
 
 @dataclass

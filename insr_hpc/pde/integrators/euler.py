@@ -9,6 +9,12 @@ import torch
 from insr_hpc.pde.integrators.base import INTEGRATORS, Integrator, Term
 
 
+def _reuse_at(fn, x: torch.Tensor, value: torch.Tensor):
+    """``fn`` that returns the already computed ``value`` when called at the same points
+    ``x`` (saves a network evaluation per term; derivatives still flow through it)."""
+    return lambda y: value if y is x else fn(y)
+
+
 @INTEGRATORS.register("explicit_euler")
 class ExplicitEuler(Integrator):
     """u⁺ = uⁿ + Δt F(uⁿ). First order; conditionally stable."""
@@ -19,7 +25,8 @@ class ExplicitEuler(Integrator):
 
     def residual(self, term: Term, new, history, x, dt):
         prev = history[0]
-        target = prev(x) + dt * term.rhs(prev, x)
+        u_prev = prev(x)
+        target = u_prev + dt * term.rhs(_reuse_at(prev, x, u_prev), x)
         return new(x) - target.detach()
 
 
@@ -32,8 +39,8 @@ class ImplicitEuler(Integrator):
         name: str = "implicit_euler"
 
     def residual(self, term: Term, new, history, x, dt):
-        prev = history[0]
-        return new(x) - dt * term.rhs(new, x) - prev(x).detach()
+        u_new = new(x)
+        return u_new - dt * term.rhs(_reuse_at(new, x, u_new), x) - history[0](x).detach()
 
 
 @INTEGRATORS.register("midpoint")
@@ -46,8 +53,9 @@ class Midpoint(Integrator):
 
     def residual(self, term: Term, new, history, x, dt):
         prev = history[0]
+        u_new, u_prev = new(x), prev(x)
 
         def mid(y: torch.Tensor) -> torch.Tensor:
-            return 0.5 * (new(y) + prev(y))
+            return 0.5 * (u_new + u_prev) if y is x else 0.5 * (new(y) + prev(y))
 
-        return new(x) - prev(x).detach() - dt * term.rhs(mid, x)
+        return u_new - u_prev.detach() - dt * term.rhs(mid, x)

@@ -1,0 +1,52 @@
+"""``insr-hpc submit`` on the local backend: a sweep in parallel worker processes,
+failures isolated and reported, exit codes, re-submission skipping finished runs."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import xarray as xr
+from _small import SMALL_ADVECTION, cli, write_config
+
+
+def test_sweep_runs_in_workers_and_reports_a_failed_run(tmp_path):
+    root = tmp_path / "runs"
+    data = dict(
+        SMALL_ADVECTION,
+        name="sw",
+        time={"dt": 0.05, "steps": 2},
+        optim={**SMALL_ADVECTION["optim"], "init_max_iters": 100, "max_iters": 30},
+        output={"root": str(root), "resolution": 32},
+        launch={"workers": 2},
+        # the second zip row asks for a device that does not exist: that run alone fails
+        sweep={"grid": {"time.dt": [0.05, 0.1]}, "zip": {"device": ["cpu", "cuda:7"]}},
+    )
+    cfg = write_config(tmp_path, data)
+    dry = cli("submit", cfg, "--dry-run")
+    assert dry.returncode == 0 and "4 run(s) on backend 'local'" in dry.stdout
+    assert not root.exists()
+
+    res = cli("submit", cfg)
+    assert res.returncode == 1, res.stderr  # some runs failed
+    runs = sorted(os.listdir(root / "sw"))
+    assert len(runs) == 4
+    states = {r: json.load(open(root / "sw" / r / "run.json")) for r in runs}
+    ok = [r for r, s in states.items() if "cpu" in r]
+    bad = [r for r, s in states.items() if "cuda" in r]
+    assert len(ok) == 2 and len(bad) == 2
+    for r in ok:
+        assert states[r]["state"] == "done" and states[r]["backend"] == "local"
+        ds = xr.open_zarr(root / "sw" / r / "store.zarr")
+        assert int(ds.committed.sum()) == 3
+        assert float(ds.time[-1]) == 2 * ds.attrs["config"]["time"]["dt"]
+    for r in bad:
+        assert states[r]["state"] == "failed" and "CUDA is not available" in states[r]["reason"]
+
+    status = cli("status", str(root))
+    assert status.returncode == 1
+    assert status.stdout.count("done") == 2 and status.stdout.count("failed") == 2
+
+    # submitting again runs only the unfinished runs (they fail again); done ones are skipped
+    again = cli("submit", cfg)
+    assert again.returncode == 1 and "2 run(s) already done, skipped" in again.stdout

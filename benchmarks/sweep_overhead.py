@@ -42,6 +42,7 @@ def overrides(root: str, steps: int, jobs: int, slots: int) -> list[str]:
         "optim.max_iters=100",
         "optim.init_max_iters=100",
         "optim.rtol=0",
+        "optim.init_rtol=0",
         "sampling.interior=256",
         "output.resolution=64",
         "output.figure_every=0",

@@ -35,6 +35,7 @@ def tiny(root: str, *extra: str, steps: int = 2) -> list[str]:
         "optim.max_iters=15",
         "optim.init_max_iters=30",
         "optim.rtol=0",  # fixed iteration counts: comparisons do not hinge on a stopping test
+        "optim.init_rtol=0",
         "sampling.interior=64",
         "output.resolution=32",
         "output.figure_every=0",

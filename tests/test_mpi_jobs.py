@@ -20,12 +20,14 @@ def test_summarize_stores_with_two_mpi_ranks(tmp_path):
     mpiexec = os.path.join(BIN, "mpiexec")
     if not os.path.exists(mpiexec):
         pytest.skip("mpiexec not found next to python (pip install mpich)")
-    # 3 runs, one left partial, on the embedded local backend.
-    assert main(["submit", CONFIG, *tiny(str(tmp_path), "sweep.grid.seed=[0,1,2]", steps=1)]) == 0
-    sweep = os.path.join(tmp_path, "advection")
-    partial = xr.open_zarr(os.path.join(sweep, "r002-seed=2", "store.zarr"))
+    # 3 runs in this process (no worker start-up), one of them left partial.
+    for seed in range(3):
+        assert main(["run", CONFIG, *tiny(str(tmp_path), f"seed={seed}", f"name=adv{seed}", steps=1)]) == 0
+    sweep = str(tmp_path)
+    partial_path = os.path.join(sweep, "adv2", "r000", "store.zarr")
+    partial = xr.open_zarr(partial_path)
     # un-commit the last step of one run: the summary must count 1 step there
-    zarr.open_group(os.path.join(sweep, "r002-seed=2", "store.zarr"), mode="r+")["committed"][1] = 0
+    zarr.open_group(partial_path, mode="r+")["committed"][1] = 0
     out = subprocess.run(
         [mpiexec, "-n", "2", sys.executable, os.path.join(REPO, "jobs", "summarize_stores.py"), sweep],
         capture_output=True, text=True, timeout=180,
@@ -33,7 +35,7 @@ def test_summarize_stores_with_two_mpi_ranks(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     with open(os.path.join(sweep, "summary.csv"), encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
-    assert [r["run"] for r in rows] == ["r000-seed=0", "r001-seed=1", "r002-seed=2"]
+    assert [r["run"] for r in rows] == ["adv0/r000", "adv1/r000", "adv2/r000"]
     assert {r["rank"] for r in rows} == {"0", "1"}  # both ranks did work
     assert [int(r["steps_done"]) for r in rows] == [2, 2, 1]
     for row in rows:

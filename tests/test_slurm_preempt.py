@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 
 import numpy as np
 import xarray as xr
@@ -40,6 +41,11 @@ def test_preempted_job_requeues_and_matches_uninterrupted(slurm_cluster, tmp_pat
     # submitit's handler checkpoints and requeues; Slurm holds the requeued job until its
     # begin time (~2 min): release it now, as an operator (or the next slot) would.
     wait_for(lambda: squeue_states([job_id]).get(job_id) == "PENDING", 60, "the job to be requeued")
+    # squeue says PENDING while scontrol still says COMPLETING (old instance cleaning up);
+    # slurmd rejects a credential issued in the same second as the revoked one, so release
+    # only once the old instance is gone, a couple of seconds later.
+    wait_for(lambda: "JobState=PENDING" in _scontrol_job(job_id), 60, "the old instance to finish completing")
+    time.sleep(2)
     assert read_state(run_dir)["state"] == "pending"  # not recorded as failed
     subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], check=True, timeout=30)
     wait_for(lambda: read_state(run_dir).get("state") == "done", 180, "the requeued job to finish")
@@ -61,6 +67,10 @@ def test_preempted_job_requeues_and_matches_uninterrupted(slurm_cluster, tmp_pat
     acc.Reload()
     steps = [e.step for e in acc.Scalars("error/rel_l2")]
     assert steps == list(range(STEPS + 1))
+
+
+def _scontrol_job(job_id: str) -> str:
+    return subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True, timeout=30).stdout
 
 
 def _logs(root: str):

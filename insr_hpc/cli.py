@@ -87,7 +87,7 @@ def cmd_run(args) -> int:
 def cmd_submit(args) -> int:
     from insr_hpc.analysis.status import format_table, run_status
     from insr_hpc.plan import plan_runs
-    from insr_hpc.run import read_state
+    from insr_hpc.run import read_state, update_state
 
     plan = plan_runs(args.config, args.overrides)
     backend_name = args.backend or plan.launch.backend
@@ -102,6 +102,9 @@ def cmd_submit(args) -> int:
     skipped = len(plan.specs) - len(todo)
     if skipped:
         print(f"{skipped} run(s) already done, skipped")
+    for spec in todo:  # visible to `insr-hpc status` before a worker picks them up
+        spec.save()
+        update_state(spec.run_dir, run_id=spec.run_id, state="pending", reason=None, backend=backend_name)
     if args.no_wait:
         if not getattr(backend, "can_detach", False):
             raise InsrError(f"--no-wait: backend '{backend_name}' runs inside this process; only slurm can detach")

@@ -40,6 +40,10 @@ def plan_runs(config_path: str, overrides: Sequence[str] = ()) -> Plan:
         run_dir = os.path.abspath(os.path.join(cfg.output.root, cfg.name, point.run_id))
         specs.append(RunSpec(point.run_id, run_dir, config_to_dict(cfg), dict(point.overrides)))
         configs.append(cfg)
+    from insr_hpc.launch import BACKENDS
+
+    for cfg in configs:
+        BACKENDS.get(cfg.launch.backend)
     roots = {os.path.abspath(os.path.join(c.output.root, c.name)) for c in configs}
     if len(roots) != 1:
         raise ConfigError("sweep", "output.root and name may not be swept (all runs share one sweep directory)")

@@ -77,6 +77,7 @@ def execute(spec: RunSpec, env: RunEnv | None = None, threads: int | None = None
     torch.set_num_threads(max(1, threads))
     main = env is None or env.is_main
     if main:
+        os.makedirs(spec.run_dir, exist_ok=True)
         update_state(
             spec.run_dir, run_id=spec.run_id, state="running", host=socket.gethostname(), pid=os.getpid(),
             started=time.time(), reason=None, overrides=spec.overrides,

@@ -39,7 +39,7 @@ def test_error_vs_analytic_is_far_below_a_wrong_answer(run_dir):
     standing = rel(initial_profile("gaussian", x, -1.5, 0.1, 0))  # a = 0
     backwards = rel(initial_profile("gaussian", x + 0.25 * t_end, -1.5, 0.1, 0))  # sign of a flipped
     err = float(ds.rel_l2[-1])
-    assert err == pytest.approx(rel(ds.u[-1].values.astype(float)), rel=1e-5)
+    assert err == pytest.approx(rel(ds.field[-1].values.astype(float)), rel=1e-5)
     assert err < 0.08
     assert err < min(standing, backwards) / 8, (err, standing, backwards)
     assert np.all(np.isfinite(ds.rel_l2.values)) and float(ds.max_err.max()) < 0.15
@@ -47,7 +47,7 @@ def test_error_vs_analytic_is_far_below_a_wrong_answer(run_dir):
 
 def test_store_round_trip_rebuilds_the_network(run_dir):
     ds = xr.open_zarr(os.path.join(run_dir, "store.zarr"))
-    assert ds.u.dims == ("step", "x") and "time" in ds.u.coords
+    assert ds.field.dims == ("step", "x") and "time" in ds.field.coords
     assert ds.attrs["complete"] is True and ds.attrs["store_version"] == 1
     layout = ds.attrs["param_layout"]
     assert layout[0]["name"].startswith("u.") and sum(e["size"] for e in layout) == ds.sizes["parameter"]
@@ -58,7 +58,7 @@ def test_store_round_trip_rebuilds_the_network(run_dir):
     load_flat_params(net, ds.weights.sel(step=step).values)
     with torch.no_grad():
         again = net(torch.tensor(ds.x.values, dtype=torch.float32)[:, None])[:, 0].numpy()
-    np.testing.assert_allclose(again, ds.u.sel(step=step).values, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(again, ds.field.sel(step=step).values, rtol=0, atol=1e-6)
     # the layout alone (names, shapes, offsets) recovers each tensor
     for entry in layout:
         name = entry["name"].split(".", 1)[1]

@@ -7,12 +7,14 @@ names the file or the dotted key and what was expected.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
+import typing
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 import yaml
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from insr_hpc.config.schema import Config
@@ -88,27 +90,16 @@ def _check_keys(data: Any, cls: type, prefix: str) -> None:
                 f"{prefix}{key}",
                 f"unknown key (valid: {', '.join(fields)}){did_you_mean(str(key), fields)}",
             )
-        ftype = fields[key].type
-        sub = _dataclass_of(cls, key, ftype)
+        sub = _nested_dataclasses(cls).get(key)
         if sub is not None:
             _check_keys(value, sub, f"{prefix}{key}.")
 
 
-def _dataclass_of(cls: type, name: str, ftype: Any) -> type | None:
-    hints = _type_hints(cls)
-    hint = hints.get(name, ftype)
-    return hint if dataclasses.is_dataclass(hint) else None
-
-
-_HINTS: dict[type, dict] = {}
-
-
-def _type_hints(cls: type) -> dict:
-    if cls not in _HINTS:
-        import typing
-
-        _HINTS[cls] = typing.get_type_hints(cls)
-    return _HINTS[cls]
+@functools.cache
+def _nested_dataclasses(cls: type) -> dict[str, type]:
+    """Field name → dataclass type, for the fields of ``cls`` that are dataclasses."""
+    hints = typing.get_type_hints(cls)
+    return {name: hint for name, hint in hints.items() if dataclasses.is_dataclass(hint)}
 
 
 def _validate_tree(obj: Any, prefix: str) -> None:
@@ -126,7 +117,7 @@ def _validate_tree(obj: Any, prefix: str) -> None:
         _validate_tree(getattr(obj, f.name), f"{prefix}{f.name}.")
 
 
-def build_config(data: Mapping[str, Any], catalog: Catalog, source: str = "config") -> Any:
+def build_config(data: Mapping[str, Any], catalog: Catalog) -> Any:
     """Validate a plain nested dict into a typed Config object."""
     data = dict(data)
     workload = data.get("workload", "pde")
@@ -176,7 +167,7 @@ def _explain_type_error(message: str) -> str:
 def load_config(path: str | os.PathLike, overrides: Sequence[str], catalog: Catalog) -> Any:
     """Read ``path``, apply overrides, return a validated Config object."""
     data = load_raw(path, overrides)
-    return build_config(data, catalog, source=os.fspath(path))
+    return build_config(data, catalog)
 
 
 def load_raw(path: str | os.PathLike, overrides: Sequence[str] = ()) -> dict[str, Any]:
@@ -196,7 +187,6 @@ def config_to_yaml(cfg: Any) -> str:
 __all__ = [
     "Catalog",
     "Config",
-    "DictConfig",
     "build_config",
     "config_to_dict",
     "config_to_yaml",

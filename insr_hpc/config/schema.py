@@ -26,8 +26,9 @@ class OptimConfig:
     """Adam on each time step's objective.
 
     Convergence rule (documented in README): a step stops at ``max_iters``, or as soon
-    as the loss falls below ``tol``, or when the mean loss over the last ``window``
-    iterations improved on the previous window by less than ``rtol`` (relative).
+    as a batch loss falls below ``tol``, or after ``patience`` consecutive windows of
+    ``window`` iterations whose mean loss did not beat the best window so far by more
+    than ``rtol`` (relative).
     """
 
     lr: float = 1e-3
@@ -38,6 +39,7 @@ class OptimConfig:
     tol: float = 1e-9
     rtol: float = 1e-3
     window: int = 25
+    patience: int = 2
     grad_clip: float = 0.0  # 0 = off
 
     def validate(self) -> None:
@@ -49,6 +51,7 @@ class OptimConfig:
         require(self.rtol >= 0, "rtol", f"must be >= 0, got {self.rtol}")
         require(self.init_rtol >= 0, "init_rtol", f"must be >= 0, got {self.init_rtol}")
         require(self.window >= 1, "window", f"must be >= 1, got {self.window}")
+        require(self.patience >= 1, "patience", f"must be >= 1, got {self.patience}")
         require(self.grad_clip >= 0, "grad_clip", f"must be >= 0, got {self.grad_clip}")
 
 

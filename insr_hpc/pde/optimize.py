@@ -25,21 +25,24 @@ def minimize(
     tol: float,
     rtol: float,
     window: int,
+    patience: int = 1,
     grad_clip: float = 0.0,
     reduce_grads: Callable[[list[torch.nn.Parameter]], None] | None = None,
     reduce_loss: Callable[[float], float] | None = None,
 ) -> MinimizeResult:
     """Adam from the parameters' current values (warm start).
 
-    Stops at ``max_iters``; or when a batch loss falls below ``tol``; or when the mean
-    loss of the last ``window`` iterations improved on the window before it by less
-    than ``rtol`` relatively. ``reduce_grads``/``reduce_loss`` average across data-
+    Stops at ``max_iters``; or when a batch loss falls below ``tol``; or after
+    ``patience`` consecutive windows of ``window`` iterations whose mean loss did not
+    beat the best window so far by more than ``rtol`` (relative). Comparing with the
+    best window, not the last one, keeps a single Adam spike from ending a step early. ``reduce_grads``/``reduce_loss`` average across data-
     parallel ranks so every rank takes the same decision.
     """
     params = list(params)
     opt = torch.optim.Adam(params, lr=lr)
     losses: list[float] = []
-    prev_window = None
+    best = float("inf")
+    stale = 0
     for it in range(1, max_iters + 1):
         opt.zero_grad(set_to_none=True)
         loss = loss_fn(gen)
@@ -53,12 +56,15 @@ def minimize(
         if reduce_loss is not None:
             value = reduce_loss(value)
         losses.append(value)
-        if value < tol:
+        if 0 <= value < tol:  # residual losses; an energy (may be < 0) stops by the window rule
             break
         if it % window == 0:
             cur = sum(losses[-window:]) / window
-            if prev_window is not None and (prev_window - cur) < rtol * prev_window:
-                break
-            prev_window = cur
+            if best == float("inf") or cur < best - rtol * abs(best):  # abs: energies may be < 0
+                best, stale = cur, 0
+            else:
+                stale += 1
+                if stale >= patience:
+                    break
     n = min(window, len(losses))
     return MinimizeResult(len(losses), sum(losses[-n:]) / n, losses)

@@ -124,6 +124,7 @@ class Solver:
                 tol=oc.tol,
                 rtol=rtol,
                 window=oc.window,
+                patience=oc.patience,
                 grad_clip=oc.grad_clip,
                 reduce_grads=env.reduce_grads,
                 reduce_loss=env.reduce_scalar,

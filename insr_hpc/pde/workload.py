@@ -114,7 +114,7 @@ def run_pde(cfg: Config, run_dir: str, env: RunEnv, run_id: str = "r000") -> dic
         for step in range(start, total):
             t = step * cfg.time.dt
 
-            def log_losses(name: str, losses: list[float], step=step) -> None:
+            def log_losses(name: str, losses: list[float]) -> None:
                 nonlocal global_iter
                 monitor.iteration_losses(name, losses, global_iter)
                 global_iter += len(losses)

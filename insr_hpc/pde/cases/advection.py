@@ -112,21 +112,21 @@ class Advection(Case):
 
     def output_vars(self, resolution):
         attrs = {"long_name": "advected quantity u(x, t)", "units": "1"}
-        return {"u": (("x",), (resolution,), attrs), "u_exact": (("x",), (resolution,), {**attrs, "long_name": "analytic u0(x − a t)"})}
+        return {"field": (("x",), (resolution,), attrs), "field_exact": (("x",), (resolution,), {**attrs, "long_name": "analytic u0(x − a t)"})}
 
     def evaluate(self, fields, resolution, device):
         x = torch.as_tensor(self.output_coords(resolution)["x"], dtype=torch.float32, device=device)[:, None]
         with torch.no_grad():
             u = fields["u"](x)[:, 0].cpu().numpy()
-        return {"u": u}
+        return {"field": u}
 
     def reference(self, t, resolution):
         x = self.output_coords(resolution)["x"]
-        return {"u_exact": self.exact(x, t).astype(np.float32)}
+        return {"field_exact": self.exact(x, t).astype(np.float32)}
 
     def errors(self, outputs, reference):
-        exact = reference["u_exact"].astype(np.float64)
-        diff = outputs["u"] - exact
+        exact = reference["field_exact"].astype(np.float64)
+        diff = outputs["field"] - exact
         return {
             "rel_l2": float(np.linalg.norm(diff) / max(np.linalg.norm(exact), 1e-12)),
             "max_err": float(np.abs(diff).max()),
@@ -141,7 +141,7 @@ class Advection(Case):
         x = self.output_coords(resolution)["x"]
         fig, ax = plt.subplots(figsize=(6, 3))
         ax.plot(x, self.exact(x, t), "k--", lw=1, label="analytic")
-        ax.plot(x, outputs["u"], lw=1.2, label="INSR")
+        ax.plot(x, outputs["field"], lw=1.2, label="INSR")
         ax.set(xlabel="x", ylabel="u", title=f"t = {t:.3g}")
         ax.legend(loc="upper left")
         fig.tight_layout()

@@ -102,12 +102,12 @@ def cmd_submit(args) -> int:
     skipped = len(plan.specs) - len(todo)
     if skipped:
         print(f"{skipped} run(s) already done, skipped")
+    if args.no_wait and not getattr(backend, "can_detach", False):
+        raise InsrError(f"--no-wait: backend '{backend_name}' runs inside this process; only slurm can detach")
     for spec in todo:  # visible to `insr-hpc status` before a worker picks them up
         spec.save()
         update_state(spec.run_dir, run_id=spec.run_id, state="pending", reason=None, backend=backend_name)
     if args.no_wait:
-        if not getattr(backend, "can_detach", False):
-            raise InsrError(f"--no-wait: backend '{backend_name}' runs inside this process; only slurm can detach")
         backend.submit(todo, plan.sweep_dir, progress=True, wait=False)
         print(f"queued {len(todo)} run(s); follow with: insr-hpc status {plan.sweep_dir}")
         return 0

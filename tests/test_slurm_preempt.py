@@ -57,7 +57,7 @@ def test_preempted_job_requeues_and_matches_uninterrupted(slurm_cluster, tmp_pat
     assert steps_before < STEPS + 1
     assert pre["committed"].values.tolist() == [1] * (STEPS + 1)
     np.testing.assert_allclose(pre["weights"].values, ref["weights"].values, rtol=0, atol=1e-6)
-    np.testing.assert_allclose(pre["u"].values, ref["u"].values, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(pre["field"].values, ref["field"].values, rtol=0, atol=1e-5)
 
     log = open(next(p for p in _logs(pre_root)), encoding="utf-8").read()
     assert "Requeued job" in log  # it really went through submitit's preemption path

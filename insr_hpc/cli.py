@@ -32,6 +32,9 @@ def _parser() -> argparse.ArgumentParser:
     submit.add_argument("overrides", nargs="*", help="key=value, e.g. time.dt=0.1")
     submit.add_argument("--backend", default=None, help="local | ray | slurm (default: launch.backend)")
     submit.add_argument("--dry-run", action="store_true", help="print the runs and exit")
+    submit.add_argument(
+        "--no-wait", action="store_true", help="slurm: return once the jobs are queued (follow with `insr-hpc status`)"
+    )
 
     status = sub.add_parser("status", help="state and progress of every run under DIR")
     status.add_argument("dir")
@@ -60,13 +63,22 @@ def cmd_run(args) -> int:
         raise InsrError(f"--index: expected 0..{n - 1}, got {index}")
     spec = plan.specs[index]
     spec.save()
+    # Under torchrun / srun / mpiexec with several ranks: join their process group (DDP).
+    from insr_hpc.launch.ddp import env_from_launcher, shutdown
+
+    cfg = plan.configs[index]
+    env = env_from_launcher(cfg.device, cfg.launch.ddp.backend)
     try:
-        summary = execute(spec)
+        summary = execute(spec, env=env)
     except InsrError:
         raise
     except Exception as exc:
         print(f"insr-hpc: run {spec.run_id} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
+    finally:
+        shutdown()
+    if env is not None and not env.is_main:
+        return 0
     print(f"{spec.run_id}: done, {summary}")
     print(f"store: {os.path.join(spec.run_dir, 'store.zarr')}")
     return 0
@@ -90,9 +102,15 @@ def cmd_submit(args) -> int:
     skipped = len(plan.specs) - len(todo)
     if skipped:
         print(f"{skipped} run(s) already done, skipped")
+    if args.no_wait and not getattr(backend, "can_detach", False):
+        raise InsrError(f"--no-wait: backend '{backend_name}' runs inside this process; only slurm can detach")
     for spec in todo:  # visible to `insr-hpc status` before a worker picks them up
         spec.save()
         update_state(spec.run_dir, run_id=spec.run_id, state="pending", reason=None, backend=backend_name)
+    if args.no_wait:
+        backend.submit(todo, plan.sweep_dir, progress=True, wait=False)
+        print(f"queued {len(todo)} run(s); follow with: insr-hpc status {plan.sweep_dir}")
+        return 0
     results = backend.submit(todo, plan.sweep_dir, progress=True) if todo else {}
     print(format_table([run_status(s.run_dir) for s in plan.specs]))
     failed = [rid for rid, st in results.items() if st != "done"]
@@ -108,8 +126,27 @@ def cmd_status(args) -> int:
     if not runs:
         raise InsrError(f"status: no runs under '{args.dir}' (expected directories holding run.json)")
     states = [run_status(r) for r in runs]
+    _add_job_states(states)
     print(format_table(states))
     return 1 if any(s.get("state") == "failed" for s in states) else 0
+
+
+def _add_job_states(states: list[dict]) -> None:
+    """Ask each backend that can (slurm) for its live job state: ``job_state`` in each dict."""
+    from insr_hpc.config.schema import LaunchConfig
+    from insr_hpc.launch import BACKENDS
+
+    groups: dict[str, list[dict]] = {}
+    for st in states:
+        if st.get("job_id") and st.get("backend") in BACKENDS:
+            groups.setdefault(st["backend"], []).append(st)
+    for name, group in groups.items():
+        backend = BACKENDS.get(name)(LaunchConfig())
+        if hasattr(backend, "job_states"):
+            live = backend.job_states(group)
+            for st in group:
+                if st["run_id"] in live:
+                    st["job_state"] = live[st["run_id"]]
 
 
 def cmd_cancel(args) -> int:

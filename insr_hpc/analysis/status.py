@@ -80,6 +80,8 @@ def format_table(states: list[dict[str, Any]]) -> str:
         err = st.get("last_error")
         err_s = f"{err[0]}={err[1]:.3e}" if err else "-"
         job = f"{st.get('backend', '-')}/{st.get('job_id', '-')}" if st.get("backend") else "-"
+        if st.get("job_state"):  # live state from the engine (e.g. squeue), when asked
+            job += f" ({st['job_state']})"
         rows.append((st["run_id"], st.get("state", "?"), steps, _fmt(st.get("last_loss")), err_s, job, st.get("reason") or ""))
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)

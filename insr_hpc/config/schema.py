@@ -97,6 +97,11 @@ class RayConfig:
     num_gpus: float = 0.0
     memory_gb: float = 0.0  # 0 = no reservation
 
+    def validate(self) -> None:
+        require(self.num_cpus >= 0, "num_cpus", f"must be >= 0, got {self.num_cpus}")
+        require(self.num_gpus >= 0, "num_gpus", f"must be >= 0, got {self.num_gpus}")
+        require(self.memory_gb >= 0, "memory_gb", f"must be >= 0, got {self.memory_gb}")
+
 
 @dataclass
 class SlurmConfig:
@@ -109,8 +114,20 @@ class SlurmConfig:
     mem_gb: float = 0.0
     account: str | None = None
     qos: str | None = None
-    array_parallelism: int = 64
-    extra_sbatch: list[str] = field(default_factory=list)
+    array_parallelism: int = 64  # array tasks running at once (sbatch --array=0-N%k)
+    extra_sbatch: list[str] = field(default_factory=list)  # "key=value" → "#SBATCH --key=value"
+    setup: list[str] = field(default_factory=list)  # shell lines run before the job (module load …)
+    signal_delay_s: int = 90  # USR2 this many seconds before the time limit: checkpoint + requeue
+
+    def validate(self) -> None:
+        for key in ("time_min", "nodes", "tasks_per_node", "cpus_per_task", "array_parallelism"):
+            require(getattr(self, key) >= 1, key, f"must be >= 1, got {getattr(self, key)}")
+        require(self.gpus_per_node >= 0, "gpus_per_node", f"must be >= 0, got {self.gpus_per_node}")
+        require(self.mem_gb >= 0, "mem_gb", f"must be >= 0, got {self.mem_gb}")
+        require(self.signal_delay_s >= 0, "signal_delay_s", f"must be >= 0, got {self.signal_delay_s}")
+        for line in self.extra_sbatch:
+            ok = isinstance(line, str) and line.lstrip("-").split("=", 1)[0].strip() != ""
+            require(ok, "extra_sbatch", f"expected 'key=value' or 'flag' entries, got {line!r}")
 
 
 @dataclass
@@ -118,6 +135,15 @@ class DDPConfig:
     nproc_per_node: int = 1
     nodes: int = 1
     backend: str = "auto"  # auto: nccl on CUDA, gloo on CPU
+
+    def validate(self) -> None:
+        require(self.nproc_per_node >= 1, "nproc_per_node", f"must be >= 1, got {self.nproc_per_node}")
+        require(self.nodes >= 1, "nodes", f"must be >= 1, got {self.nodes}")
+        require(self.backend in ("auto", "gloo", "nccl"), "backend", f"expected auto, gloo or nccl, got '{self.backend}'")
+
+    @property
+    def world_size(self) -> int:
+        return self.nproc_per_node * self.nodes
 
 
 @dataclass

@@ -19,14 +19,21 @@ class Backend:
     """Subclasses implement ``submit`` (and may implement ``cancel``)."""
 
     name = "base"
+    can_detach = False  # True: submit(..., wait=False) queues the runs and returns
 
     def __init__(self, launch_cfg):
         self.launch = launch_cfg
 
     def submit(self, specs: Sequence[RunSpec], sweep_dir: str, progress: bool = True) -> dict[str, str]:
-        """Run ``specs`` and wait for them. Returns run_id → final state (done / failed)."""
+        """Run ``specs`` and wait for them. Returns run_id → final state (done / failed).
+
+        Backends with ``can_detach`` also accept ``wait=False``: queue and return."""
         raise NotImplementedError
 
     def cancel(self, states: Sequence[dict]) -> list[str]:
         """Cancel the runs whose ``run.json`` states are given. Returns the run ids cancelled."""
         raise NotImplementedError(f"backend '{self.name}' cannot cancel")
+
+    def job_states(self, states: Sequence[dict]) -> dict[str, str]:
+        """The engine's own state of each run's job (run_id → e.g. RUNNING); {} if unknown."""
+        return {}

@@ -37,6 +37,11 @@ class Solver:
         self.n_history = max(self.case.history_needed, self.integrator.history_needed)
         self.history: list[np.ndarray] = []  # flat weights of steps n, n−1, … (newest first)
         self._frozen = {name: copy.deepcopy(m).requires_grad_(False) for name, m in self.models.items()}
+        if self.env.world_size > 1:
+            # Every rank draws the same global batch (shared seed) and keeps its slice, so
+            # W ranks see exactly the samples one process would: same gradients, same run.
+            self.case.sample_interior = rank_slice(self.case.sample_interior, self.env.rank, self.env.world_size)
+            self.case.sample_boundary = rank_slice(self.case.sample_boundary, self.env.rank, self.env.world_size)
 
     # weights ------------------------------------------------------------------
     def layout(self) -> list[dict]:
@@ -108,7 +113,8 @@ class Solver:
         iters, losses = {}, {}
         t0 = time.perf_counter()
         for k, sp in enumerate(self.problems(step)):
-            gen = torch.Generator().manual_seed(derived_seed(cfg.seed, step, k, env.rank))
+            # Rank-independent seed: ranks slice one global batch (see rank_slice).
+            gen = torch.Generator().manual_seed(derived_seed(cfg.seed, step, k, 0))
             res = minimize(
                 self.models[sp.field].parameters(),
                 sp.loss,
@@ -134,3 +140,19 @@ class Solver:
     def substep_names(self) -> list[str]:
         """Columns of the store's ``iterations``/``loss``: step 0's sub-problems, then a step's."""
         return [*self.case.initial_substeps, *self.case.substeps]
+
+
+def rank_slice(sampler: Callable, rank: int, world_size: int) -> Callable:
+    """Wrap ``sampler(n, gen, device)``: draw ``n * world_size`` points, return rank's ``n``.
+
+    Points (N, d) come back as fresh leaves (``requires_grad`` kept) so spatial
+    derivatives are taken with respect to this rank's points only."""
+
+    def sample(n: int, gen, device):
+        points = sampler(n * world_size, gen, device)
+        if not isinstance(points, torch.Tensor) or points.shape[0] != n * world_size:
+            return points  # fixed point sets (e.g. two boundary ends) are shared by all ranks
+        part = points[rank * n : (rank + 1) * n].detach()
+        return part.requires_grad_(points.requires_grad)
+
+    return sample

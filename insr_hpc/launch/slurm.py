@@ -1,0 +1,277 @@
+"""Slurm through submitit: a sweep is one job array, preemption requeues and resumes.
+
+Resources come from ``launch.slurm`` (and ``launch.ddp`` for data-parallel runs: one
+task per rank). Logs and submitit's pickles live in ``<sweep>/slurm/``. On USR2
+(preemption, or ``signal_delay_s`` before the time limit) submitit calls
+:meth:`RunJob.checkpoint`, which hands back the same RunSpec; the requeued job
+resumes from the store's last committed step, so no committed step is computed twice
+and none is lost. Job states come from ``squeue`` (no accounting database needed).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+from insr_hpc.errors import InsrError
+from insr_hpc.launch.base import BACKENDS, Backend
+from insr_hpc.run import RunSpec, execute, read_state, update_state
+
+try:  # submitit is an optional dependency (the ``cluster`` extra)
+    from submitit.helpers import Checkpointable
+except ImportError:  # pragma: no cover - reported when the backend is used
+    Checkpointable = object  # type: ignore[assignment,misc]
+
+POLL_S = 0.5
+SQUEUE_EVERY = 6  # polls
+FINAL = ("done", "failed", "cancelled")
+
+
+def executor_parameters(launch_cfg, job_name: str = "insr-hpc") -> dict[str, Any]:
+    """SlurmExecutor parameters (sbatch options) for one run of ``launch_cfg``."""
+    sc, ddp = launch_cfg.slurm, launch_cfg.ddp
+    tasks = max(sc.tasks_per_node, ddp.nproc_per_node)
+    params: dict[str, Any] = {
+        "job_name": job_name,
+        "time": sc.time_min,
+        "nodes": max(sc.nodes, ddp.nodes),
+        "ntasks_per_node": tasks,
+        "cpus_per_task": sc.cpus_per_task,
+        "array_parallelism": sc.array_parallelism,
+        "signal_delay_s": sc.signal_delay_s,
+        "stderr_to_stdout": True,
+    }
+    optional = {
+        "partition": sc.partition,
+        "gpus_per_node": sc.gpus_per_node or None,
+        "mem": f"{int(sc.mem_gb * 1024)}MB" if sc.mem_gb else None,
+        "account": sc.account,
+        "qos": sc.qos,
+        "setup": list(sc.setup) or None,
+    }
+    params.update({k: v for k, v in optional.items() if v is not None})
+    extra = {}
+    for line in sc.extra_sbatch:
+        key, sep, value = line.lstrip("-").partition("=")
+        extra[key.strip()] = value.strip() if sep else True  # True: a bare flag (--exclusive)
+    if extra:
+        params["additional_parameters"] = extra
+    return params
+
+
+def sbatch_text(launch_cfg, folder: str, n_runs: int = 1, command: str = "python -m submitit.core._submit FOLDER") -> str:
+    """The sbatch script submitit writes for ``n_runs`` runs (a job array when > 1).
+
+    Golden-file tested, so a change to what reaches a cluster shows up as a diff."""
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    params = executor_parameters(launch_cfg)
+    if n_runs > 1:
+        params["map_count"] = n_runs
+    return _make_sbatch_string(command=command, folder=folder, **params)
+
+
+class JobTerminated(SystemExit):
+    """SIGTERM reached the run: scancel, or the time limit / a preemption without USR2."""
+
+
+class RunJob(Checkpointable):
+    """What each Slurm task executes: one RunSpec (rank ``SLURM_PROCID`` of a DDP run).
+
+    Checkpointable: on USR2 submitit calls ``checkpoint`` (inherited), which resubmits
+    this object with the same spec, requeues the job and exits; the store holds
+    everything done so far. SIGTERM (which submitit would ignore) ends the run at once,
+    so ``scancel`` stops it now rather than after Slurm's KillWait."""
+
+    def __call__(self, spec_data: dict[str, Any]) -> str:
+        import submitit
+
+        from insr_hpc.catalog import build_config
+        from insr_hpc.launch import ddp
+
+        spec = RunSpec(**spec_data)
+        cfg = build_config(spec.config)
+        job = submitit.JobEnvironment()
+        self._install_signal_handlers()
+        info = ddp.detect()
+        env = ddp.init(info, cfg.device, cfg.launch.ddp.backend, progress=False)
+        if env.is_main:
+            update_state(spec.run_dir, backend="slurm", job_id=str(job.job_id), host=job.hostname)
+        try:
+            execute(spec, env=env, threads=int(os.environ.get("SLURM_CPUS_PER_TASK", cfg.launch.threads_per_job)))
+        except SystemExit as exc:
+            if env.is_main:
+                update_state(spec.run_dir, **_exit_state(spec.run_dir, exc))
+            raise
+        finally:
+            ddp.shutdown()
+        return "done"
+
+    def _install_signal_handlers(self) -> None:
+        preempted = signal.getsignal(signal.SIGUSR2)  # submitit's checkpoint-and-requeue
+        self._requeueing = False
+
+        def on_usr2(signum, frame):
+            self._requeueing = True  # the requeue's own SIGTERM must not cut the handler short
+            if callable(preempted):
+                preempted(signum, frame)
+
+        def on_term(signum, frame):
+            if not self._requeueing:
+                raise JobTerminated(143)
+
+        signal.signal(signal.SIGUSR2, on_usr2)
+        signal.signal(signal.SIGTERM, on_term)
+
+
+def _exit_state(run_dir: str, exc: SystemExit) -> dict[str, Any]:
+    """run.json changes when a job exits early (execute has just recorded 'failed')."""
+    if read_state(run_dir).get("cancel_requested"):
+        return {"state": "cancelled", "reason": "cancelled by user (scancel)"}
+    if isinstance(exc, JobTerminated):
+        return {"state": "failed", "reason": "terminated by Slurm (SIGTERM); submit again to resume from the store"}
+    return {"state": "pending", "reason": "preempted: requeued, resumes from its store"}
+
+
+def squeue_states(job_ids: Sequence[str]) -> dict[str, str]:
+    """Slurm state (RUNNING, PENDING, COMPLETED, …) of each job id Slurm still knows.
+
+    Array tasks are listed one per line (``-r``); finished jobs stay visible for
+    ``MinJobAge`` seconds. Without accounting (no slurmdbd) this is the only source."""
+    if not job_ids:
+        return {}
+    base_ids = sorted({j.split("_")[0] for j in job_ids})
+    try:
+        out = subprocess.run(
+            ["squeue", "-h", "-r", "--states=all", "-o", "%i %T", "-j", ",".join(base_ids)],
+            capture_output=True, text=True, timeout=30,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    states = {}
+    for line in out.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            states[parts[0]] = parts[1]
+    return states
+
+
+@BACKENDS.register("slurm")
+class SlurmBackend(Backend):
+    name = "slurm"
+    can_detach = True  # `submit --no-wait` returns after sbatch
+
+    def _executor(self, sweep_dir: str, name: str):
+        if shutil.which("sbatch") is None:
+            raise InsrError("launch.backend: 'slurm' needs sbatch on PATH (is this a Slurm login node?)")
+        try:
+            import submitit
+        except ImportError:
+            raise InsrError("launch.backend: 'slurm' needs submitit (pip install 'insr-hpc[cluster]')") from None
+        ex = submitit.SlurmExecutor(folder=os.path.join(sweep_dir, "slurm"), max_num_timeout=3)
+        ex.update_parameters(**executor_parameters(self.launch, job_name=name))
+        return ex
+
+    def _submit_jobs(self, specs: Sequence[RunSpec], sweep_dir: str) -> dict[str, Any]:
+        for spec in specs:
+            spec.save()
+        name = f"insr-{os.path.basename(sweep_dir)}"
+        jobs = self._executor(sweep_dir, name).map_array(RunJob(), [asdict(s) for s in specs])
+        for spec, job in zip(specs, jobs, strict=True):
+            # The job may already be running (and writing run.json): keep its state.
+            cur = read_state(spec.run_dir).get("state")
+            state = "pending" if cur in (None, "pending", "failed", "cancelled") else cur
+            update_state(
+                spec.run_dir, run_id=spec.run_id, backend="slurm", job_id=str(job.job_id), state=state, reason=None,
+                cancel_requested=False,
+            )
+        return {spec.run_id: job for spec, job in zip(specs, jobs, strict=True)}
+
+    def submit(self, specs, sweep_dir, progress=True, wait=True):
+        jobs = self._submit_jobs(specs, sweep_dir)
+        if not wait:
+            return {s.run_id: "submitted" for s in specs}
+        by_id = {s.run_id: s for s in specs}
+        attempts = dict.fromkeys(by_id, 0)
+        results: dict[str, str] = {}
+        missing: dict[str, int] = {}
+        polls = 0
+        while jobs:
+            time.sleep(POLL_S)
+            polls += 1
+            # Result files are checked every poll (a stat); squeue, which costs the
+            # controller an RPC, only every SQUEUE_EVERY polls, to notice vanished jobs.
+            live = squeue_states([str(j.job_id) for j in jobs.values()]) if polls % SQUEUE_EVERY == 0 else None
+            for run_id, job in list(jobs.items()):
+                spec = by_id[run_id]
+                outcome = self._outcome(job, spec, live, missing)
+                if outcome is None:
+                    continue
+                del jobs[run_id]
+                if outcome == "failed" and attempts[run_id] < self.launch.max_retries:
+                    attempts[run_id] += 1
+                    update_state(spec.run_dir, retries=attempts[run_id])
+                    jobs.update(self._submit_jobs([spec], sweep_dir))
+                    continue
+                results[run_id] = outcome
+                if progress:
+                    print(f"{run_id}: {outcome} (slurm job {job.job_id})", flush=True)
+        return results
+
+    @staticmethod
+    def _outcome(job, spec: RunSpec, live: dict[str, str] | None, missing: dict[str, int]) -> str | None:
+        """Final state of one job, or None while Slurm still runs (or requeued) it."""
+        if job.paths.result_pickle.exists():
+            try:
+                job.result()
+            except Exception as exc:  # the run's exception, or submitit's "not requeued"
+                state = read_state(spec.run_dir)
+                if state.get("state") != "failed":
+                    update_state(spec.run_dir, state="failed", reason=f"{type(exc).__name__}: {str(exc)[:200]}")
+                return "failed"
+            return read_state(spec.run_dir).get("state", "done")
+        if live is None:
+            return None
+        slurm_state = live.get(str(job.job_id))
+        if slurm_state in (None, "COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE"):
+            # Gone without a result: give the result file a moment (shared filesystems lag).
+            missing[spec.run_id] = missing.get(spec.run_id, 0) + 1
+            if missing[spec.run_id] < 3:
+                return None
+            state = read_state(spec.run_dir)
+            if state.get("state") == "cancelled":
+                return "cancelled"
+            reason = f"slurm job {job.job_id} ended ({slurm_state or 'unknown to squeue'}) without a result; see {job.paths.stdout}"
+            update_state(spec.run_dir, state="failed", reason=reason)
+            return "failed"
+        missing.pop(spec.run_id, None)
+        return None
+
+    def job_states(self, states: Sequence[dict]) -> dict[str, str]:
+        ids = {st["run_id"]: str(st["job_id"]) for st in states if st.get("job_id")}
+        live = squeue_states(list(ids.values()))
+        return {run_id: live[j] for run_id, j in ids.items() if j in live}
+
+    def cancel(self, states):
+        ids = {st.get("run_id"): str(st["job_id"]) for st in states if st.get("job_id") and st.get("state") in ("pending", "running")}
+        if not ids:
+            return []
+        for st in states:
+            if st.get("run_id") in ids:  # read by the job as it exits: it was cancelled, not failed
+                update_state(st["run_dir"], cancel_requested=True)
+        try:
+            out = subprocess.run(["scancel", *ids.values()], capture_output=True, text=True, timeout=60)
+        except OSError as exc:
+            raise InsrError(f"cancel: cannot run scancel: {exc}") from None
+        if out.returncode != 0 and out.stderr.strip():
+            print(f"insr-hpc: scancel: {out.stderr.strip()}")
+        for st in states:
+            if st.get("run_id") in ids:
+                update_state(st["run_dir"], state="cancelled", reason="cancelled by user (scancel)")
+        return list(ids)

@@ -78,6 +78,10 @@ def project(u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     B = np.zeros((n + 1, n + 1))
     A[:n, 1:] = a
     B[1:, :n] = b
+    # the sine Nyquist modes (k = N of u_x, l = N of u_y) have no partner in the other
+    # component; they are the grid's highest frequency and are dropped (keeps P² = P)
+    A[:, n] = 0.0
+    B[n, :] = 0.0
     k = np.arange(n + 1)[None, :].astype(float)
     l_ = np.arange(n + 1)[:, None].astype(float)
     k2 = k**2 + l_**2

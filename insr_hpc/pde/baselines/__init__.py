@@ -1,0 +1,1 @@
+"""Classical solvers used as references and equal-memory baselines (numpy/scipy only)."""

@@ -1,0 +1,244 @@
+"""2D hyperelastodynamics of a rectangular bar [0, L] × [−H/2, H/2] (INSR, Chen et al.
+2023, sec. 5.4), for the ``variational`` integrator.
+
+The field is the deformation map φ: X → x, written φ(X) = X + s(X)·w(X) with w the
+network (2→2) and s = X/L when the left end is fixed (so φ = X there exactly, the
+constraint holds by construction) or s = 1 otherwise. The case exposes the potential
+density π(φ) = Ψ(∇φ) − ρg·φ + k/2·max(0, y_ground − φ_y)² (log-free neo-Hookean Ψ,
+contact with the plane y = ground as a penalty) and the mass density ρ; the integrator
+adds the inertia term. Units: consistent and dimensionless (lengths, ρ, E, g as given).
+
+Scenarios: ``sag`` (left end fixed, gravity; with a large Δt every step is a static
+solve), ``stretch`` (left end fixed, starts stretched by ``stretch`` along x, released
+at rest), ``fall`` (free body under gravity onto the ground plane).
+
+Stored per step: the deformed positions of 27 reference points (3 rows y = −H/2, 0,
+H/2 × 9 columns X = kL/8), total energy, and the same from the FEM reference
+(:mod:`insr_hpc.pde.baselines.elastic_fem`, same incremental potential and Δt).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from insr_hpc.config.schema import require
+from insr_hpc.ops import jacobian
+from insr_hpc.pde.baselines.elastic_fem import ElasticFEM, bar_mesh, lame
+from insr_hpc.pde.case import CASES, Case, FieldSpec, StepContext, SubProblem
+from insr_hpc.pde.integrators.variational import PotentialTerm
+
+SCENARIOS = ("sag", "stretch", "fall")
+FIXED = ("left", "none")
+NEEDS_FIXED = ("sag", "stretch")
+
+
+def neo_hookean_density(F: torch.Tensor, mu: float, lam: float) -> torch.Tensor:
+    """Ψ(F) = μ/2(|F|² − 2) − μ(J − 1) + λ/2(J − 1)² for F (N, 2, 2) → (N,)."""
+    J = F[:, 0, 0] * F[:, 1, 1] - F[:, 0, 1] * F[:, 1, 0]
+    return 0.5 * mu * ((F**2).sum((1, 2)) - 2) - mu * (J - 1) + 0.5 * lam * (J - 1) ** 2
+
+
+@CASES.register("elasticity")
+class Elasticity(Case):
+    @dataclass
+    class Params:
+        case: str = "elasticity"
+        scenario: str = "sag"  # sag | stretch | fall
+        length: float = 2.0
+        height: float = 0.4
+        density: float = 1.0
+        youngs_modulus: float = 500.0
+        poisson_ratio: float = 0.3
+        gravity: float = 1.0  # magnitude, pointing −y
+        fixed: str = "left"  # left | none
+        stretch: float = 1.2  # stretch: initial stretch factor along x
+        ground: float = -0.6  # fall: the contact plane y = ground
+        contact_stiffness: float = 1.0e4
+        fem_nx: int = 64  # FEM reference mesh (multiples of 8 and 2: points on nodes)
+        fem_ny: int = 8
+
+        def validate(self) -> None:
+            require(self.scenario in SCENARIOS, "scenario", f"unknown scenario '{self.scenario}' (known: {', '.join(SCENARIOS)})")
+            require(self.fixed in FIXED, "fixed", f"expected one of {', '.join(FIXED)}, got '{self.fixed}'")
+            require(
+                not (self.scenario in NEEDS_FIXED and self.fixed == "none"),
+                "fixed",
+                f"scenario '{self.scenario}' needs a fixed boundary (fixed: left)",
+            )
+            require(self.length > 0 and self.height > 0, "length", "length and height must be > 0")
+            require(self.density > 0, "density", f"must be > 0, got {self.density}")
+            require(self.youngs_modulus > 0, "youngs_modulus", f"must be > 0, got {self.youngs_modulus}")
+            require(0 <= self.poisson_ratio < 0.5, "poisson_ratio", f"must lie in [0, 0.5), got {self.poisson_ratio}")
+            require(self.stretch > 0, "stretch", f"must be > 0, got {self.stretch}")
+            require(self.contact_stiffness >= 0, "contact_stiffness", f"must be >= 0, got {self.contact_stiffness}")
+            require(self.fem_nx >= 8 and self.fem_nx % 8 == 0, "fem_nx", f"must be a positive multiple of 8, got {self.fem_nx}")
+            require(self.fem_ny >= 2 and self.fem_ny % 2 == 0, "fem_ny", f"must be a positive even number, got {self.fem_ny}")
+
+    fields = {"phi": FieldSpec(2, 2)}
+    history_needed = 2
+    error_names = ("rel_l2", "max_err", "tip_error")
+
+    def __init__(self, params: "Elasticity.Params", dt: float):
+        super().__init__(params, dt)
+        p = params
+        self.mu, self.lam = lame(p.youngs_modulus, p.poisson_ratio)
+        self.g = 0.0 if p.scenario == "stretch" else p.gravity
+        self.term = PotentialTerm(density=self.potential_density, mass=self.mass, measure=p.length * p.height)
+        cols, rows = np.linspace(0, p.length, 9), np.array([-p.height / 2, 0.0, p.height / 2])
+        X, Y = np.meshgrid(cols, rows)
+        self.ref_points = np.stack([X.ravel(), Y.ravel()], 1)  # (27, 2), rows bottom → top
+        self.tip = 9 + 8  # centre row, X = L
+        self._fem: ElasticFEM | None = None
+        self._fem_step = -1
+        self._prev_quad: np.ndarray | None = None
+
+    # physics -----------------------------------------------------------------
+    def deformation(self, net):
+        """φ(X) = X + s(X)·w(X) for the network w; s = X/L with a fixed left end."""
+        L, fixed = self.params.length, self.params.fixed == "left"
+
+        def phi(X: torch.Tensor) -> torch.Tensor:
+            w = net(X)
+            return X + (X[:, :1] / L) * w if fixed else X + w
+
+        return phi
+
+    def initial_map(self, X, lib=np):
+        """φ⁰(X): the stretched bar for ``stretch``, the rest shape otherwise."""
+        if self.params.scenario == "stretch":
+            return lib.stack([self.params.stretch * X[:, 0], X[:, 1]], 1)
+        return X * 1.0
+
+    def potential_density(self, phi, X: torch.Tensor) -> torch.Tensor:
+        x = phi(X)
+        psi = neo_hookean_density(jacobian(x, X), self.mu, self.lam)
+        out = psi + self.params.density * self.g * x[:, 1]
+        if self.params.scenario == "fall" and self.params.contact_stiffness > 0:
+            pen = torch.relu(self.params.ground - x[:, 1])
+            out = out + 0.5 * self.params.contact_stiffness * pen**2
+        return out
+
+    def mass(self, X: torch.Tensor) -> torch.Tensor:
+        return torch.full((X.shape[0],), self.params.density, dtype=X.dtype, device=X.device)
+
+    # sampling ----------------------------------------------------------------
+    def sample_interior(self, n, gen, device):
+        """Stratified: one uniform point in each cell of an ≈ square-celled grid (low
+        variance for the energy integral), (≈n, 2), requires grad."""
+        L, H = self.params.length, self.params.height
+        ny = max(1, round((n * H / L) ** 0.5))
+        nx = max(1, n // ny)
+        j, i = torch.meshgrid(torch.arange(ny), torch.arange(nx), indexing="ij")
+        u = torch.rand(ny, nx, 2, generator=gen)
+        X = (i + u[..., 0]) / nx * L
+        Y = (j + u[..., 1]) / ny * H - H / 2
+        return torch.stack([X.reshape(-1), Y.reshape(-1)], 1).to(device).requires_grad_(True)
+
+    # objectives --------------------------------------------------------------
+    def initial_problems(self, current, n_interior, n_boundary, device):
+        phi = self.deformation(current["phi"])
+
+        def fit(gen):
+            X = self.sample_interior(n_interior, gen, device)
+            return ((phi(X) - self.initial_map(X.detach(), torch)) ** 2).sum(1).mean()
+
+        return [SubProblem("fit", "phi", fit)]
+
+    def step_problems(self, ctx: StepContext):
+        new = self.deformation(ctx.current["phi"])
+        hist = [self.deformation(h["phi"]) for h in ctx.history]
+
+        def loss(gen):
+            X = self.sample_interior(ctx.n_interior, gen, ctx.device)
+            return ctx.integrator.objective(self.term, new, hist, X, ctx.dt)
+
+        return [SubProblem("advance", "phi", loss)]
+
+    # output ------------------------------------------------------------------
+    def output_coords(self, resolution):
+        return {"point": np.arange(len(self.ref_points), dtype=np.float64)}
+
+    def output_vars(self, resolution):
+        pts = ", ".join(f"({x:g}, {y:g})" for x, y in self.ref_points)
+        pos = {"long_name": "deformed positions of the reference points", "units": "1", "reference_positions": pts}
+        en = {"long_name": "total energy: kinetic + elastic + gravity + contact", "units": "1"}
+        return {
+            "points": (("point", "component"), (len(self.ref_points), 2), pos),
+            "points_ref": (("point", "component"), (len(self.ref_points), 2), {**pos, "long_name": "FEM reference positions"}),
+            "energy": ((), (), en),
+            "energy_ref": ((), (), {**en, "long_name": "total energy of the FEM reference"}),
+        }
+
+    def _quadrature(self, resolution):
+        L, H = self.params.length, self.params.height
+        nx = max(8, resolution)
+        ny = max(2, round(nx * H / L))
+        xs, ys = (np.arange(nx) + 0.5) / nx * L, (np.arange(ny) + 0.5) / ny * H - H / 2
+        X, Y = np.meshgrid(xs, ys)
+        return np.stack([X.ravel(), Y.ravel()], 1), L * H / (nx * ny)
+
+    def evaluate(self, fields, resolution, device):
+        phi = self.deformation(fields["phi"])
+        with torch.no_grad():
+            pts = phi(torch.as_tensor(self.ref_points, dtype=torch.float32, device=device)).cpu().numpy()
+        Xq, w = self._quadrature(resolution)
+        X = torch.as_tensor(Xq, dtype=torch.float32, device=device).requires_grad_(True)
+        with torch.enable_grad():
+            potential = float(self.potential_density(phi, X).detach().sum()) * w
+            xq = phi(X).detach().cpu().numpy().astype(np.float64)
+        if self._prev_quad is not None:
+            kinetic = 0.5 * self.params.density * w * float((((xq - self._prev_quad) / self.dt) ** 2).sum())
+        else:  # step 0 starts at rest; right after a resume the velocity is unknown
+            kinetic = 0.0 if self._fem_step <= 0 else np.nan
+        self._prev_quad = xq
+        return {"points": pts.astype(np.float32), "energy": np.float32(potential + kinetic)}
+
+    def _build_fem(self) -> ElasticFEM:
+        p = self.params
+        nodes, tris = bar_mesh(p.length, p.height, p.fem_nx, p.fem_ny)
+        fixed = np.where(nodes[:, 0] <= 1e-12)[0] if p.fixed == "left" else None
+        fem = ElasticFEM(
+            nodes, tris, p.density, self.mu, self.lam, (0.0, -self.g), fixed,
+            ground=p.ground if p.scenario == "fall" else None, contact_stiffness=p.contact_stiffness,
+        )
+        fem.set_state(self.initial_map(nodes))
+        idx = [int(np.argmin(((nodes - q) ** 2).sum(1))) for q in self.ref_points]
+        self._fem_points = np.array(idx)
+        return fem
+
+    def reference(self, t, resolution):
+        step = int(round(t / self.dt))
+        if self._fem is None or self._fem_step > step:
+            self._fem, self._fem_step = self._build_fem(), 0
+        while self._fem_step < step:
+            self._fem.step(self.dt)
+            self._fem_step += 1
+        return {
+            "points_ref": self._fem.positions[self._fem_points].astype(np.float32),
+            "energy_ref": np.float32(self._fem.total_energy(self.dt)),
+        }
+
+    def errors(self, outputs, reference):
+        got, ref = outputs["points"].astype(np.float64), reference["points_ref"].astype(np.float64)
+        scale = max(np.linalg.norm(ref - self.ref_points), 0.01 * self.params.length * np.sqrt(len(ref)))
+        dist = np.linalg.norm(got - ref, axis=1)
+        return {"rel_l2": float(np.linalg.norm(got - ref) / scale), "max_err": float(dist.max()), "tip_error": float(dist[self.tip])}
+
+    def figure(self, outputs, t, resolution):
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6, 3))
+        ax.plot(*self.ref_points.T, ".", color="0.7", label="rest")
+        if self._fem is not None:
+            ax.plot(*self._fem.positions[self._fem_points].T, "kx", label="FEM")
+        ax.plot(*outputs["points"].T, "o", mfc="none", label="INSR")
+        ax.set(aspect="equal", title=f"t = {t:.3g}", xlabel="x", ylabel="y")
+        ax.legend(loc="best", fontsize=7)
+        fig.tight_layout()
+        return fig

@@ -1,0 +1,290 @@
+"""2D incompressible Euler on [−1, 1]² with no-through walls (u·n = 0), by operator
+splitting (INSR, Chen et al. 2023, sec. 5.3). Fields: velocity u (2→2), pressure p (2→1).
+
+One time step is three warm-started sub-problems:
+  advect:   u ← argmin ‖u(x) − uⁿ(clamp(x − Δt uⁿ(x)))‖² + w‖u·n‖²_walls   (u becomes u*)
+  pressure: p solves ∇²p = ∇·u*, ∂p/∂n = 0. ``pressure_form``:
+              ritz   — argmin ‖∇p − u*‖²: the same equation in weak (Ritz) form, whose
+                       natural boundary condition ∂p/∂n = u*·n is 0 on the walls; needs
+                       first derivatives of p only and none of u* (the cheap default);
+              strong — argmin ‖∇²p − ∇·u*‖² + w‖∂p/∂n‖²_walls (the paper's form; second
+                       derivatives through autograd).
+  project:  u ← argmin ‖u − (u* − ∇p)‖² + w‖u·n‖²_walls
+
+The intermediate u* is not a third network: advection writes it into u itself (it is
+the warm start the projection wants), and the projection reads a frozen copy taken when
+it starts (``_Snapshot``). A third field would enlarge every stored weight vector and the
+equal-memory budget by half for a value that lives a few hundred iterations.
+
+Reference: the grid solver of :mod:`insr_hpc.pde.baselines.euler_grid` at
+``reference_resolution``, advanced step by step with the same Δt.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from insr_hpc.config.schema import require
+from insr_hpc.ops import divergence, gradient
+from insr_hpc.pde.baselines.euler_grid import EulerGrid, cell_centres
+from insr_hpc.pde.case import CASES, Case, FieldSpec, StepContext, SubProblem
+from insr_hpc.pde.cases.euler_initial import INITIAL_CONDITIONS, velocity_numpy, velocity_torch
+
+PRESSURE_FORMS = ("ritz", "strong")
+
+
+def _grad_no_graph(p, x: torch.Tensor) -> torch.Tensor:
+    """∇p at x (N, 2) as a constant (no graph back to p's weights)."""
+    with torch.enable_grad():
+        x = x.detach().requires_grad_(True)
+        (g,) = torch.autograd.grad(p(x).sum(), x)
+    return g.detach()
+
+
+class _Snapshot:
+    """A frozen copy of a module taken on first call (the field as it is when the
+    sub-problem that uses it starts)."""
+
+    def __init__(self, module: torch.nn.Module):
+        self.module, self.frozen = module, None
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.frozen is None:
+            self.frozen = copy.deepcopy(self.module).requires_grad_(False)
+        return self.frozen(x)
+
+
+@CASES.register("euler")
+class Euler(Case):
+    @dataclass
+    class Params:
+        case: str = "euler"
+        initial: str = "taylor_green"  # taylor_green | taylor_green_multiscale | vortex_pair
+        mode_amplitude: float = 0.5  # taylor_green_multiscale: weight of the second mode
+        vortex_strength: float = 1.0  # vortex_pair: peak ψ scale (velocity units)
+        vortex_radius: float = 0.25  # vortex_pair: Gaussian radius
+        vortex_separation: float = 0.5  # vortex_pair: distance of the two centres
+        pressure_form: str = "ritz"  # ritz | strong (see module docstring)
+        wall_weight: float = 1.0  # penalty weight of (u·n)² (and ∂p/∂n² in strong form)
+        reference_resolution: int = 128  # grid cells per side of the reference solver
+        reference_order: int = 3  # its interpolation order (1 linear, 3 cubic)
+
+        def validate(self) -> None:
+            require(
+                self.initial in INITIAL_CONDITIONS,
+                "initial",
+                f"unknown initial condition '{self.initial}' (known: {', '.join(INITIAL_CONDITIONS)})",
+            )
+            require(
+                self.pressure_form in PRESSURE_FORMS,
+                "pressure_form",
+                f"expected one of {', '.join(PRESSURE_FORMS)}, got '{self.pressure_form}'",
+            )
+            require(self.wall_weight >= 0, "wall_weight", f"must be >= 0, got {self.wall_weight}")
+            require(self.vortex_radius > 0, "vortex_radius", f"must be > 0, got {self.vortex_radius}")
+            require(
+                0 < self.vortex_separation < 2, "vortex_separation", f"must lie in (0, 2), got {self.vortex_separation}"
+            )
+            require(self.reference_resolution >= 8, "reference_resolution", f"must be >= 8, got {self.reference_resolution}")
+            require(self.reference_order in (1, 3), "reference_order", f"must be 1 or 3, got {self.reference_order}")
+
+    fields = {"u": FieldSpec(2, 2), "p": FieldSpec(2, 1)}
+    initial_substeps = ("fit_u", "fit_p")
+    substeps = ("advect", "pressure", "project")
+    error_names = ("rel_l2", "max_err", "drift")
+
+    def __init__(self, params: "Euler.Params", dt: float):
+        super().__init__(params, dt)
+        self._grid: EulerGrid | None = None
+        self._initial_cache: dict[int, np.ndarray] = {}
+
+    # physics -----------------------------------------------------------------
+    def u0(self, pts: torch.Tensor) -> torch.Tensor:
+        return velocity_torch(self.params.initial, pts, self.params)
+
+    # sampling ----------------------------------------------------------------
+    def sample_interior(self, n, gen, device):
+        return (torch.rand(n, 2, generator=gen) * 2 - 1).to(device)
+
+    def sample_boundary(self, n, gen, device):
+        """n points on the four walls (N, 2) and their outward normals (N, 2)."""
+        side = torch.randint(0, 4, (n,), generator=gen)
+        s = torch.rand(n, generator=gen) * 2 - 1
+        sign = torch.where(side % 2 == 0, -1.0, 1.0)
+        on_x = side < 2  # sides 0/1: x = ∓1; sides 2/3: y = ∓1
+        pts = torch.where(on_x[:, None], torch.stack([sign, s], 1), torch.stack([s, sign], 1))
+        normals = torch.where(on_x[:, None], torch.stack([sign, 0 * s], 1), torch.stack([0 * s, sign], 1))
+        return pts.to(device), normals.to(device)
+
+    def _wall_penalty(self, u, n_boundary, gen, device) -> torch.Tensor:
+        if not n_boundary or not self.params.wall_weight:
+            return torch.zeros((), device=device)
+        xb, nb = self.sample_boundary(n_boundary, gen, device)
+        return self.params.wall_weight * ((u(xb) * nb).sum(1) ** 2).mean()
+
+    # sub-problems --------------------------------------------------------------
+    def _pressure_loss(self, p, ustar, uprev, n_int, n_bdy, device):
+        """Loss of the pressure sub-problem; ``uprev`` is the last projected field uⁿ.
+
+        Ritz form: argmin ‖∇p − d‖², d = u* − uⁿ, i.e. ∇²p = ∇·u* − ∇·uⁿ with
+        ∂p/∂n = d·n. Since uⁿ is the previous projection's output (∇·uⁿ ≈ 0, uⁿ·n ≈ 0)
+        this is the pressure equation up to that projection's fit error. Fitting the
+        change d rather than u* keeps the loss at the size of the step's correction
+        (not of ‖u*‖²), so the relative convergence rule sees real progress.
+        """
+        strong = self.params.pressure_form == "strong"
+
+        def loss(gen):
+            x = self.sample_interior(n_int, gen, device).requires_grad_(True)
+            if strong:
+                with torch.enable_grad():
+                    target = divergence(ustar(x), x).detach()
+                lap = divergence(gradient(p(x), x), x)
+                out = ((lap - target) ** 2).mean()
+                if n_bdy and self.params.wall_weight:
+                    xb, nb = self.sample_boundary(n_bdy, gen, device)
+                    xb.requires_grad_(True)
+                    dpdn = (gradient(p(xb), xb) * nb).sum(1)
+                    out = out + self.params.wall_weight * (dpdn**2).mean()
+                return out
+            with torch.no_grad():
+                d = ustar(x) - uprev(x)
+            return ((gradient(p(x), x) - d) ** 2).sum(1).mean()
+
+        return loss
+
+    def initial_problems(self, current, n_interior, n_boundary, device):
+        u, p = current["u"], current["p"]
+
+        def fit_u(gen):
+            x = self.sample_interior(n_interior, gen, device)
+            out = ((u(x) - self.u0(x)) ** 2).sum(1).mean()
+            return out + self._wall_penalty(u, n_boundary, gen, device)
+
+        # p starts as the pressure of u0 (≈ constant), so step 1 warm-starts from a sane field
+        return [
+            SubProblem("fit_u", "u", fit_u),
+            SubProblem("fit_p", "p", self._pressure_loss(p, u, u, n_interior, n_boundary, device)),
+        ]
+
+    def step_problems(self, ctx: StepContext):
+        u, p = ctx.current["u"], ctx.current["p"]
+        u_prev = ctx.history[0]["u"]
+        n_int, n_bdy, dev, dt = ctx.n_interior, ctx.n_boundary, ctx.device, ctx.dt
+
+        def advect(gen):
+            x = self.sample_interior(n_int, gen, dev)
+            with torch.no_grad():
+                back = (x - dt * u_prev(x)).clamp(-1.0, 1.0)
+                target = u_prev(back)
+            return ((u(x) - target) ** 2).sum(1).mean() + self._wall_penalty(u, n_bdy, gen, dev)
+
+        ustar = _Snapshot(u)  # u after advection, frozen when the projection starts
+
+        def project(gen):
+            x = self.sample_interior(n_int, gen, dev)
+            with torch.no_grad():
+                target = ustar(x)
+            target = target - _grad_no_graph(p, x)
+            return ((u(x) - target) ** 2).sum(1).mean() + self._wall_penalty(u, n_bdy, gen, dev)
+
+        return [
+            SubProblem("advect", "u", advect),
+            SubProblem("pressure", "p", self._pressure_loss(p, u, u_prev, n_int, n_bdy, dev)),
+            SubProblem("project", "u", project),
+        ]
+
+    # output ------------------------------------------------------------------
+    def output_coords(self, resolution):
+        xc = cell_centres(resolution)
+        return {"y": xc, "x": xc}
+
+    def output_vars(self, resolution):
+        r = resolution
+        vel = {"long_name": "velocity (x, y components)", "units": "1"}
+        pre = {"long_name": "pressure correction of the projection (u = u* − ∇p), mean removed", "units": "1"}
+        return {
+            "u": (("y", "x", "component"), (r, r, 2), vel),
+            "p": (("y", "x"), (r, r), pre),
+            "u_ref": (("y", "x", "component"), (r, r, 2), {**vel, "long_name": "reference velocity (grid solver)"}),
+            "p_ref": (("y", "x"), (r, r), {**pre, "long_name": "reference pressure (grid solver)"}),
+            "divergence": ((), (), {"long_name": "RMS of ∇·u over the output grid (autograd)", "units": "1"}),
+            "kinetic_energy": ((), (), {"long_name": "½∫|u|² dx (output-grid quadrature)", "units": "1"}),
+            "kinetic_energy_ref": ((), (), {"long_name": "½∫|u|² dx of the reference", "units": "1"}),
+        }
+
+    def _grid_points(self, resolution, device) -> torch.Tensor:
+        xc = torch.as_tensor(cell_centres(resolution), dtype=torch.float32, device=device)
+        Y, X = torch.meshgrid(xc, xc, indexing="ij")
+        return torch.stack([X.reshape(-1), Y.reshape(-1)], 1)
+
+    def evaluate(self, fields, resolution, device):
+        r = resolution
+        x = self._grid_points(r, device).requires_grad_(True)
+        with torch.enable_grad():
+            uv = fields["u"](x)
+            div = divergence(uv, x)
+        u = uv.detach().cpu().numpy().reshape(r, r, 2).astype(np.float64)
+        with torch.no_grad():
+            p = fields["p"](x.detach()).cpu().numpy().reshape(r, r)
+        h = 2.0 / r
+        return {
+            "u": u.astype(np.float32),
+            "p": (p - p.mean()).astype(np.float32),
+            "divergence": np.float32(np.sqrt((div.detach().cpu().numpy() ** 2).mean())),
+            "kinetic_energy": np.float32(0.5 * (u**2).sum() * h * h),
+        }
+
+    def reference(self, t, resolution):
+        step = int(round(t / self.dt))
+        pr = self.params
+        if self._grid is None or self._grid.step > step:
+            self._grid = EulerGrid(pr.reference_resolution, self.dt, velocity_numpy(pr.initial, pr), pr.reference_order)
+        while self._grid.step < step:
+            self._grid.advance()
+        xc = cell_centres(resolution)
+        u, p = self._grid.sample(xc, xc)
+        h = 2.0 / resolution
+        return {
+            "u_ref": u.astype(np.float32),
+            "p_ref": (p - p.mean()).astype(np.float32),
+            "kinetic_energy_ref": np.float32(0.5 * (u**2).sum() * h * h),
+        }
+
+    def initial_field(self, resolution) -> np.ndarray:
+        """u0 on the output grid (R, R, 2), float64."""
+        if resolution not in self._initial_cache:
+            xc = cell_centres(resolution)
+            X, Y = np.meshgrid(xc, xc)
+            self._initial_cache[resolution] = velocity_numpy(self.params.initial, self.params)(X, Y)
+        return self._initial_cache[resolution]
+
+    def errors(self, outputs, reference):
+        u = outputs["u"].astype(np.float64)
+        ref = reference["u_ref"].astype(np.float64)
+        u0 = self.initial_field(u.shape[0])
+        return {
+            "rel_l2": float(np.linalg.norm(u - ref) / max(np.linalg.norm(ref), 1e-12)),
+            "max_err": float(np.abs(u - ref).max()),
+            "drift": float(np.linalg.norm(u - u0) / max(np.linalg.norm(u0), 1e-12)),
+        }
+
+    def figure(self, outputs, t, resolution):
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        ref = self._grid.sample(*(2 * [cell_centres(resolution)]))[0] if self._grid is not None else None
+        panels = [("INSR |u|", outputs["u"])] + ([("reference |u|", ref)] if ref is not None else [])
+        fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.6))
+        for ax, (title, u) in zip(np.atleast_1d(axes), panels, strict=True):
+            im = ax.imshow(np.linalg.norm(u, axis=-1), origin="lower", extent=(-1, 1, -1, 1), cmap="viridis")
+            ax.set(title=f"{title}, t = {t:.3g}", xlabel="x", ylabel="y")
+            fig.colorbar(im, ax=ax, shrink=0.8)
+        fig.tight_layout()
+        return fig

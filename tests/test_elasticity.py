@@ -1,0 +1,46 @@
+"""INSR hyperelastic bar vs the FEM reference that minimises the same incremental potential."""
+
+import os
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from insr_hpc.cli import main
+from insr_hpc.errors import InsrError
+
+
+def run(tmp_path, *overrides):
+    assert main(["run", "configs/elasticity.yaml", f"output.root={tmp_path}", "output.figure_every=0", *overrides]) == 0
+    return xr.open_zarr(os.path.join(tmp_path, "elasticity", "r000", "store.zarr"))
+
+
+def test_sagging_bar_tip_matches_fem_equilibrium(tmp_path):
+    # Δt = 1000: the inertia term is ~1e-7 of the elastic one, so one step is the static
+    # equilibrium; the FEM reference (64×8 cells) is solved to machine precision.
+    ds = run(tmp_path, "time.dt=1000", "time.steps=1", "optim.max_iters=1500")
+    tip_ref = ds["points_ref"].values[1, 17]
+    tip = ds["points"].values[1, 17]
+    sag = 0.0 - tip_ref[1]
+    assert 0.28 < sag < 0.36  # the FEM tip deflection of this bar
+    # stated tolerance: the INSR tip within 3 % of the FEM tip deflection
+    assert np.linalg.norm(tip - tip_ref) < 0.03 * sag, (tip, tip_ref)
+    assert ds["rel_l2"].values[1] < 0.05
+
+
+def test_released_bar_energy_stays_bounded_and_tracks_fem(tmp_path):
+    ds = run(tmp_path, "problem.scenario=stretch", "time.dt=0.05", "time.steps=3", "optim.max_iters=300")
+    energy, energy_ref = ds["energy"].values, ds["energy_ref"].values
+    assert energy[0] > 0.5  # the stretched bar stores elastic energy
+    # implicit Euler dissipates: total energy never exceeds the initial one (+2 % MC slack)
+    assert np.all(energy <= 1.02 * energy[0]), energy
+    assert np.all(np.abs(energy - energy_ref) < 0.1 * energy_ref[0]), (energy, energy_ref)
+    assert np.all(ds["max_err"].values < 0.05)
+
+
+def test_first_order_integrator_with_variational_case_is_a_clear_error():
+    from insr_hpc.pde.integrators.variational import PotentialTerm
+
+    term = PotentialTerm(density=lambda phi, x: x[:, 0], mass=lambda x: x[:, 0], measure=1.0)
+    with pytest.raises(InsrError, match="integrator.name"):
+        term.rhs(None, None)

@@ -34,6 +34,7 @@ class VarSpec:
     dtype: str = "float32"
     attrs: dict[str, Any] = field(default_factory=dict)
     data: np.ndarray | None = None  # static arrays (coordinates) are written at creation
+    chunks: tuple[int, ...] | None = None  # None: see StepStore.create
 
     @property
     def per_step(self) -> bool:
@@ -54,9 +55,19 @@ class StepStore:
 
     # -- creation / reopening -------------------------------------------------
     @classmethod
-    def create(cls, path: str, variables: Mapping[str, VarSpec], attrs: Mapping[str, Any]) -> StepStore:
+    def create(
+        cls,
+        path: str,
+        variables: Mapping[str, VarSpec],
+        attrs: Mapping[str, Any],
+        record_dims: tuple[str, ...] = ("step",),
+    ) -> StepStore:
         """Write the skeleton of a new store: every array, coordinates, attributes.
 
+        An array whose first dimension is a record dimension (``step``; a reconstruction
+        also uses ``epoch`` and ``time``) gets one chunk per record, other arrays (and
+        the coordinate of a record dimension itself) one chunk, unless ``chunks`` says
+        otherwise. A ``committed`` array along ``record_dims[0]`` is added if absent.
         Built in ``path + '.partial'`` and renamed, so a store either exists whole or not.
         """
         tmp = path + ".partial"
@@ -64,11 +75,13 @@ class StepStore:
             shutil.rmtree(tmp)
         group = zarr.open_group(tmp, mode="w-", zarr_format=3)
         group.attrs.update({**attrs, "store_version": STORE_VERSION})
-        n_steps = None
+        n_records = None
+        time_along_step = "time" in variables and variables["time"].dims == ("step",)
         for name, spec in variables.items():
-            chunks = (1, *spec.shape[1:]) if spec.per_step else spec.shape
+            record = bool(spec.dims) and spec.dims[0] in record_dims and name != spec.dims[0]
+            chunks = spec.chunks or ((1, *spec.shape[1:]) if record else spec.shape)
             attrs_ = dict(spec.attrs)
-            if spec.per_step and name not in ("step", "time") and "time" in variables:
+            if spec.per_step and name not in ("step", "time") and time_along_step:
                 attrs_.setdefault("coordinates", "time")
             arr = group.create_array(
                 name,
@@ -81,16 +94,16 @@ class StepStore:
             )
             if spec.data is not None:
                 arr[...] = spec.data
-            if spec.per_step:
-                n_steps = spec.shape[0]
+            if spec.dims and spec.dims[0] == record_dims[0]:
+                n_records = spec.shape[0]
         if "committed" not in variables:
-            arr = group.create_array(
+            group.create_array(
                 "committed",
-                shape=(n_steps,),
+                shape=(n_records,),
                 chunks=(1,),
                 dtype="uint8",
                 fill_value=0,
-                dimension_names=("step",),
+                dimension_names=(record_dims[0],),
                 attributes={"long_name": "1 once every array of this step is written"},
             )
         zarr.consolidate_metadata(tmp)

@@ -20,46 +20,17 @@ for a finished one.
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-import zarr
+from insr_hpc.store import StepStore, VarSpec
 
-from insr_hpc.store import StepStore
-
-STORE_VERSION = 1
-
-
-@dataclass
-class Array:
-    dims: tuple[str, ...]
-    shape: tuple[int, ...]
-    dtype: str = "float32"
-    attrs: dict[str, Any] = field(default_factory=dict)
-    data: np.ndarray | None = None
-    chunks: tuple[int, ...] | None = None  # None: one chunk per index of the first dim
+# An array of the reconstruction store: the same spec as the PDE store's.
+Array = VarSpec
 
 
 def create_store(path: str, arrays: Mapping[str, Array], attrs: Mapping[str, Any]) -> StepStore:
     """Write the skeleton of a new store atomically; returns it opened for writing."""
-    tmp = path + ".partial"
-    if os.path.exists(tmp):
-        shutil.rmtree(tmp)
-    group = zarr.open_group(tmp, mode="w-", zarr_format=3)
-    group.attrs.update({**attrs, "store_version": STORE_VERSION, "store_kind": "recon", "complete": False})
-    for name, spec in arrays.items():
-        chunks = spec.chunks or ((1, *spec.shape[1:]) if spec.shape else ())
-        kind = np.dtype(spec.dtype).kind
-        arr = group.create_array(
-            name, shape=spec.shape, chunks=chunks, dtype=spec.dtype,
-            fill_value=np.nan if kind == "f" else 0, dimension_names=spec.dims, attributes=spec.attrs,
-        )
-        if spec.data is not None:
-            arr[...] = spec.data
-    zarr.consolidate_metadata(tmp)
-    os.replace(tmp, path)
-    return StepStore.open(path)
+    return StepStore.create(
+        path, arrays, {**attrs, "store_kind": "recon", "complete": False}, record_dims=("epoch", "time")
+    )

@@ -93,5 +93,5 @@ def execute(spec: RunSpec, env: RunEnv | None = None, threads: int | None = None
             update_state(spec.run_dir, state="failed", reason=reason, ended=time.time())
         raise
     if main:
-        update_state(spec.run_dir, state="done", ended=time.time(), summary=summary)
+        update_state(spec.run_dir, state="done", ended=time.time(), summary=summary, world_size=env.world_size)
     return summary

@@ -75,3 +75,23 @@ def test_detect_reads_slurm_and_torchrun_variables():
 def test_expand_nodelist_without_scontrol(monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")  # force the built-in parser
     assert expand_nodelist("a[1-3,7],b2,c[009-010]") == ["a1", "a2", "a3", "a7", "b2", "c009", "c010"]
+
+
+def test_local_backend_runs_ddp_through_torchrun(single, tmp_path):
+    """``launch.ddp.nproc_per_node=2`` on the local backend: torchrun, 2 ranks, same weights."""
+    from _small import cli
+
+    res = cli("submit", CONFIG, *tiny(str(tmp_path), "sampling.interior=128", "launch.ddp.nproc_per_node=2"))
+    assert res.returncode == 0, res.stdout + res.stderr
+    run_dir = os.path.join(tmp_path, "advection", "r000")
+    np.testing.assert_allclose(_weights(os.path.join(run_dir, "spec.json")), single, rtol=0, atol=1e-5)
+    state = read_state(run_dir)
+    assert state["state"] == "done" and state["world_size"] == 2
+
+
+def test_local_backend_refuses_several_nodes(tmp_path):
+    from _small import cli
+
+    res = cli("submit", CONFIG, *tiny(str(tmp_path), "launch.ddp.nodes=2"))
+    assert res.returncode == 2 and "launch.ddp.nodes: the local backend runs on one machine" in res.stderr
+    assert not os.listdir(tmp_path)

@@ -2,7 +2,9 @@
 
 Each run is its own ``python -m insr_hpc.launch.worker`` process (a crash or a kill
 fails that run alone); at most ``launch.workers`` run at once, by default as many as
-the cores allow at ``launch.threads_per_job`` threads each.
+the cores allow at ``launch.threads_per_job`` threads each. With
+``launch.ddp.nproc_per_node > 1`` a run is ``torchrun --standalone`` over that many
+ranks (``python -m insr_hpc.launch.ddp``), and counts as that many slots.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 
 from tqdm import tqdm
 
+from insr_hpc.errors import ConfigError
 from insr_hpc.launch.base import BACKENDS, Backend
 from insr_hpc.run import read_state, update_state
 
@@ -29,9 +32,22 @@ def available_cores() -> int:
 class LocalBackend(Backend):
     name = "local"
 
+    def __init__(self, launch_cfg):
+        super().__init__(launch_cfg)
+        if launch_cfg.ddp.nodes != 1:
+            raise ConfigError("launch.ddp.nodes", f"the local backend runs on one machine, got {launch_cfg.ddp.nodes}")
+
     def workers(self, n_runs: int) -> int:
-        n = self.launch.workers or max(1, available_cores() // self.launch.threads_per_job)
+        per_run = self.launch.threads_per_job * self.launch.ddp.nproc_per_node
+        n = self.launch.workers or max(1, available_cores() // per_run)
         return max(1, min(n, n_runs))
+
+    def command(self, spec_path: str) -> list[str]:
+        nproc = self.launch.ddp.nproc_per_node
+        if nproc == 1:
+            return [sys.executable, "-m", "insr_hpc.launch.worker", spec_path]
+        return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+                "-m", "insr_hpc.launch.ddp", spec_path]
 
     def _run_one(self, spec) -> str:
         path = spec.save()
@@ -40,7 +56,7 @@ class LocalBackend(Backend):
         env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads, INSR_HPC_BACKEND="local")
         with open(os.path.join(spec.run_dir, "log.txt"), "ab") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "insr_hpc.launch.worker", path],
+                self.command(path),
                 stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
             )
             update_state(spec.run_dir, backend="local", job_id=str(proc.pid))

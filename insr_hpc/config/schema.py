@@ -173,11 +173,24 @@ class SweepConfig:
 
 
 @dataclass
-class Config:
+class RunIdentity:
+    """The top-level keys every workload's config shares (subclasses add sections)."""
+
     name: str = "run"
     workload: str = "pde"
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+
+    def validate(self) -> None:
+        require(bool(self.name) and "/" not in self.name, "name", "must be a non-empty name without '/'")
+        dev = self.device
+        ok = dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())
+        require(ok, "device", f"expected auto, cpu, cuda or cuda:N, got '{dev}'")
+
+
+@dataclass
+class Config(RunIdentity):
+    """The PDE workload's config."""
     problem: Any = None  # dataclass chosen by problem.case
     network: Any = None  # dataclass chosen by network.model
     integrator: Any = None  # dataclass chosen by integrator.name
@@ -187,9 +200,3 @@ class Config:
     output: OutputConfig = field(default_factory=OutputConfig)
     launch: LaunchConfig = field(default_factory=LaunchConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
-
-    def validate(self) -> None:
-        require(bool(self.name) and "/" not in self.name, "name", "must be a non-empty name without '/'")
-        dev = self.device
-        ok = dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())
-        require(ok, "device", f"expected auto, cpu, cuda or cuda:N, got '{dev}'")

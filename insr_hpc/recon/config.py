@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from insr_hpc.config.schema import LaunchConfig, SweepConfig, require
+from insr_hpc.config.schema import LaunchConfig, RunIdentity, SweepConfig, require
 
 TASKS = ("task1", "task2", "task3", "task4")
 
@@ -91,7 +91,7 @@ class ReconOutputConfig:
 
 
 @dataclass
-class ReconConfig:
+class ReconConfig(RunIdentity):
     name: str = "recon"
     workload: str = "recon"
     seed: int = 3407  # network initialisation and batch order
@@ -103,9 +103,3 @@ class ReconConfig:
     output: ReconOutputConfig = field(default_factory=ReconOutputConfig)
     launch: LaunchConfig = field(default_factory=LaunchConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
-
-    def validate(self) -> None:
-        require(bool(self.name) and "/" not in self.name, "name", "must be a non-empty name without '/'")
-        dev = self.device
-        ok = dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())
-        require(ok, "device", f"expected auto, cpu, cuda or cuda:N, got '{dev}'")

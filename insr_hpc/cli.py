@@ -52,7 +52,7 @@ def _backend(name: str, launch_cfg):
 
 def cmd_run(args) -> int:
     from insr_hpc.plan import plan_runs
-    from insr_hpc.run import execute
+    from insr_hpc.run import clear_outputs, execute
 
     plan = plan_runs(args.config, args.overrides)
     n = len(plan.specs)
@@ -62,12 +62,14 @@ def cmd_run(args) -> int:
     if not 0 <= index < n:
         raise InsrError(f"--index: expected 0..{n - 1}, got {index}")
     spec = plan.specs[index]
+    cfg = plan.configs[index]
     spec.save()
     # Under torchrun / srun / mpiexec with several ranks: join their process group (DDP).
     from insr_hpc.launch.ddp import env_from_launcher, shutdown
 
-    cfg = plan.configs[index]
     env = env_from_launcher(cfg.device, cfg.launch.ddp.backend)
+    if cfg.output.overwrite and (env is None or env.is_main):
+        clear_outputs(spec.run_dir)  # other ranks wait at the run's first barrier
     try:
         summary = execute(spec, env=env)
     except InsrError:
@@ -87,7 +89,7 @@ def cmd_run(args) -> int:
 def cmd_submit(args) -> int:
     from insr_hpc.analysis.status import format_table, run_status
     from insr_hpc.plan import plan_runs
-    from insr_hpc.run import read_state, update_state
+    from insr_hpc.run import clear_outputs, read_state, update_state
 
     plan = plan_runs(args.config, args.overrides)
     backend_name = args.backend or plan.launch.backend
@@ -98,12 +100,15 @@ def cmd_submit(args) -> int:
             values = ", ".join(f"{k}={v}" for k, v in spec.overrides.items())
             print(f"  {spec.run_id}  {values}")
         return 0
+    if args.no_wait and not getattr(backend, "can_detach", False):
+        raise InsrError(f"--no-wait: backend '{backend_name}' runs inside this process; only slurm can detach")
+    for spec, cfg in zip(plan.specs, plan.configs, strict=True):
+        if cfg.output.overwrite:
+            clear_outputs(spec.run_dir)
     todo = [s for s in plan.specs if read_state(s.run_dir).get("state") != "done"]
     skipped = len(plan.specs) - len(todo)
     if skipped:
         print(f"{skipped} run(s) already done, skipped")
-    if args.no_wait and not getattr(backend, "can_detach", False):
-        raise InsrError(f"--no-wait: backend '{backend_name}' runs inside this process; only slurm can detach")
     for spec in todo:  # visible to `insr-hpc status` before a worker picks them up
         spec.save()
         update_state(spec.run_dir, run_id=spec.run_id, state="pending", reason=None, backend=backend_name)
@@ -151,7 +156,7 @@ def _add_job_states(states: list[dict]) -> None:
 
 def cmd_cancel(args) -> int:
     from insr_hpc.analysis.status import find_runs, run_status
-    from insr_hpc.plan import plan_runs  # noqa: F401  (registers everything)
+    from insr_hpc.config.schema import LaunchConfig
 
     if not os.path.isdir(args.dir):
         raise InsrError(f"cancel: '{args.dir}' is not a directory")
@@ -162,8 +167,6 @@ def cmd_cancel(args) -> int:
         by_backend.setdefault(st.get("backend", "local"), []).append(st)
     cancelled = []
     for name, group in by_backend.items():
-        from insr_hpc.config.schema import LaunchConfig
-
         cancelled += _backend(name, LaunchConfig()).cancel(group)
     print(f"cancelled {len(cancelled)} run(s)" + (": " + ", ".join(cancelled) if cancelled else ""))
     return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import time
 import traceback
@@ -64,6 +65,23 @@ def update_state(run_dir: str, **changes: Any) -> dict[str, Any]:
     state["updated"] = time.time()
     _atomic_json(os.path.join(run_dir, "run.json"), state)
     return state
+
+
+# What a run writes into its directory; ``clear_outputs`` removes it to start over.
+RUN_OUTPUTS = ("store.zarr", "store.zarr.partial", "tb", "checkpoint.pt", "run.json", "error.txt")
+
+
+def clear_outputs(run_dir: str) -> None:
+    """Delete a run's results so it starts from step 0 (``output.overwrite=true``).
+
+    Done once, by the command that submits the run, never by the run itself: a
+    requeued or restarted run must resume, not wipe what it has already computed."""
+    for name in RUN_OUTPUTS:
+        path = os.path.join(run_dir, name)
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        elif os.path.exists(path):
+            os.remove(path)
 
 
 def execute(spec: RunSpec, env: RunEnv | None = None, threads: int | None = None) -> dict[str, Any]:

@@ -9,8 +9,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from insr_hpc.config.load import config_to_dict
 from insr_hpc.errors import InsrError
 from insr_hpc.registry import Registry
+from insr_hpc.store import StepStore
 
 WORKLOADS: Registry = Registry("workload", "workload")
 WORKLOADS.default = "pde"
@@ -42,3 +44,20 @@ def check_resumable(stored: Mapping[str, Any], current: Mapping[str, Any], path:
                 f"store '{path}' was written with {key}={a.get(key)!r}, this run has {key}={b.get(key)!r}; "
                 "use another output.root or output.overwrite=true"
             )
+
+
+def reopen_store(path: str, cfg: Any) -> StepStore | None:
+    """The run's existing store, checked to be resumable with ``cfg``; None if there is none."""
+    if not StepStore.exists(path):
+        return None
+    store = StepStore.open(path)
+    check_resumable(store.attrs.get("config", {}), config_to_dict(cfg), path)
+    return store
+
+
+def hparams(cfg: Any, sections: tuple[str, ...]) -> dict[str, Any]:
+    """``section.key`` → value for TensorBoard's hparams summary (plus the seed)."""
+    data = config_to_dict(cfg)
+    flat = _flatten({s: data.get(s) or {} for s in sections})
+    flat["seed"] = cfg.seed
+    return flat

@@ -67,3 +67,26 @@ def test_resume_refuses_a_changed_config(tmp_path):
     res = cli("run", cfg, "optim.init_max_iters=50", "network.width=24")
     assert res.returncode == 2
     assert "network.width=20" in res.stderr and "network.width=24" in res.stderr
+
+
+def test_overwrite_restarts_once_at_submission_never_on_requeue(tmp_path):
+    from insr_hpc.run import RunSpec, execute
+
+    cfg = write_config(tmp_path, dict(SMALL_ADVECTION, time={"dt": 0.05, "steps": 1},
+                                      output={"root": str(tmp_path / "o"), "resolution": 32}))
+    run_dir = tmp_path / "o" / "adv" / "r000"
+    assert cli("run", cfg, "optim.init_max_iters=50").returncode == 0
+    created = xr.open_zarr(run_dir / "store.zarr").attrs["created"]
+    marker = run_dir / "store.zarr" / "weights" / "c" / "1" / "0"
+    first = os.path.getmtime(marker)
+    time.sleep(1.1)  # `created` has one-second resolution
+    # the command clears the outputs once and the run starts from step 0
+    assert cli("run", cfg, "optim.init_max_iters=50", "output.overwrite=true").returncode == 0
+    assert xr.open_zarr(run_dir / "store.zarr").attrs["created"] != created
+    second = os.path.getmtime(marker)
+    assert second > first
+    # executing the saved spec again (what a requeued job does) resumes: nothing is recomputed
+    spec = RunSpec.load(str(run_dir / "spec.json"))
+    assert spec.config["output"]["overwrite"] is True
+    execute(spec, threads=1)
+    assert os.path.getmtime(marker) == second

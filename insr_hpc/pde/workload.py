@@ -7,9 +7,7 @@ committed step (weights reloaded from the store), and does nothing if all are do
 from __future__ import annotations
 
 import os
-import shutil
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -24,7 +22,9 @@ from insr_hpc.pde.integrators import INTEGRATORS
 from insr_hpc.pde.solver import Solver
 from insr_hpc.runtime import RunEnv, git_commit, package_versions
 from insr_hpc.store import StepStore, VarSpec, json_safe
-from insr_hpc.workloads import WORKLOADS, check_resumable
+from insr_hpc.workloads import WORKLOADS, hparams, reopen_store
+
+HPARAM_SECTIONS = ("problem", "network", "integrator", "optim", "time", "sampling")
 
 
 def store_variables(solver: Solver) -> dict[str, VarSpec]:
@@ -83,14 +83,9 @@ def run_pde(cfg: Config, run_dir: str, env: RunEnv, run_id: str = "r000") -> dic
     """Run (or resume) one PDE job. Returns a summary (steps done, final errors)."""
     solver = Solver(cfg, env)
     path = os.path.join(run_dir, "store.zarr")
-    if cfg.output.overwrite and env.is_main and os.path.exists(path):
-        shutil.rmtree(path)
-        shutil.rmtree(os.path.join(run_dir, "tb"), ignore_errors=True)
-    env.barrier()
-    if StepStore.exists(path):
-        store = StepStore.open(path)
-        check_resumable(store.attrs.get("config", {}), config_to_dict(cfg), path)
-    else:
+    env.barrier()  # e.g. rank 0 clearing the run's outputs for output.overwrite (cli)
+    store = reopen_store(path, cfg)
+    if store is None:
         store = StepStore.create(path, store_variables(solver), store_attrs(cfg, solver, run_id)) if env.is_main else None
         env.barrier()
         store = store or StepStore.open(path)
@@ -151,7 +146,7 @@ def run_pde(cfg: Config, run_dir: str, env: RunEnv, run_id: str = "r000") -> dic
         summary = _summary(store, solver.case.error_names)
         if env.is_main:
             if not store.attrs.get("complete"):
-                monitor.hparams(_hparams(cfg), summary["final"])
+                monitor.hparams(hparams(cfg, HPARAM_SECTIONS), summary["final"])
             store.finish({"complete": True, "final_errors": summary["final"]})
         return summary
     finally:
@@ -164,16 +159,6 @@ def _summary(store: StepStore, error_names) -> dict[str, Any]:
     final = {name: float(store.read_step(name, last)) for name in error_names}
     final["max_over_steps_rel_l2"] = float(np.nanmax(store.group[error_names[0]][: last + 1]))
     return {"steps_done": last + 1, "final": final}
-
-
-def _hparams(cfg: Config) -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    data = config_to_dict(cfg)
-    for section in ("problem", "network", "integrator", "optim", "time", "sampling"):
-        for key, value in (data.get(section) or {}).items():
-            flat[f"{section}.{key}"] = value
-    flat["seed"] = cfg.seed
-    return flat
 
 
 @WORKLOADS.register("pde")

@@ -9,7 +9,6 @@ run started again continues from it and reproduces the uninterrupted run's numbe
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from typing import Any
 
@@ -29,7 +28,7 @@ from insr_hpc.recon.tasks import observation_mask
 from insr_hpc.recon.trainer import Trainer, make_problem
 from insr_hpc.runtime import RunEnv, git_commit, package_versions
 from insr_hpc.store import StepStore, json_safe
-from insr_hpc.workloads import WORKLOADS, check_resumable
+from insr_hpc.workloads import WORKLOADS, hparams, reopen_store
 
 METRICS = ("mse", "mse_unobserved", "rmse")
 
@@ -93,14 +92,8 @@ def run_recon(cfg: ReconConfig, run_dir: str, env: RunEnv, run_id: str = "r000")
     os.makedirs(run_dir, exist_ok=True)
     path = os.path.join(run_dir, "store.zarr")
     ckpt = os.path.join(run_dir, "checkpoint.pt")
-    if cfg.output.overwrite and os.path.exists(path):
-        shutil.rmtree(path)
-        shutil.rmtree(os.path.join(run_dir, "tb"), ignore_errors=True)
-        if os.path.exists(ckpt):
-            os.remove(ckpt)
-    if StepStore.exists(path):
-        store = StepStore.open(path)
-        check_resumable(store.attrs.get("config", {}), config_to_dict(cfg), path)
+    store = reopen_store(path, cfg)
+    if store is not None:
         if store.attrs.get("complete"):
             return _summary(store)
         if os.path.exists(ckpt):
@@ -143,7 +136,7 @@ def run_recon(cfg: ReconConfig, run_dir: str, env: RunEnv, run_id: str = "r000")
         for name, value in final.items():
             store.group[name][...] = value
         summary = _summary(store)
-        monitor.hparams(_hparams(cfg), {k: summary[k] for k in METRICS})
+        monitor.hparams(hparams(cfg, ("data", "task", "train", "network")), {k: summary[k] for k in METRICS})
         store.finish({"complete": True, "final_errors": {k: summary[k] for k in METRICS},
                       "seconds_per_epoch": summary["seconds_per_epoch"]})
         return summary
@@ -159,13 +152,6 @@ def _summary(store: StepStore) -> dict[str, Any]:
     out["seconds_per_epoch"] = float(np.nanmedian(np.asarray(g["seconds"][:])))
     out["n_params"] = int(store.attrs.get("n_params", 0))
     return out
-
-
-def _hparams(cfg: ReconConfig) -> dict[str, Any]:
-    data = config_to_dict(cfg)
-    flat = {f"{s}.{k}": v for s in ("data", "task", "train", "network") for k, v in (data.get(s) or {}).items()}
-    flat["seed"] = cfg.seed
-    return flat
 
 
 @WORKLOADS.register("recon")

@@ -28,3 +28,33 @@ def divergence(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 def laplacian(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """∇²y for a scalar field y (N, 1) → (N, 1)."""
     return divergence(gradient(y, x), x)
+
+
+# Per-point operators (forward mode; compose with vmap, jacrev and other torch.func
+# transforms). ``f`` maps one point x (d,) to values (k,).
+
+
+def grad_at(f, x: torch.Tensor) -> torch.Tensor:
+    """∂f_i/∂x_j at one point: (k, d)."""
+    return torch.func.jacfwd(f)(x)
+
+
+def value_and_grad_at(f, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(f(x) (k,), ∂f/∂x (k, d)) with one forward-mode pass."""
+    def both(y):
+        value = f(y)
+        return value, value
+
+    jac, value = torch.func.jacfwd(both, has_aux=True)(x)
+    return value, jac
+
+
+def divergence_at(f, x: torch.Tensor) -> torch.Tensor:
+    """∇·f at one point for f: (d,) → (d,); shape (1,)."""
+    return torch.diagonal(grad_at(f, x)).sum()[None]
+
+
+def laplacian_at(f, x: torch.Tensor) -> torch.Tensor:
+    """∇²f at one point for a scalar field f: (d,) → (1,); shape (1,)."""
+    hess = torch.func.jacfwd(lambda y: grad_at(f, y)[0])(x)
+    return torch.diagonal(hess).sum()[None]

@@ -39,6 +39,7 @@ class RunEnv:
     # Averages gradients / a scalar across ranks; None when running alone.
     reduce_grads: Callable[[list[torch.nn.Parameter]], None] | None = None
     reduce_scalar: Callable[[float], float] | None = None
+    reduce_tensor: Callable[[torch.Tensor], None] | None = None  # in-place SUM across ranks
     barrier: Callable[[], None] = field(default=lambda: None)
     progress: bool = True
 

@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 
-from insr_hpc.ops import gradient
+from insr_hpc.ops import grad_at
 from insr_hpc.pde.integrators import INTEGRATORS, Term
 
 A, K, DT = 0.7, 3.0, 0.2
@@ -29,11 +29,10 @@ EXACT = {
 
 
 def residual_rms(name, new_coeffs):
-    term = Term(rhs=lambda f, x: -A * gradient(f(x), x))
+    term = Term(rhs=lambda f, x: -A * grad_at(f, x)[:, 0])
     integ = INTEGRATORS.get(name)(None)
-    x = torch.linspace(-3, 3, 257, dtype=torch.float64)[:, None].requires_grad_(True)
-    r = integ.residual(term, field(*new_coeffs), [field(1.0, 0.0)], x, DT)
-    return r.detach().pow(2).mean().sqrt().item()
+    x = torch.linspace(-3, 3, 257, dtype=torch.float64)[:, None]
+    return integ.objective(term, field(*new_coeffs), [field(1.0, 0.0)], x, DT).sqrt().item()
 
 
 @pytest.mark.parametrize("name", sorted(EXACT))

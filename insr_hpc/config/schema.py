@@ -22,40 +22,6 @@ def require(cond: bool, key: str, message: str) -> None:
 
 
 @dataclass
-class OptimConfig:
-    """Adam on each time step's objective.
-
-    Convergence rule (documented in README): a step stops at ``max_iters``, or as soon
-    as a batch loss falls below ``tol``, or after ``patience`` consecutive windows of
-    ``window`` iterations whose mean loss did not beat the best window so far by more
-    than ``rtol`` (relative).
-    """
-
-    lr: float = 1e-3
-    max_iters: int = 300
-    init_lr: float = 1e-3  # step 0: fitting the initial condition
-    init_max_iters: int = 2000
-    init_rtol: float = 1e-4  # step 0 is a plain fit: a stricter plateau test pays off every later step
-    tol: float = 1e-9
-    rtol: float = 1e-3
-    window: int = 25
-    patience: int = 2
-    grad_clip: float = 0.0  # 0 = off
-
-    def validate(self) -> None:
-        require(self.lr > 0, "lr", f"must be > 0, got {self.lr}")
-        require(self.init_lr > 0, "init_lr", f"must be > 0, got {self.init_lr}")
-        require(self.max_iters >= 1, "max_iters", f"must be >= 1, got {self.max_iters}")
-        require(self.init_max_iters >= 1, "init_max_iters", f"must be >= 1, got {self.init_max_iters}")
-        require(self.tol >= 0, "tol", f"must be >= 0, got {self.tol}")
-        require(self.rtol >= 0, "rtol", f"must be >= 0, got {self.rtol}")
-        require(self.init_rtol >= 0, "init_rtol", f"must be >= 0, got {self.init_rtol}")
-        require(self.window >= 1, "window", f"must be >= 1, got {self.window}")
-        require(self.patience >= 1, "patience", f"must be >= 1, got {self.patience}")
-        require(self.grad_clip >= 0, "grad_clip", f"must be >= 0, got {self.grad_clip}")
-
-
-@dataclass
 class TimeConfig:
     dt: float = 0.05
     steps: int = 240  # time steps after the initial condition
@@ -194,7 +160,7 @@ class Config(RunIdentity):
     problem: Any = None  # dataclass chosen by problem.case
     network: Any = None  # dataclass chosen by network.model
     integrator: Any = None  # dataclass chosen by integrator.name
-    optim: OptimConfig = field(default_factory=OptimConfig)
+    optim: Any = None  # dataclass chosen by optim.name (adam | gauss_newton | lbfgs)
     time: TimeConfig = field(default_factory=TimeConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     output: OutputConfig = field(default_factory=OutputConfig)

@@ -36,7 +36,11 @@ class Siren(nn.Module):
     @dataclass
     class Params:
         model: str = "siren"
-        depth: int = 2  # hidden layers
+        # depth = number of SINE layers (the first, coordinate layer included), not
+        # counting the linear output layer. The INSR code's ``--num_hidden_layers N``
+        # builds N + 1 sine layers: their 1D advection network (N = 2, width 20,
+        # 901 parameters) is depth 3 here.
+        depth: int = 2
         width: int = 20
         omega0: float = 30.0  # first-layer frequency
         omega0_hidden: float = 30.0

@@ -176,12 +176,16 @@ def init(info: ProcessGroupInfo, device: str = "auto", backend: str = "auto", pr
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
         return float(t.item()) / world
 
+    def reduce_tensor(t: torch.Tensor) -> None:
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+
     return RunEnv(
         device=dev,
         rank=info.rank,
         world_size=world,
         reduce_grads=reduce_grads,
         reduce_scalar=reduce_scalar,
+        reduce_tensor=reduce_tensor,
         barrier=dist.barrier,
         progress=progress and info.rank == 0,
     )

@@ -15,12 +15,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from insr_hpc.pde.terms import Energy, Residual, is_least_squares
 from insr_hpc.registry import Registry
 
 CASES: Registry = Registry("PDE case", "problem.case")
 CASES.default = "advection"
 
 FieldFn = Callable[[torch.Tensor], torch.Tensor]  # points (N, d) → values (N, k)
+PointFn = Callable[[torch.Tensor], torch.Tensor]  # one point (d,) → values (k,)
 
 
 @dataclass(frozen=True)
@@ -31,14 +33,19 @@ class FieldSpec:
 
 @dataclass
 class SubProblem:
-    """One optimisation inside a time step: which field is optimised, and its loss.
-
-    ``loss(generator)`` draws its own samples from ``generator`` and returns a scalar.
-    """
+    """One optimisation inside a time step: which field is optimised, and its objective
+    as a sum of per-sample terms (:mod:`insr_hpc.pde.terms`): residuals (least
+    squares) and/or energies. The trainable field enters the terms as a per-point
+    function, so an optimiser may evaluate them at any parameters it likes."""
 
     name: str
     field: str
-    loss: Callable[[torch.Generator], torch.Tensor]
+    terms: list[Residual | Energy]
+    prepare: Callable[[], None] | None = None  # called right before it is optimised (e.g. snapshots)
+
+    @property
+    def least_squares(self) -> bool:
+        return is_least_squares(self.terms)
 
 
 @dataclass
@@ -48,8 +55,8 @@ class StepContext:
     step: int  # the step being computed (≥ 1)
     t: float  # its time
     dt: float
-    current: dict[str, FieldFn]  # the fields being optimised (trainable)
-    history: list[dict[str, FieldFn]]  # frozen fields: history[0] = step n, [1] = n−1 …
+    current: dict[str, torch.nn.Module]  # the fields being optimised (trainable modules)
+    history: list[dict[str, PointFn]]  # frozen per-point fields: history[0] = step n, [1] = n−1 …
     integrator: Any
     n_interior: int
     n_boundary: int
@@ -65,9 +72,10 @@ class Case:
     substeps: tuple[str, ...] = ("advance",)  # sub-problem names of every later step
     history_needed: int = 1  # how many previous steps the step objective uses
 
-    def __init__(self, params: Any, dt: float):
+    def __init__(self, params: Any, dt: float, integrator_name: str = ""):
         self.params = params
         self.dt = dt
+        self.integrator_name = integrator_name  # for references that depend on the scheme
 
     # sampling ----------------------------------------------------------------
     def sample_interior(self, n: int, gen: torch.Generator, device: torch.device) -> torch.Tensor:
@@ -77,7 +85,7 @@ class Case:
         raise NotImplementedError
 
     # objectives --------------------------------------------------------------
-    def initial_problems(self, current: dict[str, FieldFn], n_interior: int, n_boundary: int, device) -> list[SubProblem]:
+    def initial_problems(self, current: dict[str, torch.nn.Module], n_interior: int, n_boundary: int, device) -> list[SubProblem]:
         """Step 0: fit the initial condition."""
         raise NotImplementedError
 

@@ -14,7 +14,8 @@ import torch
 from insr_hpc.fields import build_model, flatten_params, load_flat_params, param_layout
 from insr_hpc.pde.case import CASES, Case, StepContext, SubProblem
 from insr_hpc.pde.integrators import INTEGRATORS
-from insr_hpc.pde.optimize import minimize
+from insr_hpc.pde.optimizers import OPTIMIZERS
+from insr_hpc.pde.optimizers.base import Reducer, module_point_fn
 from insr_hpc.runtime import RunEnv, derived_seed
 
 
@@ -28,7 +29,10 @@ class Solver:
     def __post_init__(self):
         cfg = self.cfg
         self.case: Case = CASES.get(cfg.problem.case)(cfg.problem, cfg.time.dt)
+        self.case.integrator_name = cfg.integrator.name
         self.integrator = INTEGRATORS.get(cfg.integrator.name)(cfg.integrator)
+        self.optimizer = OPTIMIZERS.get(cfg.optim.name)(cfg.optim)
+        self.reducer = Reducer(self.env.world_size, self.env.reduce_tensor, self.env.reduce_grads, self.env.reduce_scalar)
         torch.manual_seed(cfg.seed)  # network initialisation is part of the seed
         self.models = {
             name: build_model(cfg.network, spec.in_dim, spec.out_dim).to(self.env.device)
@@ -75,11 +79,12 @@ class Solver:
         del self.history[self.n_history :]
 
     def _frozen_fields(self, flat: np.ndarray) -> dict[str, Callable]:
+        """The fields of a stored weight vector as frozen per-point functions."""
         out = {}
         for name, part in self._split(flat).items():
             model = copy.deepcopy(self._frozen[name])
             load_flat_params(model, part)
-            out[name] = model
+            out[name] = module_point_fn(model)
         return out
 
     # one step -----------------------------------------------------------------
@@ -104,31 +109,20 @@ class Solver:
 
     def advance(self, step: int, on_losses: Callable[[str, list[float]], None] | None = None) -> dict:
         """Compute step ``step`` (0 = initial fit). Returns iterations and final loss by sub-problem name."""
-        cfg, env = self.cfg, self.env
-        oc = cfg.optim
-        if step == 0:
-            lr, max_iters, rtol = oc.init_lr, oc.init_max_iters, oc.init_rtol
-        else:
-            lr, max_iters, rtol = oc.lr, oc.max_iters, oc.rtol
+        cfg = self.cfg
         iters, losses = {}, {}
         t0 = time.perf_counter()
         for k, sp in enumerate(self.problems(step)):
             # Rank-independent seed: ranks slice one global batch (see rank_slice).
             gen = torch.Generator().manual_seed(derived_seed(cfg.seed, step, k, 0))
-            res = minimize(
-                self.models[sp.field].parameters(),
-                sp.loss,
-                gen,
-                lr=lr,
-                max_iters=max_iters,
-                tol=oc.tol,
-                rtol=rtol,
-                window=oc.window,
-                patience=oc.patience,
-                grad_clip=oc.grad_clip,
-                reduce_grads=env.reduce_grads,
-                reduce_loss=env.reduce_scalar,
-            )
+            if sp.prepare is not None:
+                sp.prepare()
+            res = self.optimizer.minimize(self.models[sp.field], sp, gen, initial=step == 0, reducer=self.reducer)
+            if not all(np.isfinite(res.losses)) or not np.isfinite(res.final_loss):
+                bad = next((i for i, v in enumerate(res.losses) if not np.isfinite(v)), len(res.losses) - 1)
+                raise FloatingPointError(
+                    f"step {step}, sub-problem '{sp.name}': non-finite loss at iteration {bad + 1} ({cfg.optim.name})"
+                )
             iters[sp.name] = res.iterations
             losses[sp.name] = res.final_loss
             if on_losses is not None:

@@ -19,6 +19,7 @@ from insr_hpc.fields import MODELS
 from insr_hpc.monitor import Monitor
 from insr_hpc.pde.cases import CASES
 from insr_hpc.pde.integrators import INTEGRATORS
+from insr_hpc.pde.optimizers import OPTIMIZERS
 from insr_hpc.pde.solver import Solver
 from insr_hpc.runtime import RunEnv, git_commit, package_versions
 from insr_hpc.store import StepStore, VarSpec, json_safe
@@ -49,8 +50,8 @@ def store_variables(solver: Solver) -> dict[str, VarSpec]:
     )
     for name, (dims, shape, attrs) in case.output_vars(res).items():
         variables[name] = VarSpec(("step", *dims), (n, *shape), "float32", attrs)
-    variables["iterations"] = VarSpec(("step", "substep"), (n, len(subs)), "int32", {"long_name": "Adam iterations"})
-    variables["loss"] = VarSpec(("step", "substep"), (n, len(subs)), "float64", {"long_name": "final loss (mean of last window)"})
+    variables["iterations"] = VarSpec(("step", "substep"), (n, len(subs)), "int32", {"long_name": "optimiser iterations (Adam/L-BFGS steps, Gauss–Newton iterations)"})
+    variables["loss"] = VarSpec(("step", "substep"), (n, len(subs)), "float64", {"long_name": "objective at the end of the sub-problem"})
     variables["seconds"] = VarSpec(("step",), (n,), "float64", {"long_name": "wall time of the step", "units": "s"})
     for name in errs:
         variables[name] = VarSpec(("step",), (n,), "float64", {"long_name": f"{name} vs reference"})
@@ -164,5 +165,10 @@ def _summary(store: StepStore, error_names) -> dict[str, Any]:
 @WORKLOADS.register("pde")
 class PDEWorkload:
     config_class = Config
-    tagged_sections = {"problem": ("case", CASES), "network": ("model", MODELS), "integrator": ("name", INTEGRATORS)}
+    tagged_sections = {
+        "problem": ("case", CASES),
+        "network": ("model", MODELS),
+        "integrator": ("name", INTEGRATORS),
+        "optim": ("name", OPTIMIZERS),
+    }
     run = staticmethod(run_pde)

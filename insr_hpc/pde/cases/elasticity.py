@@ -25,10 +25,10 @@ import numpy as np
 import torch
 
 from insr_hpc.config.schema import require
-from insr_hpc.ops import jacobian
+from insr_hpc.ops import value_and_grad_at
 from insr_hpc.pde.baselines.elastic_fem import ElasticFEM, bar_mesh, lame
 from insr_hpc.pde.case import CASES, Case, FieldSpec, StepContext, SubProblem
-from insr_hpc.pde.integrators.variational import PotentialTerm
+from insr_hpc.pde.terms import Energy, PotentialTerm, Residual, module_point_fn
 
 SCENARIOS = ("sag", "stretch", "fall")
 FIXED = ("left", "none")
@@ -36,9 +36,9 @@ NEEDS_FIXED = ("sag", "stretch")
 
 
 def neo_hookean_density(F: torch.Tensor, mu: float, lam: float) -> torch.Tensor:
-    """Ψ(F) = μ/2(|F|² − 2) − μ(J − 1) + λ/2(J − 1)² for F (N, 2, 2) → (N,)."""
-    J = F[:, 0, 0] * F[:, 1, 1] - F[:, 0, 1] * F[:, 1, 0]
-    return 0.5 * mu * ((F**2).sum((1, 2)) - 2) - mu * (J - 1) + 0.5 * lam * (J - 1) ** 2
+    """Ψ(F) = μ/2(|F|² − 2) − μ(J − 1) + λ/2(J − 1)² for F (…, 2, 2) → (…)."""
+    J = F[..., 0, 0] * F[..., 1, 1] - F[..., 0, 1] * F[..., 1, 0]
+    return 0.5 * mu * ((F**2).sum((-2, -1)) - 2) - mu * (J - 1) + 0.5 * lam * (J - 1) ** 2
 
 
 @CASES.register("elasticity")
@@ -97,12 +97,13 @@ class Elasticity(Case):
 
     # physics -----------------------------------------------------------------
     def deformation(self, net):
-        """φ(X) = X + s(X)·w(X) for the network w; s = X/L with a fixed left end."""
+        """φ(X) = X + s(X)·w(X) for the network w; s = X/L with a fixed left end.
+        Works on batches (N, 2) and, for a per-point ``net``, on one point (2,)."""
         L, fixed = self.params.length, self.params.fixed == "left"
 
         def phi(X: torch.Tensor) -> torch.Tensor:
             w = net(X)
-            return X + (X[:, :1] / L) * w if fixed else X + w
+            return X + (X[..., :1] / L) * w if fixed else X + w
 
         return phi
 
@@ -113,16 +114,16 @@ class Elasticity(Case):
         return X * 1.0
 
     def potential_density(self, phi, X: torch.Tensor) -> torch.Tensor:
-        x = phi(X)
-        psi = neo_hookean_density(jacobian(x, X), self.mu, self.lam)
-        out = psi + self.params.density * self.g * x[:, 1]
+        """π(φ) at one reference point X (2,) for a per-point map ``phi``: scalar."""
+        x, F = value_and_grad_at(phi, X)
+        out = neo_hookean_density(F, self.mu, self.lam) + self.params.density * self.g * x[1]
         if self.params.scenario == "fall" and self.params.contact_stiffness > 0:
-            pen = torch.relu(self.params.ground - x[:, 1])
+            pen = torch.relu(self.params.ground - x[1])
             out = out + 0.5 * self.params.contact_stiffness * pen**2
         return out
 
     def mass(self, X: torch.Tensor) -> torch.Tensor:
-        return torch.full((X.shape[0],), self.params.density, dtype=X.dtype, device=X.device)
+        return torch.full((), self.params.density, dtype=X.dtype, device=X.device)
 
     # sampling ----------------------------------------------------------------
     def sample_interior(self, n, gen, device):
@@ -135,27 +136,24 @@ class Elasticity(Case):
         u = torch.rand(ny, nx, 2, generator=gen)
         X = (i + u[..., 0]) / nx * L
         Y = (j + u[..., 1]) / ny * H - H / 2
-        return torch.stack([X.reshape(-1), Y.reshape(-1)], 1).to(device).requires_grad_(True)
+        return torch.stack([X.reshape(-1), Y.reshape(-1)], 1).to(device)
 
     # objectives --------------------------------------------------------------
     def initial_problems(self, current, n_interior, n_boundary, device):
-        phi = self.deformation(current["phi"])
+        def fit(net, X):
+            return self.deformation(net)(X) - self.initial_map(X[None], torch)[0]
 
-        def fit(gen):
-            X = self.sample_interior(n_interior, gen, device)
-            return ((phi(X) - self.initial_map(X.detach(), torch)) ** 2).sum(1).mean()
-
-        return [SubProblem("fit", "phi", fit)]
+        return [SubProblem("fit", "phi", [Residual("fit", lambda g: self.sample_interior(n_interior, g, device), fit)])]
 
     def step_problems(self, ctx: StepContext):
-        new = self.deformation(ctx.current["phi"])
         hist = [self.deformation(h["phi"]) for h in ctx.history]
+        integ = ctx.integrator
 
-        def loss(gen):
-            X = self.sample_interior(ctx.n_interior, gen, ctx.device)
-            return ctx.integrator.objective(self.term, new, hist, X, ctx.dt)
+        def density(net, X):
+            return integ.energy_density(self.term, self.deformation(net), hist, X, ctx.dt)
 
-        return [SubProblem("advance", "phi", loss)]
+        sample = lambda g: self.sample_interior(ctx.n_interior, g, ctx.device)  # noqa: E731
+        return [SubProblem("advance", "phi", [Energy("incremental_potential", sample, density)])]
 
     # output ------------------------------------------------------------------
     def output_coords(self, resolution):
@@ -185,10 +183,11 @@ class Elasticity(Case):
         with torch.no_grad():
             pts = phi(torch.as_tensor(self.ref_points, dtype=torch.float32, device=device)).cpu().numpy()
         Xq, w = self._quadrature(resolution)
-        X = torch.as_tensor(Xq, dtype=torch.float32, device=device).requires_grad_(True)
-        with torch.enable_grad():
-            potential = float(self.potential_density(phi, X).detach().sum()) * w
-            xq = phi(X).detach().cpu().numpy().astype(np.float64)
+        X = torch.as_tensor(Xq, dtype=torch.float32, device=device)
+        phi_point = self.deformation(module_point_fn(fields["phi"]))
+        with torch.no_grad():
+            potential = float(torch.func.vmap(lambda y: self.potential_density(phi_point, y))(X).sum()) * w
+            xq = phi(X).cpu().numpy().astype(np.float64)
         if self._prev_quad is not None:
             kinetic = 0.5 * self.params.density * w * float((((xq - self._prev_quad) / self.dt) ** 2).sum())
         else:  # step 0 starts at rest; right after a resume the velocity is unknown

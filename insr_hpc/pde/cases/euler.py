@@ -29,33 +29,27 @@ import numpy as np
 import torch
 
 from insr_hpc.config.schema import require
-from insr_hpc.ops import divergence, gradient
+from insr_hpc.ops import divergence, divergence_at, grad_at, laplacian_at
 from insr_hpc.pde.baselines.euler_grid import EulerGrid, cell_centres
 from insr_hpc.pde.case import CASES, Case, FieldSpec, StepContext, SubProblem
+from insr_hpc.pde.terms import Residual, module_point_fn
 from insr_hpc.pde.cases.euler_initial import INITIAL_CONDITIONS, velocity_numpy, velocity_torch
 
 PRESSURE_FORMS = ("ritz", "strong")
 
 
-def _grad_no_graph(p, x: torch.Tensor) -> torch.Tensor:
-    """∇p at x (N, 2) as a constant (no graph back to p's weights)."""
-    with torch.enable_grad():
-        x = x.detach().requires_grad_(True)
-        (g,) = torch.autograd.grad(p(x).sum(), x)
-    return g.detach()
-
-
 class _Snapshot:
-    """A frozen copy of a module taken on first call (the field as it is when the
-    sub-problem that uses it starts)."""
+    """A frozen copy of a module, taken by :meth:`take` when the sub-problem that uses
+    it starts (``SubProblem.prepare``), called per point (d,) → (k,)."""
 
     def __init__(self, module: torch.nn.Module):
         self.module, self.frozen = module, None
 
+    def take(self) -> None:
+        self.frozen = copy.deepcopy(self.module).requires_grad_(False)
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self.frozen is None:
-            self.frozen = copy.deepcopy(self.module).requires_grad_(False)
-        return self.frozen(x)
+        return self.frozen(x[None])[0]
 
 
 @CASES.register("euler")
@@ -120,82 +114,90 @@ class Euler(Case):
         normals = torch.where(on_x[:, None], torch.stack([sign, 0 * s], 1), torch.stack([0 * s, sign], 1))
         return pts.to(device), normals.to(device)
 
-    def _wall_penalty(self, u, n_boundary, gen, device) -> torch.Tensor:
+    def _wall_term(self, n_boundary, device) -> list[Residual]:
+        """(u·n) at wall points, weight ``wall_weight`` (none when either is 0)."""
         if not n_boundary or not self.params.wall_weight:
-            return torch.zeros((), device=device)
-        xb, nb = self.sample_boundary(n_boundary, gen, device)
-        return self.params.wall_weight * ((u(xb) * nb).sum(1) ** 2).mean()
+            return []
+        return [
+            Residual(
+                "wall",
+                lambda g: self.sample_boundary(n_boundary, g, device),
+                lambda u, s: (u(s[0]) * s[1]).sum()[None],
+                self.params.wall_weight,
+            )
+        ]
 
     # sub-problems --------------------------------------------------------------
-    def _pressure_loss(self, p, ustar, uprev, n_int, n_bdy, device):
-        """Loss of the pressure sub-problem; ``uprev`` is the last projected field uⁿ.
+    def _pressure_terms(self, ustar, uprev, n_int, n_bdy, device) -> list[Residual]:
+        """Terms of the pressure sub-problem; ``uprev`` is the last projected field uⁿ.
 
         Ritz form: argmin ‖∇p − d‖², d = u* − uⁿ, i.e. ∇²p = ∇·u* − ∇·uⁿ with
         ∂p/∂n = d·n. Since uⁿ is the previous projection's output (∇·uⁿ ≈ 0, uⁿ·n ≈ 0)
         this is the pressure equation up to that projection's fit error. Fitting the
-        change d rather than u* keeps the loss at the size of the step's correction
-        (not of ‖u*‖²), so the relative convergence rule sees real progress.
+        change d rather than u* keeps the objective at the size of the step's
+        correction (not of ‖u*‖²), so the relative convergence rule sees real progress.
         """
-        strong = self.params.pressure_form == "strong"
 
-        def loss(gen):
-            x = self.sample_interior(n_int, gen, device).requires_grad_(True)
-            if strong:
-                with torch.enable_grad():
-                    target = divergence(ustar(x), x).detach()
-                lap = divergence(gradient(p(x), x), x)
-                out = ((lap - target) ** 2).mean()
-                if n_bdy and self.params.wall_weight:
-                    xb, nb = self.sample_boundary(n_bdy, gen, device)
-                    xb.requires_grad_(True)
-                    dpdn = (gradient(p(xb), xb) * nb).sum(1)
-                    out = out + self.params.wall_weight * (dpdn**2).mean()
-                return out
-            with torch.no_grad():
-                d = ustar(x) - uprev(x)
-            return ((gradient(p(x), x) - d) ** 2).sum(1).mean()
+        def sample(g):
+            return self.sample_interior(n_int, g, device)
 
-        return loss
+        if self.params.pressure_form == "strong":
+
+            def strong(p, x):
+                return laplacian_at(p, x) - divergence_at(ustar, x).detach()
+
+            terms = [Residual("poisson", sample, strong)]
+            if n_bdy and self.params.wall_weight:
+                terms.append(
+                    Residual(
+                        "neumann",
+                        lambda g: self.sample_boundary(n_bdy, g, device),
+                        lambda p, s: (grad_at(p, s[0])[0] * s[1]).sum()[None],
+                        self.params.wall_weight,
+                    )
+                )
+            return terms
+
+        def ritz(p, x):
+            return grad_at(p, x)[0] - (ustar(x) - uprev(x)).detach()
+
+        return [Residual("ritz", sample, ritz)]
 
     def initial_problems(self, current, n_interior, n_boundary, device):
-        u, p = current["u"], current["p"]
+        u = module_point_fn(current["u"])
 
-        def fit_u(gen):
-            x = self.sample_interior(n_interior, gen, device)
-            out = ((u(x) - self.u0(x)) ** 2).sum(1).mean()
-            return out + self._wall_penalty(u, n_boundary, gen, device)
+        def fit_u(field, x):
+            return field(x) - self.u0(x[None])[0]
 
+        fit = [Residual("fit", lambda g: self.sample_interior(n_interior, g, device), fit_u)]
         # p starts as the pressure of u0 (≈ constant), so step 1 warm-starts from a sane field
         return [
-            SubProblem("fit_u", "u", fit_u),
-            SubProblem("fit_p", "p", self._pressure_loss(p, u, u, n_interior, n_boundary, device)),
+            SubProblem("fit_u", "u", fit + self._wall_term(n_boundary, device)),
+            SubProblem("fit_p", "p", self._pressure_terms(u, u, n_interior, n_boundary, device)),
         ]
 
     def step_problems(self, ctx: StepContext):
-        u, p = ctx.current["u"], ctx.current["p"]
         u_prev = ctx.history[0]["u"]
         n_int, n_bdy, dev, dt = ctx.n_interior, ctx.n_boundary, ctx.device, ctx.dt
 
-        def advect(gen):
-            x = self.sample_interior(n_int, gen, dev)
-            with torch.no_grad():
-                back = (x - dt * u_prev(x)).clamp(-1.0, 1.0)
-                target = u_prev(back)
-            return ((u(x) - target) ** 2).sum(1).mean() + self._wall_penalty(u, n_bdy, gen, dev)
+        def sample(g):
+            return self.sample_interior(n_int, g, dev)
 
-        ustar = _Snapshot(u)  # u after advection, frozen when the projection starts
+        def advect(u, x):
+            back = (x - dt * u_prev(x)).clamp(-1.0, 1.0)
+            return u(x) - u_prev(back).detach()
 
-        def project(gen):
-            x = self.sample_interior(n_int, gen, dev)
-            with torch.no_grad():
-                target = ustar(x)
-            target = target - _grad_no_graph(p, x)
-            return ((u(x) - target) ** 2).sum(1).mean() + self._wall_penalty(u, n_bdy, gen, dev)
+        ustar = _Snapshot(ctx.current["u"])  # u after advection, frozen when the projection starts
+        p_now = _Snapshot(ctx.current["p"])  # p after the pressure solve
 
+        def project(u, x):
+            return u(x) - (ustar(x) - grad_at(p_now, x)[0]).detach()
+
+        walls = self._wall_term(n_bdy, dev)
         return [
-            SubProblem("advect", "u", advect),
-            SubProblem("pressure", "p", self._pressure_loss(p, u, u_prev, n_int, n_bdy, dev)),
-            SubProblem("project", "u", project),
+            SubProblem("advect", "u", [Residual("advect", sample, advect), *walls]),
+            SubProblem("pressure", "p", self._pressure_terms(ustar, u_prev, n_int, n_bdy, dev), prepare=ustar.take),
+            SubProblem("project", "u", [Residual("project", sample, project), *walls], prepare=p_now.take),
         ]
 
     # output ------------------------------------------------------------------

@@ -36,11 +36,9 @@ def stream_function(kind: str, x: torch.Tensor, y: torch.Tensor, params) -> torc
 
 
 def velocity_torch(kind: str, pts: torch.Tensor, params) -> torch.Tensor:
-    """u0 at points (N, 2) → (N, 2), same dtype/device, no graph kept."""
-    with torch.enable_grad():
-        x = pts.detach().clone().requires_grad_(True)
-        psi = stream_function(kind, x[:, 0], x[:, 1], params)
-        (g,) = torch.autograd.grad(psi.sum(), x)
+    """u0 = (∂ψ/∂y, −∂ψ/∂x) at points (N, 2) → (N, 2), same dtype/device, no graph kept
+    (``torch.func``: usable inside vmap and other transforms)."""
+    g = torch.func.vmap(torch.func.grad(lambda p: stream_function(kind, p[0], p[1], params)))(pts.detach())
     return torch.stack([g[:, 1], -g[:, 0]], dim=1).detach()
 
 

@@ -1,44 +1,43 @@
 """Time integrators: turn a case's right-hand side into one step's residual.
 
-For first-order evolution ∂u/∂t = F(u) a case supplies ``Term.rhs(field_fn, x)``
-(F evaluated on any field, differentiable in x); an integrator combines the trainable
-field ``new`` and the frozen previous fields into a per-sample residual whose mean
-square is the step objective.
+For first-order evolution ∂u/∂t = F(u) a case supplies a :class:`Term` (F at one point
+for any per-point field); an integrator combines the trainable field ``new`` and the
+frozen previous fields into a per-point residual in *rate form*,
+r = (u⁺ − uⁿ)/Δt − F(·), whose mean square over the samples is the step objective (the
+INSR paper's scaling: boundary penalties keep their weight whatever Δt is).
+
+An integrator declares the kind of term it accepts (``accepts``), so a case × integrator
+pairing that cannot work is refused when the config is validated.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
-from insr_hpc.pde.case import FieldFn
+from insr_hpc.pde.terms import PointFn, PotentialTerm, Term
 from insr_hpc.registry import Registry
 
 INTEGRATORS: Registry = Registry("integrator", "integrator.name")
 INTEGRATORS.default = "midpoint"
 
-
-@dataclass
-class Term:
-    """∂u/∂t = rhs(u)(x): ``rhs(field_fn, x)`` returns (N, k) given points x (N, d)
-    that require grad."""
-
-    rhs: Callable[[FieldFn, torch.Tensor], torch.Tensor]
+__all__ = ["INTEGRATORS", "Integrator", "PotentialTerm", "Term"]
 
 
 class Integrator:
     Params: type
     history_needed: int = 1
+    accepts: type = Term  # the term kind this integrator turns into an objective
 
     def __init__(self, params):
         self.params = params
 
-    def residual(self, term: Term, new: FieldFn, history: list[FieldFn], x: torch.Tensor, dt: float) -> torch.Tensor:
-        """Per-sample residual (N, k); zero where ``new`` is the integrator's next state."""
+    def residual(self, term: Term, new: PointFn, history: list[PointFn], x: torch.Tensor, dt: float) -> torch.Tensor:
+        """Residual at one point x (d,), shape (k,); zero where ``new`` is the next state."""
         raise NotImplementedError
 
-    def objective(self, term: Term, new: FieldFn, history: list[FieldFn], x: torch.Tensor, dt: float) -> torch.Tensor:
-        r = self.residual(term, new, history, x, dt)
+    def objective(self, term: Term, new: PointFn, history: list[PointFn], x: torch.Tensor, dt: float) -> torch.Tensor:
+        """Mean square of the residual over a batch of points x (N, d) (for checks and plots)."""
+        r = torch.func.vmap(lambda y: self.residual(term, new, history, y, dt))(x)
         return (r**2).sum(dim=1).mean()

@@ -1,0 +1,90 @@
+"""What every optimiser shares: the registry, the result, and a module's parameters as
+one flat vector that per-point fields can be evaluated at (``torch.func``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch.func import functional_call
+
+from insr_hpc.pde.case import SubProblem
+from insr_hpc.pde.terms import module_point_fn  # noqa: F401  (re-exported)
+from insr_hpc.registry import Registry
+
+OPTIMIZERS: Registry = Registry("optimiser", "optim.name")
+OPTIMIZERS.default = "adam"
+
+
+@dataclass
+class MinimizeResult:
+    iterations: int
+    final_loss: float  # the objective at the returned parameters (as the optimiser measured it)
+    losses: list[float] = field(default_factory=list)  # one value per iteration
+
+
+@dataclass
+class Reducer:
+    """Sums across data-parallel ranks (identity when running alone)."""
+
+    world_size: int = 1
+    sum_tensor: Callable[[torch.Tensor], torch.Tensor] | None = None  # in-place all-reduce SUM
+    reduce_grads: Callable[[list[torch.nn.Parameter]], None] | None = None  # averages .grad
+    mean_scalar: Callable[[float], float] | None = None
+
+    def sum(self, t: torch.Tensor) -> torch.Tensor:
+        if self.sum_tensor is None or self.world_size == 1:
+            return t
+        t = t.contiguous().clone()
+        self.sum_tensor(t)
+        return t
+
+    def mean(self, t: torch.Tensor) -> torch.Tensor:
+        return self.sum(t) / self.world_size if self.world_size > 1 else t
+
+
+class ParamVector:
+    """A module's trainable parameters as one flat vector θ, in ``parameters()`` order
+    (the store's weight layout), and per-point fields evaluated at any θ."""
+
+    def __init__(self, module: torch.nn.Module):
+        self.module = module
+        named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
+        self.names = [n for n, _ in named]
+        self.shapes = [p.shape for _, p in named]
+        self.sizes = [p.numel() for _, p in named]
+        self.size = sum(self.sizes)
+
+    def get(self) -> torch.Tensor:
+        return torch.cat([p.detach().reshape(-1) for p in self.module.parameters()])
+
+    def set(self, theta: torch.Tensor) -> None:
+        with torch.no_grad():
+            offset = 0
+            for p in self.module.parameters():
+                p.copy_(theta[offset : offset + p.numel()].view_as(p))
+                offset += p.numel()
+
+    def as_dict(self, theta: torch.Tensor) -> dict[str, torch.Tensor]:
+        parts = torch.split(theta, self.sizes)
+        return {n: t.view(s) for n, t, s in zip(self.names, parts, self.shapes, strict=True)}
+
+    def point_fn(self, theta: torch.Tensor):
+        """The field at parameters θ, as a function of one point (d,) → (k,)."""
+        params = self.as_dict(theta)
+        return lambda x: functional_call(self.module, params, (x[None],))[0]
+
+
+class Optimizer:
+    """Minimise one sub-problem's objective over ``module``'s parameters, in place."""
+
+    Params: type
+
+    def __init__(self, params):
+        self.params = params
+
+    def minimize(
+        self, module: torch.nn.Module, problem: SubProblem, gen: torch.Generator, *, initial: bool, reducer: Reducer
+    ) -> MinimizeResult:
+        raise NotImplementedError

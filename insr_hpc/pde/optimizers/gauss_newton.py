@@ -1,0 +1,292 @@
+"""Second-order steps: Levenberg–Marquardt on least-squares sub-problems, damped
+Newton–CG on energies.
+
+Least squares (every INSR advection and Euler sub-step, every initial fit): with the
+scaled residual vector r(θ) (M,) of :func:`insr_hpc.pde.terms.residual_rows` and its
+Jacobian J = ∂r/∂θ (M, P), taken per sample as ``vmap(jacrev(·))`` (cost ∝ M·P, the
+size of J), each iteration solves
+
+    (JᵀJ + λ·diag(JᵀJ)) δ = −Jᵀr
+
+in float64 (dense Cholesky up to ``max_dense`` parameters, matrix-free conjugate
+gradients beyond), accepts θ + δ if it lowers ‖r‖² on the same samples (λ ÷ 3) and
+otherwise raises λ (× 4) and solves again. Data-parallel ranks each hold a slice of
+the rows; JᵀJ, Jᵀr and ‖r‖² are summed across ranks, so every rank takes the same step.
+
+Energies (the variational elasticity step): Newton on E(θ) with Hessian-vector products
+(forward-over-reverse), CG on (H + λI) δ = −∇E truncated at negative curvature, and a
+backtracking line search on the same samples.
+
+Stopping: ``max_iters`` (``init_max_iters`` at step 0), the objective below ``tol``, or
+an accepted iteration that improved it by less than ``rtol`` (relative).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch.func import jacrev, jvp, vmap
+
+from insr_hpc.config.schema import require
+from insr_hpc.pde.optimizers.adam import adam_loop
+from insr_hpc.pde.optimizers.base import OPTIMIZERS, MinimizeResult, Optimizer, ParamVector, Reducer, module_point_fn
+from insr_hpc.pde.terms import Residual, batch_size, draw, energy_value, objective, residual_rows
+
+RESAMPLE = ("iteration", "step")
+SOLVERS = ("auto", "cholesky", "cg")
+
+
+@OPTIMIZERS.register("gauss_newton")
+class GaussNewton(Optimizer):
+    @dataclass
+    class Params:
+        name: str = "gauss_newton"
+        max_iters: int = 5  # iterations per time step (each: one Jacobian, one or more solves)
+        init_max_iters: int = 40  # step 0: fitting the initial condition from a random network
+        tol: float = 0.0  # stop once the objective is below this
+        rtol: float = 0.05  # stop when an accepted iteration improved the objective by less than this
+        init_rtol: float = 0.0
+        damping: float = 1e-3  # initial λ (relative to diag JᵀJ); adapted every iteration
+        resample: str = "step"  # one batch per time step (measured best), or fresh samples every iteration
+        linear_solver: str = "auto"  # auto: cholesky up to max_dense parameters, cg beyond
+        max_dense: int = 10000
+        cg_iters: int = 100
+        chunk: int = 1024  # samples per vmap chunk of the Jacobian (bounds memory)
+        gram_dtype: str = "float32"  # JᵀJ product in float32 (2× faster) or float64; the solve is float64
+        init_warmup: int = 300  # step 0: Adam iterations (lr init_warmup_lr) before Gauss–Newton
+        init_warmup_lr: float = 1e-3
+
+        def validate(self) -> None:
+            require(self.max_iters >= 1, "max_iters", f"must be >= 1, got {self.max_iters}")
+            require(self.init_max_iters >= 1, "init_max_iters", f"must be >= 1, got {self.init_max_iters}")
+            require(self.tol >= 0, "tol", f"must be >= 0, got {self.tol}")
+            require(self.rtol >= 0, "rtol", f"must be >= 0, got {self.rtol}")
+            require(self.init_rtol >= 0, "init_rtol", f"must be >= 0, got {self.init_rtol}")
+            require(self.damping > 0, "damping", f"must be > 0, got {self.damping}")
+            require(self.resample in RESAMPLE, "resample", f"expected one of {', '.join(RESAMPLE)}, got '{self.resample}'")
+            require(
+                self.linear_solver in SOLVERS,
+                "linear_solver",
+                f"expected one of {', '.join(SOLVERS)}, got '{self.linear_solver}'",
+            )
+            require(self.max_dense >= 1, "max_dense", f"must be >= 1, got {self.max_dense}")
+            require(self.cg_iters >= 1, "cg_iters", f"must be >= 1, got {self.cg_iters}")
+            require(self.chunk >= 1, "chunk", f"must be >= 1, got {self.chunk}")
+            require(self.gram_dtype in ("float64", "float32"), "gram_dtype", f"expected float64 or float32, got '{self.gram_dtype}'")
+            require(self.init_warmup >= 0, "init_warmup", f"must be >= 0, got {self.init_warmup}")
+            require(self.init_warmup_lr > 0, "init_warmup_lr", f"must be > 0, got {self.init_warmup_lr}")
+
+    def minimize(self, module, problem, gen, *, initial, reducer):
+        p = self.params
+        max_iters, rtol = (p.init_max_iters, p.init_rtol) if initial else (p.max_iters, p.rtol)
+        vec = ParamVector(module)
+        warm = 0
+        if initial and p.init_warmup:
+            # From a random network a few hundred Adam steps find the basin that
+            # Levenberg–Marquardt then converges in quickly (LM alone crawls there).
+            field = module_point_fn(module)
+            adam_loop(
+                [q for q in module.parameters() if q.requires_grad],
+                lambda b: objective(problem.terms, field, b),
+                lambda: draw(problem.terms, gen),
+                gen, lr=p.init_warmup_lr, max_iters=p.init_warmup, tol=0.0, rtol=0.0, window=1, reducer=reducer,
+            )
+            warm = p.init_warmup
+        if problem.least_squares:
+            res = levenberg_marquardt(vec, problem.terms, gen, max_iters=max_iters, rtol=rtol, params=p, reducer=reducer)
+        else:
+            res = newton_cg(vec, problem.terms, gen, max_iters=max_iters, rtol=rtol, params=p, reducer=reducer)
+        res.iterations += warm
+        return res
+
+
+# least squares ---------------------------------------------------------------------
+
+
+def residual_jacobian(vec: ParamVector, terms, theta, batches, world_size: int, chunk: int):
+    """Scaled residual rows r (M,) and their Jacobian J (M, P), per sample by reverse mode."""
+    rows, jacs = [], []
+    for term, batch in zip(terms, batches, strict=True):
+        assert isinstance(term, Residual)
+        n = batch_size(batch) * world_size
+        scale = (term.weight / n) ** 0.5
+
+        def one(th, *sample, term=term):
+            s = sample if len(sample) > 1 else sample[0]
+            r = term.fn(vec.point_fn(th), s).reshape(-1)
+            return r, r
+
+        args = tuple(batch) if isinstance(batch, (tuple, list)) else (batch,)
+        in_dims = (None, *([0] * len(args)))
+        J, r = vmap(jacrev(one, has_aux=True), in_dims=in_dims, chunk_size=chunk)(theta, *args)
+        rows.append(r.reshape(-1) * scale)
+        jacs.append(J.reshape(-1, theta.numel()) * scale)
+    return torch.cat(rows), torch.cat(jacs)
+
+
+def _cg(matvec, b: torch.Tensor, iters: int, rel_tol: float = 1e-8) -> torch.Tensor:
+    """Conjugate gradients for SPD ``matvec``; stops early at negative curvature."""
+    x = torch.zeros_like(b)
+    r = b.clone()
+    p = r.clone()
+    rs = r @ r
+    b_norm = rs.sqrt()
+    for _ in range(iters):
+        Ap = matvec(p)
+        curv = p @ Ap
+        if curv <= 0:
+            return x if x.abs().sum() > 0 else b  # fall back to the (preconditioned) gradient step
+        alpha = rs / curv
+        x = x + alpha * p
+        r = r - alpha * Ap
+        rs_new = r @ r
+        if rs_new.sqrt() <= rel_tol * b_norm:
+            break
+        p = r + (rs_new / rs) * p
+        rs = rs_new
+    return x
+
+
+def levenberg_marquardt(vec: ParamVector, terms, gen, *, max_iters, rtol, params, reducer: Reducer) -> MinimizeResult:
+    theta = vec.get()
+    world = reducer.world_size
+    dense = params.linear_solver == "cholesky" or (params.linear_solver == "auto" and vec.size <= params.max_dense)
+    lam = params.damping
+    losses: list[float] = []
+    batches = draw(terms, gen)
+    final = float("nan")
+    iterations = 0
+
+    def sq_norm(th, b) -> float:
+        with torch.no_grad():
+            r = residual_rows(terms, vec.point_fn(th), b, world)
+        return float(reducer.sum((r.double() ** 2).sum()[None])[0])
+
+    for it in range(max_iters):
+        if it > 0 and params.resample == "iteration":
+            batches = draw(terms, gen)
+        iterations += 1
+        r, J = residual_jacobian(vec, terms, theta, batches, world, params.chunk)
+        r64 = r.double()
+        f0 = float(reducer.sum((r64**2).sum()[None])[0])
+        if f0 <= params.tol:
+            final = f0
+            losses.append(f0)
+            break
+        if dense:
+            Jg = J.double() if params.gram_dtype == "float64" else J
+            A = reducer.sum((Jg.T @ Jg).double())
+            g = reducer.sum(J.double().T @ r64)
+            diag = torch.diagonal(A).clamp_min(1e-12 * float(torch.diagonal(A).max()) + 1e-30)
+        else:
+            A = None
+            g = reducer.sum((J.T @ r).double())
+            Jf = J
+
+            def normal_matvec(v, lam_):
+                Jv = Jf @ v.to(Jf.dtype)
+                return reducer.sum((Jf.T @ Jv).double()) + lam_ * v
+
+        accepted = False
+        for _ in range(12):
+            if dense:
+                try:
+                    chol = torch.linalg.cholesky(A + lam * torch.diag(diag))
+                    delta = -torch.cholesky_solve(g[:, None], chol)[:, 0]
+                except torch.linalg.LinAlgError:
+                    lam *= 4
+                    continue
+            else:
+                delta = -_cg(lambda v: normal_matvec(v, lam), g, params.cg_iters)
+            trial = theta + delta.to(theta.dtype)
+            f1 = sq_norm(trial, batches)
+            if f1 == f1 and f1 < f0:  # finite and lower
+                theta, accepted = trial, True
+                lam = max(lam / 3, 1e-12)
+                break
+            lam *= 4
+        if not accepted:
+            final = f0
+            losses.append(f0)
+            break
+        final = f1
+        losses.append(f1)
+        # Converged when an iteration gains less than rtol on its own samples, or (with
+        # fresh samples every iteration) when the objective stops falling from one
+        # iteration to the next: the sampling-noise floor is reached.
+        stalled = len(losses) > 1 and f1 > (1 - rtol) * losses[-2]
+        if f1 <= params.tol or (f0 - f1) < rtol * f0 or stalled:
+            break
+    vec.set(theta)
+    return MinimizeResult(iterations, final, losses)
+
+
+# energies ----------------------------------------------------------------------------
+
+
+def newton_cg(vec: ParamVector, terms, gen, *, max_iters, rtol, params, reducer: Reducer) -> MinimizeResult:
+    """Damped Newton–CG with a backtracking line search on E(θ) = residual² + energy."""
+    theta = vec.get()
+    world = reducer.world_size
+    batches = draw(terms, gen)
+    losses: list[float] = []
+    lam = params.damping
+
+    def energy(th, b):
+        field = vec.point_fn(th)
+        total = torch.zeros((), dtype=th.dtype)
+        rows = residual_rows(terms, field, b, world)
+        if rows.numel():
+            total = total + (rows**2).sum() * world  # mean over ranks below restores the global sum
+        e = energy_value(terms, field, b)
+        if e is not None:
+            total = total + e
+        return total
+
+    def value(th, b) -> float:
+        with torch.no_grad():
+            return float(reducer.mean(energy(th, b).detach()[None])[0])
+
+    iterations = 0
+    final = float("nan")
+    for it in range(max_iters):
+        if it > 0 and params.resample == "iteration":
+            batches = draw(terms, gen)
+        iterations += 1
+        grad_fn = torch.func.grad(lambda th: energy(th, batches))
+        g = reducer.mean(grad_fn(theta).detach())
+        e0 = value(theta, batches)
+
+        def hvp(v):
+            return reducer.mean(jvp(grad_fn, (theta,), (v.to(theta.dtype),))[1].detach()).double()
+
+        g64 = g.double()
+        delta = -_cg(lambda v: hvp(v) + lam * v, g64, params.cg_iters)
+        step, accepted = 1.0, False
+        slope = float(g64 @ delta)
+        if slope >= 0:  # not a descent direction: fall back to steepest descent
+            delta, slope = -g64, -float(g64 @ g64)
+        for _ in range(20):
+            trial = theta + step * delta.to(theta.dtype)
+            e1 = value(trial, batches)
+            if e1 == e1 and e1 <= e0 + 1e-4 * step * slope:
+                accepted = True
+                break
+            step *= 0.5
+        if not accepted:
+            lam *= 10
+            losses.append(e0)
+            final = e0
+            continue
+        theta = trial
+        lam = max(lam / 3, 1e-12) if step == 1.0 else lam * 2
+        losses.append(e1)
+        final = e1
+        if abs(e0 - e1) < rtol * max(abs(e0), 1e-12):
+            break
+    vec.set(theta)
+    return MinimizeResult(iterations, final, losses)
+
+
+__all__ = ["GaussNewton", "levenberg_marquardt", "newton_cg", "residual_jacobian"]

@@ -1,0 +1,133 @@
+"""The pieces a step objective is made of, shared by cases, integrators and optimisers.
+
+Everything here is *per sample*: a field is a function of one point ``x`` (d,) → (k,),
+and a residual or energy density is computed for one sample. Batches come from
+``torch.func.vmap`` over samples, so the same definition serves every optimiser:
+Adam differentiates the batched mean square, Gauss–Newton takes the per-sample
+Jacobian ``vmap(jacrev(·))`` (cost ∝ samples × parameters), and packed sweeps vmap over
+runs. Spatial derivatives are forward-mode (``insr_hpc.ops.grad_at`` …), which
+composes with all of those transforms.
+
+A sub-problem's objective is a sum of terms:
+
+* :class:`Residual` — ``weight · mean_i ‖r(field, sᵢ)‖²`` (least squares); its scaled
+  row vector ``√(weight/N) · r`` has squared norm equal to that term, which is what
+  Gauss–Newton minimises;
+* :class:`Energy` — ``weight · mean_i e(field, sᵢ)`` (a Monte-Carlo integral of an
+  energy density: not a sum of squares, minimised by Newton or L-BFGS).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch.func import vmap
+
+PointFn = Callable[[torch.Tensor], torch.Tensor]  # one point (d,) → values (k,)
+Batch = Any  # a tensor (N, …) or a tuple of tensors with a leading sample dimension
+
+
+@dataclass
+class Term:
+    """First-order evolution ∂u/∂t = F(u): ``rhs(field, x)`` is F(u) at one point x (d,),
+    (k,), for any per-point field (differentiable in x by forward mode)."""
+
+    rhs: Callable[[PointFn, torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class PotentialTerm:
+    """What a variational (incremental-potential) case exposes.
+
+    ``density(phi, X)``: potential energy per unit reference volume (scalar) at one
+    point X (d,) for the per-point deformation map ``phi`` (d,) → (d,). ``mass(X)``:
+    mass density ρ (scalar). ``measure``: volume of the reference domain, so measure ·
+    mean over uniform samples is the integral."""
+
+    density: Callable[[PointFn, torch.Tensor], torch.Tensor]
+    mass: Callable[[torch.Tensor], torch.Tensor]
+    measure: float
+
+
+@dataclass
+class Residual:
+    """``weight · mean_i ‖fn(field, sᵢ)‖²`` over the samples ``sample(gen)`` draws."""
+
+    name: str
+    sample: Callable[[torch.Generator], Batch]
+    fn: Callable[[PointFn, Any], torch.Tensor]  # (field, one sample) → (m,)
+    weight: float = 1.0
+
+
+@dataclass
+class Energy:
+    """``weight · mean_i fn(field, sᵢ)``: an integral estimated by Monte Carlo."""
+
+    name: str
+    sample: Callable[[torch.Generator], Batch]
+    fn: Callable[[PointFn, Any], torch.Tensor]  # (field, one sample) → scalar
+    weight: float = 1.0
+
+
+def module_point_fn(module: torch.nn.Module) -> PointFn:
+    """A module (N, d) → (N, k) as a per-point field (its own parameters, autograd-tracked)."""
+    return lambda x: module(x[None])[0]
+
+
+def batch_size(batch: Batch) -> int:
+    return (batch[0] if isinstance(batch, (tuple, list)) else batch).shape[0]
+
+
+def draw(terms: Sequence[Residual | Energy], gen: torch.Generator) -> list[Batch]:
+    """One batch per term, in order (the generator advances term by term)."""
+    return [t.sample(gen) for t in terms]
+
+
+def _batched(term, field: PointFn, batch: Batch) -> torch.Tensor:
+    if isinstance(batch, (tuple, list)):
+        return vmap(lambda *s: term.fn(field, s))(*batch)
+    return vmap(lambda s: term.fn(field, s))(batch)
+
+
+def residual_rows(terms, field: PointFn, batches, world_size: int = 1) -> torch.Tensor:
+    """The scaled residual vector of the least-squares terms, (M,): its squared norm is
+    their part of the objective. ``world_size``: data-parallel ranks each holding a
+    slice of the global batch (rows are scaled by the global count, so summing ranks'
+    normal equations gives the global ones)."""
+    rows = []
+    for term, batch in zip(terms, batches, strict=True):
+        if not isinstance(term, Residual):
+            continue
+        n = batch_size(batch) * world_size
+        rows.append(_batched(term, field, batch).reshape(-1) * (term.weight / n) ** 0.5)
+    return torch.cat(rows) if rows else torch.zeros(0)
+
+
+def energy_value(terms, field: PointFn, batches) -> torch.Tensor:
+    """The energy terms' part of the objective (scalar; this rank's samples)."""
+    total = None
+    for term, batch in zip(terms, batches, strict=True):
+        if isinstance(term, Energy):
+            part = term.weight * _batched(term, field, batch).mean()
+            total = part if total is None else total + part
+    return total
+
+
+def objective(terms, field: PointFn, batches) -> torch.Tensor:
+    """The scalar objective on this rank's samples: Σ residual terms + Σ energy terms."""
+    total = None
+    for term, batch in zip(terms, batches, strict=True):
+        values = _batched(term, field, batch)
+        if isinstance(term, Residual):
+            part = term.weight * values.reshape(values.shape[0], -1).pow(2).sum(1).mean()
+        else:
+            part = term.weight * values.mean()
+        total = part if total is None else total + part
+    return total
+
+
+def is_least_squares(terms) -> bool:
+    return all(isinstance(t, Residual) for t in terms)

@@ -27,8 +27,13 @@ def test_shipped_advection_config_is_the_paper_setting():
     cfg = load_config(os.path.join(os.path.dirname(__file__), "..", "configs", "advection.yaml"))
     p = cfg.problem
     assert (p.length, p.speed, p.mu, p.sigma) == (4.0, 0.25, -1.5, 0.1)
-    assert (cfg.network.depth, cfg.network.width) == (2, 20)
-    assert (cfg.sampling.interior, cfg.time.dt, cfg.time.steps) == (5000, 0.05, 240)
+    # the authors' network: 3 sine layers × 20 (their --num_hidden_layers 2), 901 parameters
+    assert (cfg.network.depth, cfg.network.width) == (3, 20)
+    from insr_hpc.fields import build_model
+
+    assert sum(q.numel() for q in build_model(cfg.network, 1, 1).parameters()) == 901
+    assert (cfg.time.dt, cfg.time.steps, cfg.integrator.name) == (0.05, 240, "midpoint")
+    assert cfg.optim.name == "gauss_newton"
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,8 @@ import pytest
 import xarray as xr
 
 from insr_hpc.cli import main
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 from insr_hpc.errors import InsrError
 
 
@@ -38,9 +40,14 @@ def test_released_bar_energy_stays_bounded_and_tracks_fem(tmp_path):
     assert np.all(ds["max_err"].values < 0.05)
 
 
-def test_first_order_integrator_with_variational_case_is_a_clear_error():
-    from insr_hpc.pde.integrators.variational import PotentialTerm
+def test_first_order_integrator_with_variational_case_is_refused_at_config_time(tmp_path):
+    from _small import cli
 
-    term = PotentialTerm(density=lambda phi, x: x[:, 0], mass=lambda x: x[:, 0], measure=1.0)
-    with pytest.raises(InsrError, match="integrator.name"):
-        term.rhs(None, None)
+    res = cli("run", os.path.join(REPO, "configs", "elasticity.yaml"), "integrator.name=midpoint",
+              f"output.root={tmp_path}")
+    assert res.returncode == 2
+    assert "integrator.name" in res.stderr and "variational" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert not os.listdir(tmp_path)
+    res = cli("run", os.path.join(REPO, "configs", "advection.yaml"), "integrator.name=variational",
+              f"output.root={tmp_path}")
+    assert res.returncode == 2 and "integrator.name" in res.stderr and "midpoint" in res.stderr

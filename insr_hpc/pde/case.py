@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from insr_hpc.pde.terms import Energy, Residual, is_least_squares
+from insr_hpc.pde.terms import Energy, Residual, Term, is_least_squares
 from insr_hpc.registry import Registry
 
 CASES: Registry = Registry("PDE case", "problem.case")
@@ -71,6 +71,11 @@ class Case:
     initial_substeps: tuple[str, ...] = ("fit",)  # sub-problem names of step 0
     substeps: tuple[str, ...] = ("advance",)  # sub-problem names of every later step
     history_needed: int = 1  # how many previous steps the step objective uses
+    # The kind of term its steps hand to the integrator (``Term`` for ∂u/∂t = F(u),
+    # ``PotentialTerm`` for incremental potentials); None: the case ignores the
+    # integrator (e.g. Euler's operator splitting). Checked against the integrator's
+    # ``accepts`` when the config is validated.
+    term_kind: type | None = Term
 
     def __init__(self, params: Any, dt: float, integrator_name: str = ""):
         self.params = params

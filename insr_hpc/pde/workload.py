@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -15,6 +16,7 @@ from tqdm import tqdm
 
 from insr_hpc.config.load import config_to_dict, config_to_yaml
 from insr_hpc.config.schema import Config
+from insr_hpc.errors import ConfigError
 from insr_hpc.fields import MODELS
 from insr_hpc.monitor import Monitor
 from insr_hpc.pde.cases import CASES
@@ -162,9 +164,25 @@ def _summary(store: StepStore, error_names) -> dict[str, Any]:
     return {"steps_done": last + 1, "final": final}
 
 
+@dataclass
+class PDEConfig(Config):
+    """The PDE config, plus the checks that span sections."""
+
+    def validate(self) -> None:
+        super().validate()
+        case, integ = CASES.get(self.problem.case), INTEGRATORS.get(self.integrator.name)
+        if case.term_kind is not None and not issubclass(case.term_kind, integ.accepts):
+            need = [n for n in INTEGRATORS.names() if issubclass(case.term_kind, INTEGRATORS.get(n).accepts)]
+            raise ConfigError(
+                "integrator.name",
+                f"'{self.integrator.name}' cannot integrate case '{self.problem.case}' "
+                f"({case.term_kind.__name__}); use {' or '.join(need)}",
+            )
+
+
 @WORKLOADS.register("pde")
 class PDEWorkload:
-    config_class = Config
+    config_class = PDEConfig
     tagged_sections = {
         "problem": ("case", CASES),
         "network": ("model", MODELS),

@@ -78,6 +78,7 @@ class Elasticity(Case):
             require(self.fem_ny >= 2 and self.fem_ny % 2 == 0, "fem_ny", f"must be a positive even number, got {self.fem_ny}")
 
     fields = {"phi": FieldSpec(2, 2)}
+    term_kind = PotentialTerm
     history_needed = 2
     error_names = ("rel_l2", "max_err", "tip_error")
 

@@ -87,6 +87,7 @@ class Euler(Case):
             require(self.reference_order in (1, 3), "reference_order", f"must be 1 or 3, got {self.reference_order}")
 
     fields = {"u": FieldSpec(2, 2), "p": FieldSpec(2, 1)}
+    term_kind = None  # the splitting is this case's time integrator
     initial_substeps = ("fit_u", "fit_p")
     substeps = ("advect", "pressure", "project")
     error_names = ("rel_l2", "max_err", "drift")

@@ -31,6 +31,7 @@ def tiny(root: str, *extra: str, steps: int = 2) -> list[str]:
     """Overrides for a run of a few seconds: a small SIREN, few samples and iterations."""
     return [
         f"output.root={root}",
+        "optim.name=adam",  # orchestration tests: Adam's fixed iteration counts (other optimisers: own tests)
         f"time.steps={steps}",
         "optim.max_iters=15",
         "optim.init_max_iters=30",

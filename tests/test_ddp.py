@@ -18,9 +18,13 @@ from insr_hpc.plan import plan_runs
 from insr_hpc.run import read_state
 
 
-def _spec(root: str) -> str:
+GN = ["optim.name=gauss_newton", "optim.gram_dtype=float64", "optim.init_warmup=30", "optim.max_iters=4",
+      "optim.init_max_iters=4", "sampling.interior=512"]
+
+
+def _spec(root: str, *extra: str) -> str:
     # sampling.interior is divisible by 2, so each rank takes exactly half the batch.
-    return plan_runs(CONFIG, tiny(root, "sampling.interior=128")).specs[0].save()
+    return plan_runs(CONFIG, tiny(root, "sampling.interior=128", *extra)).specs[0].save()
 
 
 def _weights(spec_path: str) -> np.ndarray:
@@ -43,6 +47,30 @@ def single(tmp_path_factory) -> np.ndarray:
     spec = _spec(str(tmp_path_factory.mktemp("single")))
     _run([sys.executable, "-m", "insr_hpc.launch.ddp", spec])
     return _weights(spec)
+
+
+def _two_ranks(spec: str, launcher: str) -> None:
+    if launcher == "torchrun":
+        cmd = [os.path.join(BIN, "torchrun"), "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+               "--master_port", str(_free_port()), "-m", "insr_hpc.launch.ddp", spec]
+    else:
+        mpiexec = os.path.join(BIN, "mpiexec")
+        if not os.path.exists(mpiexec):
+            pytest.skip("mpiexec not found next to python (pip install mpich)")
+        cmd = [mpiexec, "-n", "2", sys.executable, "-m", "insr_hpc.launch.ddp", spec]
+    _run(cmd)
+
+
+def test_gauss_newton_two_ranks_match_one_process(tmp_path):
+    """Ranks sum their rows' normal equations: the same Levenberg–Marquardt steps (float
+    tolerance: summation order differs)."""
+    one = _spec(str(tmp_path / "one"), *GN)
+    _run([sys.executable, "-m", "insr_hpc.launch.ddp", one])
+    two = _spec(str(tmp_path / "two"), *GN)
+    _two_ranks(two, "torchrun")
+    w1, w2 = _weights(one), _weights(two)
+    assert np.abs(w1[-1] - w1[0]).max() > 1e-3
+    np.testing.assert_allclose(w2, w1, rtol=0, atol=1e-4)
 
 
 @pytest.mark.parametrize("launcher", ["torchrun", "mpiexec"])

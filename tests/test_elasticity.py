@@ -9,7 +9,6 @@ import xarray as xr
 from insr_hpc.cli import main
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-from insr_hpc.errors import InsrError
 
 
 def run(tmp_path, *overrides):

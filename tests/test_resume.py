@@ -9,6 +9,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 import xarray as xr
 import zarr
 from _small import REPO, SMALL_ADVECTION, cli, write_config
@@ -21,8 +22,16 @@ def _committed(path: str) -> int:
         return 0
 
 
-def test_resume_after_sigkill_matches_uninterrupted(tmp_path):
-    base = dict(SMALL_ADVECTION, time={"dt": 0.05, "steps": 10})
+OPTIMISERS = {
+    "adam": SMALL_ADVECTION["optim"],
+    "gauss_newton": {"name": "gauss_newton", "max_iters": 3, "init_max_iters": 5, "init_warmup": 50},
+    "lbfgs": {"name": "lbfgs", "max_iters": 20, "init_max_iters": 60},
+}
+
+
+@pytest.mark.parametrize("optimiser", sorted(OPTIMISERS))
+def test_resume_after_sigkill_matches_uninterrupted(tmp_path, optimiser):
+    base = dict(SMALL_ADVECTION, time={"dt": 0.05, "steps": 10}, optim=OPTIMISERS[optimiser])
     ref_cfg = write_config(tmp_path, dict(base, output={**base["output"], "root": str(tmp_path / "ref")}), "ref.yaml")
     cut_cfg = write_config(tmp_path, dict(base, output={**base["output"], "root": str(tmp_path / "cut")}), "cut.yaml")
     store = str(tmp_path / "cut" / "adv" / "r000" / "store.zarr")

@@ -4,6 +4,9 @@ the results can sit inside a loss that is differentiated again."""
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+
 import torch
 
 
@@ -30,17 +33,44 @@ def laplacian(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return divergence(gradient(y, x), x)
 
 
-# Per-point operators (forward mode; compose with vmap, jacrev and other torch.func
-# transforms). ``f`` maps one point x (d,) to values (k,).
+# Point operators. A term is written for one point x (d,) and a field f: (d,) → (k,);
+# the same code runs on a batch x (N, d) with a batched field when the caller is in
+# ``batch_mode()`` (Adam, L-BFGS, objective evaluations: reverse-mode autograd, the
+# fastest on CPU), and per point under ``torch.func.vmap`` otherwise (Gauss–Newton's
+# per-sample Jacobians: forward mode, which composes with jacrev and vmap). Results
+# keep leading batch dimensions: index them with ``...`` (``grad_at(f, x)[..., 0, :]``).
+
+_BATCH = contextvars.ContextVar("insr_batch_mode", default=False)
 
 
-def grad_at(f, x: torch.Tensor) -> torch.Tensor:
-    """∂f_i/∂x_j at one point: (k, d)."""
-    return torch.func.jacfwd(f)(x)
+@contextlib.contextmanager
+def batch_mode():
+    """Inside: point operators take batches (N, d) and use autograd."""
+    token = _BATCH.set(True)
+    try:
+        yield
+    finally:
+        _BATCH.reset(token)
+
+
+def _batched_value_and_jacobian(f, x: torch.Tensor):
+    keep = torch.is_grad_enabled()  # under no_grad: values only, no graph to the weights
+    with torch.enable_grad():
+        leaf = x.detach().requires_grad_(True)
+        y = f(leaf)
+        rows = [
+            torch.autograd.grad(y[..., i].sum(), leaf, create_graph=keep, retain_graph=True)[0]
+            for i in range(y.shape[-1])
+        ]
+    jac = torch.stack(rows, dim=-2)
+    return (y, jac) if keep else (y.detach(), jac.detach())
 
 
 def value_and_grad_at(f, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(f(x) (k,), ∂f/∂x (k, d)) with one forward-mode pass."""
+    """(f(x) (…, k), ∂f_i/∂x_j (…, k, d)) from one evaluation of f."""
+    if _BATCH.get():
+        return _batched_value_and_jacobian(f, x)
+
     def both(y):
         value = f(y)
         return value, value
@@ -49,12 +79,28 @@ def value_and_grad_at(f, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return value, jac
 
 
+def grad_at(f, x: torch.Tensor) -> torch.Tensor:
+    """∂f_i/∂x_j: (…, k, d)."""
+    return value_and_grad_at(f, x)[1]
+
+
 def divergence_at(f, x: torch.Tensor) -> torch.Tensor:
-    """∇·f at one point for f: (d,) → (d,); shape (1,)."""
-    return torch.diagonal(grad_at(f, x)).sum()[None]
+    """∇·f for f: (d,) → (d,); shape (…, 1)."""
+    return torch.diagonal(grad_at(f, x), dim1=-2, dim2=-1).sum(-1, keepdim=True)
 
 
 def laplacian_at(f, x: torch.Tensor) -> torch.Tensor:
-    """∇²f at one point for a scalar field f: (d,) → (1,); shape (1,)."""
+    """∇²f for a scalar field f: (d,) → (1,); shape (…, 1)."""
+    if _BATCH.get():
+        keep = torch.is_grad_enabled()
+        with torch.enable_grad():
+            leaf = x.detach().requires_grad_(True)
+            (g,) = torch.autograd.grad(f(leaf).sum(), leaf, create_graph=True)
+            lap = sum(
+                torch.autograd.grad(g[..., j].sum(), leaf, create_graph=keep, retain_graph=True)[0][..., j]
+                for j in range(x.shape[-1])
+            )
+        lap = lap[..., None]
+        return lap if keep else lap.detach()
     hess = torch.func.jacfwd(lambda y: grad_at(f, y)[0])(x)
     return torch.diagonal(hess).sum()[None]

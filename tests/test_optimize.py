@@ -82,7 +82,7 @@ class _Linear(torch.nn.Module):
         self.w = torch.nn.Parameter(torch.zeros(d))
 
     def forward(self, a):  # a (N, d) rows of the design matrix → (N, 1)
-        return (a @ self.w)[:, None]
+        return (a @ self.w)[..., None]
 
 
 def test_gauss_newton_on_linear_least_squares_equals_the_normal_equations():
@@ -91,7 +91,7 @@ def test_gauss_newton_on_linear_least_squares_equals_the_normal_equations():
     b = torch.randn(200, generator=g, dtype=torch.float64).float()
     data = torch.cat([A, b[:, None]], 1)
     model = _Linear(6)
-    term = Residual("ls", lambda gen: data, lambda f, row: f(row[:6]) - row[6:])
+    term = Residual("ls", lambda gen: data, lambda f, row: f(row[..., :6]) - row[..., 6:])
     opt = OPTIMIZERS.get("gauss_newton")(OPTIMIZERS.get("gauss_newton").Params(max_iters=3, damping=1e-9, gram_dtype="float64"))
     opt.minimize(model, SubProblem("ls", "w", [term]), g, initial=False, reducer=Reducer())
     exact = torch.linalg.lstsq(A.double(), b.double()[:, None]).solution[:, 0]
@@ -154,7 +154,7 @@ def test_energy_minimisers_reach_the_minimum_of_a_convex_energy(name):
     b = torch.randn(100, generator=g)
     data = torch.cat([A, b[:, None]], 1)
     model = _Linear(4)
-    term = Energy("e", lambda gen: data, lambda f, row: 0.5 * f(row[:4])[0] ** 2 - f(row[:4])[0] * row[4])
+    term = Energy("e", lambda gen: data, lambda f, row: 0.5 * f(row[..., :4])[..., 0] ** 2 - f(row[..., :4])[..., 0] * row[..., 4])
     opt = OPTIMIZERS.get(name)(OPTIMIZERS.get(name).Params(max_iters=30))
     opt.minimize(model, SubProblem("e", "w", [term]), g, initial=False, reducer=Reducer())
     exact = torch.linalg.lstsq(A.double(), b.double()[:, None]).solution[:, 0]

@@ -26,6 +26,8 @@ from typing import Any
 import torch
 from torch.func import vmap
 
+from insr_hpc.ops import batch_mode
+
 PointFn = Callable[[torch.Tensor], torch.Tensor]  # one point (d,) → values (k,)
 Batch = Any  # a tensor (N, …) or a tuple of tensors with a leading sample dimension
 
@@ -73,7 +75,8 @@ class Energy:
 
 
 def module_point_fn(module: torch.nn.Module) -> PointFn:
-    """A module (N, d) → (N, k) as a per-point field (its own parameters, autograd-tracked)."""
+    """A module (N, d) → (N, k) as a field of one point (d,) → (k,) that also takes a
+    batch (N, d) → (N, k) (its own parameters, autograd-tracked)."""
     return lambda x: module(x[None])[0]
 
 
@@ -86,13 +89,21 @@ def draw(terms: Sequence[Residual | Energy], gen: torch.Generator) -> list[Batch
     return [t.sample(gen) for t in terms]
 
 
-def _batched(term, field: PointFn, batch: Batch) -> torch.Tensor:
+def _batched(term, field: PointFn, batch: Batch, per_point: bool = False) -> torch.Tensor:
+    """The term on every sample of ``batch``: (N, m) residuals or (N,) energies.
+
+    By default the term's code runs once on the whole batch in ``batch_mode`` (reverse-
+    mode autograd for spatial derivatives: what Adam and L-BFGS differentiate); with
+    ``per_point`` it is vmapped over samples (what torch.func transforms need)."""
+    if not per_point:
+        with batch_mode():
+            return term.fn(field, tuple(batch) if isinstance(batch, (tuple, list)) else batch)
     if isinstance(batch, (tuple, list)):
         return vmap(lambda *s: term.fn(field, s))(*batch)
     return vmap(lambda s: term.fn(field, s))(batch)
 
 
-def residual_rows(terms, field: PointFn, batches, world_size: int = 1) -> torch.Tensor:
+def residual_rows(terms, field: PointFn, batches, world_size: int = 1, per_point: bool = False) -> torch.Tensor:
     """The scaled residual vector of the least-squares terms, (M,): its squared norm is
     their part of the objective. ``world_size``: data-parallel ranks each holding a
     slice of the global batch (rows are scaled by the global count, so summing ranks'
@@ -102,16 +113,16 @@ def residual_rows(terms, field: PointFn, batches, world_size: int = 1) -> torch.
         if not isinstance(term, Residual):
             continue
         n = batch_size(batch) * world_size
-        rows.append(_batched(term, field, batch).reshape(-1) * (term.weight / n) ** 0.5)
+        rows.append(_batched(term, field, batch, per_point).reshape(-1) * (term.weight / n) ** 0.5)
     return torch.cat(rows) if rows else torch.zeros(0)
 
 
-def energy_value(terms, field: PointFn, batches) -> torch.Tensor:
+def energy_value(terms, field: PointFn, batches, per_point: bool = False) -> torch.Tensor:
     """The energy terms' part of the objective (scalar; this rank's samples)."""
     total = None
     for term, batch in zip(terms, batches, strict=True):
         if isinstance(term, Energy):
-            part = term.weight * _batched(term, field, batch).mean()
+            part = term.weight * _batched(term, field, batch, per_point).mean()
             total = part if total is None else total + part
     return total
 

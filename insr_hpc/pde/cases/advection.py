@@ -71,7 +71,7 @@ class Advection(Case):
     # physics -----------------------------------------------------------------
     def rhs(self, field, x: torch.Tensor) -> torch.Tensor:
         """F(u) = −a ∂u/∂x at one point x (1,)."""
-        return -self.params.speed * grad_at(field, x)[:, 0]
+        return -self.params.speed * grad_at(field, x)[..., 0]
 
     def u0(self, x, lib=np):
         p = self.params

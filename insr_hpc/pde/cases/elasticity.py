@@ -115,16 +115,16 @@ class Elasticity(Case):
         return X * 1.0
 
     def potential_density(self, phi, X: torch.Tensor) -> torch.Tensor:
-        """π(φ) at one reference point X (2,) for a per-point map ``phi``: scalar."""
+        """π(φ) at reference points X (…, 2) for a point map ``phi``: (…)."""
         x, F = value_and_grad_at(phi, X)
-        out = neo_hookean_density(F, self.mu, self.lam) + self.params.density * self.g * x[1]
+        out = neo_hookean_density(F, self.mu, self.lam) + self.params.density * self.g * x[..., 1]
         if self.params.scenario == "fall" and self.params.contact_stiffness > 0:
-            pen = torch.relu(self.params.ground - x[1])
+            pen = torch.relu(self.params.ground - x[..., 1])
             out = out + 0.5 * self.params.contact_stiffness * pen**2
         return out
 
     def mass(self, X: torch.Tensor) -> torch.Tensor:
-        return torch.full((), self.params.density, dtype=X.dtype, device=X.device)
+        return torch.full(X.shape[:-1], self.params.density, dtype=X.dtype, device=X.device)
 
     # sampling ----------------------------------------------------------------
     def sample_interior(self, n, gen, device):
@@ -142,7 +142,7 @@ class Elasticity(Case):
     # objectives --------------------------------------------------------------
     def initial_problems(self, current, n_interior, n_boundary, device):
         def fit(net, X):
-            return self.deformation(net)(X) - self.initial_map(X[None], torch)[0]
+            return self.deformation(net)(X) - self.initial_map(X.reshape(-1, 2), torch).reshape(X.shape)
 
         return [SubProblem("fit", "phi", [Residual("fit", lambda g: self.sample_interior(n_interior, g, device), fit)])]
 

@@ -123,7 +123,7 @@ class Euler(Case):
             Residual(
                 "wall",
                 lambda g: self.sample_boundary(n_boundary, g, device),
-                lambda u, s: (u(s[0]) * s[1]).sum()[None],
+                lambda u, s: (u(s[0]) * s[1]).sum(-1, keepdim=True),
                 self.params.wall_weight,
             )
         ]
@@ -145,7 +145,9 @@ class Euler(Case):
         if self.params.pressure_form == "strong":
 
             def strong(p, x):
-                return laplacian_at(p, x) - divergence_at(ustar, x).detach()
+                with torch.no_grad():
+                    target = divergence_at(ustar, x)
+                return laplacian_at(p, x) - target
 
             terms = [Residual("poisson", sample, strong)]
             if n_bdy and self.params.wall_weight:
@@ -153,14 +155,16 @@ class Euler(Case):
                     Residual(
                         "neumann",
                         lambda g: self.sample_boundary(n_bdy, g, device),
-                        lambda p, s: (grad_at(p, s[0])[0] * s[1]).sum()[None],
+                        lambda p, s: (grad_at(p, s[0])[..., 0, :] * s[1]).sum(-1, keepdim=True),
                         self.params.wall_weight,
                     )
                 )
             return terms
 
         def ritz(p, x):
-            return grad_at(p, x)[0] - (ustar(x) - uprev(x)).detach()
+            with torch.no_grad():
+                d = ustar(x) - uprev(x)
+            return grad_at(p, x)[..., 0, :] - d
 
         return [Residual("ritz", sample, ritz)]
 
@@ -168,7 +172,9 @@ class Euler(Case):
         u = module_point_fn(current["u"])
 
         def fit_u(field, x):
-            return field(x) - self.u0(x[None])[0]
+            with torch.no_grad():
+                target = self.u0(x.reshape(-1, 2)).reshape(x.shape)
+            return field(x) - target
 
         fit = [Residual("fit", lambda g: self.sample_interior(n_interior, g, device), fit_u)]
         # p starts as the pressure of u0 (≈ constant), so step 1 warm-starts from a sane field
@@ -185,14 +191,17 @@ class Euler(Case):
             return self.sample_interior(n_int, g, dev)
 
         def advect(u, x):
-            back = (x - dt * u_prev(x)).clamp(-1.0, 1.0)
-            return u(x) - u_prev(back).detach()
+            with torch.no_grad():
+                target = u_prev((x - dt * u_prev(x)).clamp(-1.0, 1.0))
+            return u(x) - target
 
         ustar = _Snapshot(ctx.current["u"])  # u after advection, frozen when the projection starts
         p_now = _Snapshot(ctx.current["p"])  # p after the pressure solve
 
         def project(u, x):
-            return u(x) - (ustar(x) - grad_at(p_now, x)[0]).detach()
+            with torch.no_grad():
+                target = ustar(x) - grad_at(p_now, x)[..., 0, :]
+            return u(x) - target
 
         walls = self._wall_term(n_bdy, dev)
         return [

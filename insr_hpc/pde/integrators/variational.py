@@ -35,7 +35,7 @@ class VariationalEuler(Integrator):
         prev2 = history[1] if len(history) > 1 else history[0]
         predicted = (2 * prev(X) - prev2(X)).detach()  # φⁿ + Δt vⁿ
         phi = new(X)
-        inertia = term.mass(X) / (2 * dt**2) * ((phi - predicted) ** 2).sum()
+        inertia = term.mass(X) / (2 * dt**2) * ((phi - predicted) ** 2).sum(-1)
         return term.measure * (inertia + term.density(new, X))
 
     def objective(self, term, new, history, x, dt):

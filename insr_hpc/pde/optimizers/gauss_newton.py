@@ -236,10 +236,10 @@ def newton_cg(vec: ParamVector, terms, gen, *, max_iters, rtol, params, reducer:
     def energy(th, b):
         field = vec.point_fn(th)
         total = torch.zeros((), dtype=th.dtype)
-        rows = residual_rows(terms, field, b, world)
+        rows = residual_rows(terms, field, b, world, per_point=True)
         if rows.numel():
             total = total + (rows**2).sum() * world  # mean over ranks below restores the global sum
-        e = energy_value(terms, field, b)
+        e = energy_value(terms, field, b, per_point=True)
         if e is not None:
             total = total + e
         return total

@@ -7,6 +7,7 @@ committed step (weights reloaded from the store), and does nothing if all are do
 from __future__ import annotations
 
 import os
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -108,6 +109,8 @@ def run_pde(cfg: Config, run_dir: str, env: RunEnv, run_id: str = "r000") -> dic
     subs = solver.substep_names()
     global_iter = done_iters
     bar = tqdm(total=total, initial=start, desc=run_id, unit="step", disable=None if env.progress else True, leave=False)
+    # When stdout is a file (batch logs, log.txt of a local worker): a line every ~5 % of the run.
+    lines = max(1, total // 20) if env.is_main and not sys.stdout.isatty() else 0
     try:
         for step in range(start, total):
             t = step * cfg.time.dt
@@ -145,6 +148,11 @@ def run_pde(cfg: Config, run_dir: str, env: RunEnv, run_id: str = "r000") -> dic
                     monitor.step_figure(step, "field", solver.case.figure(outputs, t, cfg.output.resolution))
             bar.update(1)
             bar.set_postfix(loss=f"{max(result['loss'].values()):.2e}", **{k: f"{v:.2e}" for k, v in errors.items()})
+            if lines and (step % lines == 0 or step == total - 1):  # batch logs: plain lines, not a bar
+                errs = " ".join(f"{k}={v:.3e}" for k, v in errors.items())
+                its = sum(result["iterations"].values())
+                print(f"{run_id} step {step}/{total - 1} t={t:.4g} {errs} loss={max(result['loss'].values()):.3e} "
+                      f"iterations={its} {result['seconds']:.2f}s", flush=True)
             env.barrier()
         summary = _summary(store, solver.case.error_names)
         if env.is_main:

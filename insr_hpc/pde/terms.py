@@ -35,7 +35,7 @@ Batch = Any  # a tensor (N, …) or a tuple of tensors with a leading sample dim
 @dataclass
 class Term:
     """First-order evolution ∂u/∂t = F(u): ``rhs(field, x)`` is F(u) at one point x (d,),
-    (k,), for any per-point field (differentiable in x by forward mode)."""
+    (k,), for any point field (written with the point operators of insr_hpc.ops)."""
 
     rhs: Callable[[PointFn, torch.Tensor], torch.Tensor]
 

@@ -52,7 +52,7 @@ class GaussNewton(Optimizer):
         linear_solver: str = "auto"  # auto: cholesky up to max_dense parameters, cg beyond
         max_dense: int = 10000
         cg_iters: int = 100
-        chunk: int = 1024  # samples per vmap chunk of the Jacobian (bounds memory)
+        chunk: int = 2048  # samples per vmap chunk of the Jacobian (bounds memory)
         gram_dtype: str = "float32"  # JᵀJ product in float32 (2× faster) or float64; the solve is float64
         init_warmup: int = 300  # step 0: Adam iterations (lr init_warmup_lr) before Gauss–Newton
         init_warmup_lr: float = 1e-3

@@ -76,15 +76,7 @@ def test_gauss_newton_two_ranks_match_one_process(tmp_path):
 @pytest.mark.parametrize("launcher", ["torchrun", "mpiexec"])
 def test_two_ranks_match_one_process(single, tmp_path, launcher):
     spec = _spec(str(tmp_path))
-    if launcher == "torchrun":
-        cmd = [os.path.join(BIN, "torchrun"), "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-               "--master_port", str(_free_port()), "-m", "insr_hpc.launch.ddp", spec]
-    else:
-        mpiexec = os.path.join(BIN, "mpiexec")
-        if not os.path.exists(mpiexec):
-            pytest.skip("mpiexec not found next to python (pip install mpich)")
-        cmd = [mpiexec, "-n", "2", sys.executable, "-m", "insr_hpc.launch.ddp", spec]
-    _run(cmd)
+    _two_ranks(spec, launcher)
     weights = _weights(spec)
     assert read_state(os.path.dirname(spec))["state"] == "done"
     assert np.abs(weights[-1] - weights[0]).max() > 1e-3  # training moved the weights

@@ -40,6 +40,9 @@ def test_sweep_runs_in_workers_and_reports_a_failed_run(tmp_path):
         ds = xr.open_zarr(root / "sw" / r / "store.zarr")
         assert int(ds.committed.sum()) == 3
         assert float(ds.time[-1]) == 2 * ds.attrs["config"]["time"]["dt"]
+        # a worker's stdout is a file: plain progress lines, one per step here, as the run goes
+        log = open(root / "sw" / r / "log.txt").read()
+        assert [f"{r} step {k}/2 " in log for k in range(3)] == [True] * 3, log
     for r in bad:
         assert states[r]["state"] == "failed" and "CUDA is not available" in states[r]["reason"]
 

@@ -40,8 +40,10 @@ class Field:
     dims: tuple[str, str, str] = ("time", "latitude", "longitude")  # names in the source
 
     @property
-    def units(self) -> str:
-        return str(self.attrs.get("units", "1"))
+    def units(self) -> str | None:
+        """The variable's CF units; None when the source does not say."""
+        units = self.attrs.get("units")
+        return None if units is None or str(units).strip() == "" else str(units)
 
 
 def resolve_path(path: str) -> str:

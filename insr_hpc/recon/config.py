@@ -7,11 +7,11 @@ workload shares (name, seed, device, network, output.root, launch, sweep), and i
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
 from insr_hpc.config.schema import LaunchConfig, RunIdentity, SweepConfig, require
+from insr_hpc.errors import ConfigError
 
 TASKS = ("task1", "task2", "task3", "task4")
 
@@ -24,10 +24,20 @@ class DataConfig:
 
     def validate(self) -> None:
         require(bool(self.path), "path", "must be a netCDF file or Zarr store path")
-        from insr_hpc.recon.data import resolve_path  # checked before any run directory is made
-
-        require(os.path.exists(resolve_path(self.path)), "path", f"'{self.path}': no such file or Zarr store")
         require(bool(self.variable), "variable", "must name a data variable")
+        # checked before any run directory is made: the file, the variable, its lat/lon
+        from insr_hpc.errors import InsrError
+        from insr_hpc.recon.data import check_field, check_path
+
+        try:
+            check_path(self.path)
+        except InsrError as exc:
+            raise ConfigError("path", str(exc).split(" ", 1)[1]) from None
+        try:
+            check_field(self.path, self.variable)
+        except InsrError as exc:
+            text = str(exc)
+            raise ConfigError("variable" if text.startswith("data.variable") else "path", text.split(" ", 1)[1]) from None
 
 
 @dataclass

@@ -159,3 +159,50 @@ def test_guard_flags_an_exploded_reconstruction_and_a_growing_validation_error()
     assert guard(cfg, within, valid, obs_values, history, "K") is None
     grown = guard(cfg, calm, valid, obs_values, np.array([0.5, 0.01, 0.2]), "K")
     assert grown and "from 1.000e-02 (epoch 2) to 2.000e-01 (epoch 3)" in grown
+
+
+def _tiny_run(tmp_path, *overrides):
+    import xarray as xr
+
+    from insr_hpc.cli import main
+
+    values, lat, lon = smooth_field()
+    path = str(tmp_path / "f.nc")
+    xr.Dataset({"tas": (("time", "lat", "lon"), values, {"units": "K"})},
+               coords={"lat": ("lat", lat, {"units": "degrees_north"}), "lon": ("lon", lon, {"units": "degrees_east"}),
+                       "time": ("time", np.arange(values.shape[0]) * 1.0, {"units": "days since 2000-01-01"})}).to_netcdf(path)
+    root = tmp_path / "runs"
+    code = main(["run", "configs/reconstruct.yaml", f"output.root={root}", f"data.path={path}", "data.variable=tas",
+                 "device=cpu", "task.name=task3", "task.ratio=0.3", "train.epochs=3", "train.eval_every=1",
+                 "network.model=resmlp", "network.width=8", "network.depth=1", "output.figure_every=0", *overrides])
+    return code, root / "reconstruct" / "r000"
+
+
+def test_a_run_failing_a_guard_rail_ends_suspect_not_done(tmp_path, capsys):
+    import json
+
+    import zarr
+
+    from insr_hpc.cli import main
+
+    # any departure from the observed range counts: the plumbing, with a real model
+    code, run_dir = _tiny_run(tmp_path, "train.lr=3")  # an exploding, still finite model
+    assert code == 0
+    state = json.load(open(run_dir / "run.json"))
+    assert state["state"] == "suspect" and "beyond the observed" in state["reason"]
+    assert "beyond the observed" in dict(zarr.open_group(str(run_dir / "store.zarr"), mode="r").attrs)["suspect"]
+    capsys.readouterr()
+    main(["status", str(tmp_path / "runs")])
+    out = capsys.readouterr().out
+    assert "suspect" in out and "mse=" in out and "nan" not in out.lower()
+    assert "epoch 3/3" in open(run_dir / "log.txt").read()
+
+
+def test_a_nan_loss_fails_the_run_naming_the_epoch(tmp_path):
+    import json
+
+    code, run_dir = _tiny_run(tmp_path, "train.lr=1e30", "train.grad_clip=0")
+    assert code == 1
+    state = json.load(open(run_dir / "run.json"))
+    # one batch per epoch: epoch 1's loss is finite, the step it takes is not
+    assert state["state"] == "failed" and state["reason"] == "DivergedError: non-finite reconstruction at epoch 1"

@@ -117,8 +117,8 @@ class ProgressLog:
         self.to_file = enabled and not _same_file(sys.stdout, self.path)
 
     def line(self, epoch: int, values: dict[str, float], units: str | None) -> str:
-        parts = [f"{self.run_id} epoch {epoch}/{self.total}", f"loss {values['loss']:.3e}"]
-        for key in ("val_mse", "mse", "mse_unobserved"):
+        parts = [f"{self.run_id} epoch {epoch}/{self.total}"]
+        for key in ("loss", "val_mse", "mse", "mse_unobserved"):
             if np.isfinite(values.get(key, np.nan)):
                 parts.append(f"{key} {values[key]:.3e}")
         if np.isfinite(values.get("rmse", np.nan)):

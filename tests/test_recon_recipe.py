@@ -9,7 +9,7 @@ from insr_hpc.catalog import build_config
 from insr_hpc.recon.metrics import errors
 from insr_hpc.recon.tasks import observation_mask, validation_split
 from insr_hpc.recon.trainer import DivergedError, Trainer, make_problem
-from insr_hpc.recon.workload import guard
+from insr_hpc.recon.guard import guard
 
 
 def smooth_field(n_t=6, h=8, w=10):

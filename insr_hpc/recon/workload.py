@@ -17,7 +17,6 @@ its best, makes the summary carry ``suspect`` (the run ends ``suspect``, not ``d
 from __future__ import annotations
 
 import os
-import sys
 import time
 from typing import Any
 
@@ -32,6 +31,8 @@ from insr_hpc.recon import metrics
 from insr_hpc.recon.config import ReconConfig
 from insr_hpc.recon.data import Field, load_field
 from insr_hpc.recon.figures import field_figure
+from insr_hpc.recon.guard import guard
+from insr_hpc.recon.progress import ProgressLog
 from insr_hpc.recon.store import Array, create_store
 from insr_hpc.recon.tasks import observation_mask, validation_split
 from insr_hpc.recon.trainer import DivergedError, Trainer, make_problem
@@ -103,86 +104,6 @@ def _save_checkpoint(path: str, trainer: Trainer) -> None:
     tmp = f"{path}.{os.getpid()}.tmp"
     torch.save(trainer.state_dict(), tmp)
     os.replace(tmp, path)  # a crash leaves the previous checkpoint whole
-
-
-class ProgressLog:
-    """One line per evaluation into ``log.txt``, and on stdout every ``every`` epochs when
-    stdout is not a terminal (a batch log; a terminal has the tqdm bar instead)."""
-
-    def __init__(self, run_dir: str, run_id: str, total: int, every: int, enabled: bool):
-        self.run_id, self.total, self.every, self.enabled = run_id, total, every, enabled
-        self.path = os.path.join(run_dir, "log.txt")
-        self.to_stdout = enabled and not _isatty(sys.stdout)
-        # under the local backend stdout *is* log.txt: write each line once
-        self.to_file = enabled and not _same_file(sys.stdout, self.path)
-
-    def line(self, epoch: int, values: dict[str, float], units: str | None) -> str:
-        parts = [f"{self.run_id} epoch {epoch}/{self.total}"]
-        for key in ("loss", "val_mse", "mse", "mse_unobserved"):
-            if np.isfinite(values.get(key, np.nan)):
-                parts.append(f"{key} {values[key]:.3e}")
-        if np.isfinite(values.get("rmse", np.nan)):
-            parts.append(f"rmse {values['rmse']:.3g}{' ' + units if units else ''}")
-        parts.append(f"{values['seconds']:.2f} s/epoch")
-        return ", ".join(parts)
-
-    def epoch(self, epoch: int, values: dict[str, float], units: str | None, evaluated: bool) -> None:
-        if not self.enabled:
-            return
-        text = self.line(epoch, values, units)
-        if evaluated and self.to_file:
-            with open(self.path, "a", encoding="utf-8") as fh:
-                fh.write(text + "\n")
-        if self.to_stdout and (evaluated or epoch % self.every == 0):
-            print(text, flush=True)
-
-    def note(self, text: str) -> None:
-        if not self.enabled:
-            return
-        if self.to_file:
-            with open(self.path, "a", encoding="utf-8") as fh:
-                fh.write(f"{self.run_id}: {text}\n")
-        if self.to_stdout:
-            print(f"{self.run_id}: {text}", flush=True)
-
-
-def _isatty(stream) -> bool:
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
-        return False
-
-
-def _same_file(stream, path: str) -> bool:
-    try:
-        return os.path.exists(path) and os.path.samestat(os.fstat(stream.fileno()), os.stat(path))
-    except (AttributeError, ValueError, OSError):
-        return False
-
-
-def guard(cfg: ReconConfig, pred: np.ndarray, valid: np.ndarray, train_values: np.ndarray,
-          val_history: np.ndarray, units: str | None) -> str | None:
-    """Why a finished reconstruction is not to be trusted, or None. ``pred`` (T, H, W) and
-    ``train_values`` (the training observations) in physical units; ``val_history`` the
-    validation MSE of every epoch (NaN where not measured)."""
-    u = f" {units}" if units else ""
-    reasons = []
-    field_values = pred[:, valid]
-    lo, hi = float(np.min(train_values)), float(np.max(train_values))
-    span = hi - lo if hi > lo else max(abs(hi), 1.0)
-    pmin, pmax = float(np.min(field_values)), float(np.max(field_values))
-    f = cfg.train.guard_range
-    if pmin < lo - f * span or pmax > hi + f * span:
-        reasons.append(f"reconstruction spans [{pmin:.4g}, {pmax:.4g}]{u}, beyond the observed [{lo:.4g}, {hi:.4g}]{u} "
-                       f"by more than train.guard_range={f:g} × their range")
-    measured = np.flatnonzero(np.isfinite(val_history))
-    if measured.size:
-        best = int(measured[np.argmin(val_history[measured])])
-        last = int(measured[-1])
-        if val_history[last] > cfg.train.guard_growth * val_history[best]:
-            reasons.append(f"validation MSE grew from {val_history[best]:.3e} (epoch {best + 1}) to "
-                           f"{val_history[last]:.3e} (epoch {last + 1}), more than train.guard_growth={cfg.train.guard_growth:g}×")
-    return "; ".join(reasons) or None
 
 
 def run_recon(cfg: ReconConfig, run_dir: str, env: RunEnv, run_id: str = "r000") -> dict[str, Any]:

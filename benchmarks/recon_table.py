@@ -71,14 +71,15 @@ def render(rows: list[dict], command: str) -> str:
         "points never observed / RMSE in the field's units, for the weights kept by validation (10 % of the "
         "observations held back; `selected` epoch). Sampling ratio 0.05 (tasks 2 and 4: 0.01–0.05 per step), "
         f"seeds 3407, the authors' recipe (summed L1, clip 0.999, AdamW 5e-3, SIREN 1e-4, decay 0.99/epoch, "
-        f"batches of 16 steps). Network epochs in this table: {', '.join(map(str, epochs)) or '-'}. "
+        f"batches of 16 steps). Network epochs in this table: {', '.join(map(str, epochs)) or '-'} (per cell: epochs "
+        "trained, epoch kept). "
         "Classical models interpolate the same training observations. A run marked ⚠ ended `suspect`.", "",
     ]
     for ds in sorted({r["dataset"] for r in rows}):
         found = {(r["model"], r["task"]): r for r in rows if r["dataset"] == ds}
         tasks = [t for t in TASKS if any(tt == t for (_, tt) in found)]
-        lines += [f"## {ds}", "", "| model | params | epochs | s/epoch | " + " | ".join(tasks) + " |",
-                  "|---" * (4 + len(tasks)) + "|"]
+        lines += [f"## {ds}", "", "| model | params | s/epoch | " + " | ".join(tasks) + " |",
+                  "|---" * (3 + len(tasks)) + "|"]
         for model in (*NEURAL, *CLASSICAL):
             cells, some = [], [found.get((model, t)) for t in tasks]
             if not any(some):
@@ -88,12 +89,12 @@ def render(rows: list[dict], command: str) -> str:
                     cells.append("(not run)")
                     continue
                 mark = " ⚠" if r["state"] == "suspect" else ""
-                cells.append(f"{r['mse']:.2e} / {r['mse_unobserved']:.2e} / {r['rmse']:.3g}{mark}")
+                ep = f" ({r['epochs']} ep, kept {r['selected']})" if model in NEURAL else ""
+                cells.append(f"{r['mse']:.2e} / {r['mse_unobserved']:.2e} / {r['rmse']:.3g}{ep}{mark}")
             first = next(r for r in some if r)
             params = f"{first['n_params']:,}" if model in NEURAL else "-"
-            ep = f"{first['epochs']}" if model in NEURAL else "-"
             spe = f"{first['s_epoch']:.2f}" if model in NEURAL else f"{first['s_epoch']:.1f} s/run"
-            lines.append(f"| {model} | {params} | {ep} | {spe} | " + " | ".join(cells) + " |")
+            lines.append(f"| {model} | {params} | {spe} | " + " | ".join(cells) + " |")
         verdict = []
         for t in tasks:
             nn = [found[(m, t)] for m in NEURAL if (m, t) in found]
@@ -104,7 +105,7 @@ def render(rows: list[dict], command: str) -> str:
             bn, bc = min(nn, key=lambda r: r["mse"]), min(cl, key=lambda r: r["mse"])
             word = "beats" if bn["mse"] < bc["mse"] else "loses to"
             verdict.append(f"{bn['model']} {word} {bc['model']} ({bc['mse'] / bn['mse']:.2f}×)")
-        lines += [f"| **best network vs best classical** (classical MSE / network MSE) | | | | " + " | ".join(verdict) + " |", ""]
+        lines += ["| **best network vs best classical** (classical MSE / network MSE) | | | " + " | ".join(verdict) + " |", ""]
     return "\n".join(lines)
 
 
@@ -116,7 +117,7 @@ def main() -> None:
     rows = collect(args.sweeps)
     if not rows:
         raise SystemExit(f"recon_table: no finished reconstruction store under {', '.join(args.sweeps)}")
-    text = render(rows, "python benchmarks/recon_table.py " + " ".join(os.path.relpath(s, ROOT) for s in args.sweeps))
+    text = render(rows, "python benchmarks/recon_table.py " + " ".join(args.sweeps))
     old = open(args.out, encoding="utf-8").read() if os.path.exists(args.out) else ""
     notes = old[old.index(NOTES):] if NOTES in old else ""
     with open(args.out, "w", encoding="utf-8") as fh:

@@ -22,7 +22,7 @@ from insr_hpc.catalog import build_config
 from insr_hpc.runtime import RunEnv, select_device
 from insr_hpc.workloads import WORKLOADS
 
-STATES = ("pending", "running", "done", "failed", "cancelled")
+STATES = ("pending", "running", "done", "suspect", "failed", "cancelled")
 
 
 @dataclass
@@ -110,6 +110,8 @@ def execute(spec: RunSpec, env: RunEnv | None = None, threads: int | None = None
                 fh.write(traceback.format_exc())
             update_state(spec.run_dir, state="failed", reason=reason, ended=time.time())
         raise
-    if main:
-        update_state(spec.run_dir, state="done", ended=time.time(), summary=summary, world_size=env.world_size)
+    if main:  # a finished run whose results fail a guard rail is "suspect", never "done"
+        suspect = summary.get("suspect") if isinstance(summary, dict) else None
+        update_state(spec.run_dir, state="suspect" if suspect else "done", reason=suspect, ended=time.time(),
+                     summary=summary, world_size=env.world_size)
     return summary

@@ -55,8 +55,11 @@ def run_status(run_dir: str) -> dict[str, Any]:
                 loss = np.asarray(group["loss"][n - 1], dtype=float)
                 state["last_loss"] = float(np.nanmax(loss)) if np.isfinite(loss).any() else None
                 for name in ("rel_l2", "mse", "error"):
-                    if name in group:
-                        state["last_error"] = (name, float(group[name][n - 1]))
+                    if name in group:  # the last evaluated value (recon evaluates every few epochs)
+                        seen = np.asarray(group[name][:n], dtype=float).reshape(n, -1)[:, 0]
+                        finite = np.flatnonzero(np.isfinite(seen))
+                        if finite.size:
+                            state["last_error"] = (name, float(seen[finite[-1]]))
                         break
         except Exception as exc:  # a store being created right now, or damaged
             state["store_error"] = f"{type(exc).__name__}: {exc}"

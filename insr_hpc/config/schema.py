@@ -136,6 +136,7 @@ class SweepConfig:
 
     grid: dict[str, Any] = field(default_factory=dict)
     zip: dict[str, Any] = field(default_factory=dict)
+    labels: dict[str, Any] = field(default_factory=dict)  # key → a run-id name per value
 
 
 @dataclass

@@ -2,7 +2,9 @@
 
 ``sweep.grid`` (key → list) is a Cartesian product; ``sweep.zip`` (key → lists of one
 length) contributes rows taken together. Both may be written nested
-(``time: {dt: [...]}``) or with dotted keys (``time.dt: [...]``).
+(``time: {dt: [...]}``) or with dotted keys (``time.dt: [...]``). ``sweep.labels`` (key →
+list of names, one per value) names values in run ids; a whole block (a ``network``
+mapping) is otherwise named by its tag (``model``, ``case`` or ``name``).
 """
 
 from __future__ import annotations
@@ -23,17 +25,24 @@ from insr_hpc.errors import ConfigError
 class SweepPoint:
     index: int
     overrides: dict[str, Any]  # dotted key → value
+    labels: dict[str, str] | None = None  # dotted key → this value's name in the run id
 
     @property
     def run_id(self) -> str:
         if not self.overrides:
             return f"r{self.index:03d}"
-        parts = [f"{key.rsplit('.', 1)[-1]}={_short(value)}" for key, value in self.overrides.items()]
+        labels = self.labels or {}
+        parts = [f"{key.rsplit('.', 1)[-1]}={labels.get(key) or _short(value)}" for key, value in self.overrides.items()]
         slug = re.sub(r"[^A-Za-z0-9_.=+-]", "", "_".join(parts))[:80]
         return f"r{self.index:03d}-{slug}"
 
 
 def _short(value: Any) -> str:
+    if isinstance(value, Mapping):  # a whole block: its registry tag
+        for tag in ("model", "case", "name"):
+            if tag in value:
+                return str(value[tag])
+        return "-".join(_short(v) for v in list(value.values())[:2])
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)
@@ -56,9 +65,9 @@ def sweep_points(raw: Mapping[str, Any]) -> list[SweepPoint]:
     sweep = raw.get("sweep") or {}
     if not isinstance(sweep, Mapping):
         raise ConfigError("sweep", f"expected a mapping with 'grid' and/or 'zip', got {sweep!r}")
-    unknown = set(sweep) - {"grid", "zip"}
+    unknown = set(sweep) - {"grid", "zip", "labels"}
     if unknown:
-        raise ConfigError(f"sweep.{sorted(unknown)[0]}", "unknown key (valid: grid, zip)")
+        raise ConfigError(f"sweep.{sorted(unknown)[0]}", "unknown key (valid: grid, zip, labels)")
     grid: dict[str, Any] = {}
     zipped: dict[str, Any] = {}
     _flatten(sweep.get("grid") or {}, "", grid, "sweep.grid")
@@ -70,12 +79,29 @@ def sweep_points(raw: Mapping[str, Any]) -> list[SweepPoint]:
     both = set(grid) & set(zipped)
     if both:
         raise ConfigError(f"sweep.zip.{sorted(both)[0]}", "key also appears in sweep.grid")
+    labels: dict[str, Any] = {}
+    _flatten(sweep.get("labels") or {}, "", labels, "sweep.labels")
+    for key, names in labels.items():
+        values = grid.get(key, zipped.get(key))
+        if values is None:
+            raise ConfigError(f"sweep.labels.{key}", "names no key of sweep.grid or sweep.zip")
+        if len(names) != len(values):
+            raise ConfigError(f"sweep.labels.{key}", f"expected {len(values)} names (one per value), got {len(names)}")
+
+    def name_of(key: str, value: Any) -> str | None:
+        if key not in labels:
+            return None
+        values = grid.get(key, zipped.get(key))
+        return str(labels[key][values.index(value)])
+
     zip_rows = [dict(zip(zipped, row, strict=True)) for row in zip(*zipped.values(), strict=True)] or [{}]
     grid_rows = [dict(zip(grid, combo, strict=True)) for combo in itertools.product(*grid.values())]
     points = []
     for grid_row in grid_rows:
         for zip_row in zip_rows:
-            points.append(SweepPoint(len(points), {**grid_row, **zip_row}))
+            row = {**grid_row, **zip_row}
+            names = {k: name_of(k, v) for k, v in row.items() if k in labels}
+            points.append(SweepPoint(len(points), row, names or None))
     return points
 
 

@@ -79,6 +79,14 @@ class MMGN(nn.Module):
                 lin.weight.uniform_(-bound, bound)
         # one projection for all B_i z + c_i: (latent) → (L+1)·width
         self.modulation = nn.Linear(params.latent, n * w)
+        # c_i as in the authors' code: U(±1/√fan_in) of the layer's coordinate input, which
+        # is the raw position (in_dim) for c_0 and the previous hidden layer (width) after
+        # it. The codes start at zero, so c_0 alone sets the first layer's amplitude:
+        # U(±1/√2) instead of nn.Linear's U(±1/√latent) starts the network ~8× less damped.
+        with torch.no_grad():
+            bias = self.modulation.bias.view(n, w)
+            bias[0].uniform_(-1 / math.sqrt(in_dim), 1 / math.sqrt(in_dim))
+            bias[1:].uniform_(-1 / math.sqrt(w), 1 / math.sqrt(w))
         self.out = nn.Linear(w, out_dim)
 
     @classmethod

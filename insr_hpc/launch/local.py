@@ -28,6 +28,17 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+def finished_line(spec) -> str:
+    """``run_id: state (reason) key=value …`` for a run that just ended."""
+    state = read_state(spec.run_dir)
+    text = f"{spec.run_id}: {state.get('state', '?')}"
+    if state.get("reason"):
+        text += f" ({state['reason']})"
+    summary = state.get("summary") if isinstance(state.get("summary"), dict) else {}
+    scalars = [f"{k}={v:.3e}" for k, v in summary.items() if isinstance(v, float) and v == v][:4]
+    return " ".join([text, *scalars])
+
+
 @BACKENDS.register("local")
 class LocalBackend(Backend):
     name = "local"
@@ -79,6 +90,7 @@ class LocalBackend(Backend):
                 except OSError as exc:
                     update_state(spec.run_dir, state="failed", reason=f"could not start worker: {exc}")
                     results[spec.run_id] = "failed"
+                bar.write(finished_line(spec))
                 bar.update(1)
             bar.close()
         return results

@@ -30,7 +30,7 @@ except ImportError:  # pragma: no cover - reported when the backend is used
 
 POLL_S = 0.5
 SQUEUE_EVERY = 6  # polls
-FINAL = ("done", "failed", "cancelled")
+FINAL = ("done", "suspect", "failed", "cancelled")
 
 
 def executor_parameters(launch_cfg, job_name: str = "insr-hpc") -> dict[str, Any]:

@@ -7,11 +7,11 @@ workload shares (name, seed, device, network, output.root, launch, sweep), and i
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
 from insr_hpc.config.schema import LaunchConfig, RunIdentity, SweepConfig, require
+from insr_hpc.errors import ConfigError
 
 TASKS = ("task1", "task2", "task3", "task4")
 
@@ -24,10 +24,20 @@ class DataConfig:
 
     def validate(self) -> None:
         require(bool(self.path), "path", "must be a netCDF file or Zarr store path")
-        from insr_hpc.recon.data import resolve_path  # checked before any run directory is made
-
-        require(os.path.exists(resolve_path(self.path)), "path", f"'{self.path}': no such file or Zarr store")
         require(bool(self.variable), "variable", "must name a data variable")
+        # checked before any run directory is made: the file, the variable, its lat/lon
+        from insr_hpc.errors import InsrError
+        from insr_hpc.recon.data import check_field, check_path
+
+        try:
+            check_path(self.path)
+        except InsrError as exc:
+            raise ConfigError("path", str(exc).split(" ", 1)[1]) from None
+        try:
+            check_field(self.path, self.variable)
+        except InsrError as exc:
+            text = str(exc)
+            raise ConfigError("variable" if text.startswith("data.variable") else "path", text.split(" ", 1)[1]) from None
 
 
 @dataclass
@@ -50,16 +60,33 @@ class TaskConfig:
 
 @dataclass
 class TrainConfig:
+    """Training recipe. The defaults are the MMGN authors' (Luo et al. 2024, their
+    Lightning configuration): L1 loss summed over the batch's points, AdamW lr 5e-3 and
+    weight decay 1e-5, lr × 0.99 per epoch, the global gradient norm clipped to 0.999
+    (with a summed loss every step is clipped: a unit-norm step direction), 200 epochs,
+    batches of 16 time steps."""
+
     epochs: int = 200
-    batch_steps: int = 24  # time steps per optimiser step (all their observed points)
+    batch_steps: int = 16  # time steps per optimiser step (all their observed points)
     lr: float = 5e-3
     # network.model → lr, overriding ``lr`` (SIREN at 5e-3 collapses to a constant field)
     lr_by_model: dict[str, float] = field(default_factory=lambda: {"siren": 1e-4})
     weight_decay: float = 1e-5
     lr_decay: float = 0.99  # multiplied into the lr after every epoch
-    grad_clip: float = 1.0  # max global gradient norm; 0 = off
+    loss_reduction: str = "sum"  # L1 over the batch's points: sum (the authors') | mean
+    grad_clip: float = 0.999  # max global gradient norm; 0 = off
+    # fraction of the observations held back for validation (whole sensors on tasks 1–2)
+    validation: float = 0.1
+    select: str = "best"  # weights kept at the end: best (lowest validation MSE) | last
+    patience: int = 0  # stop after this many epochs without a better validation MSE; 0 = never
+    # guard rails: a run is `suspect` (not `done`) when its reconstruction leaves the
+    # training observations' range [lo, hi] by more than guard_range·(hi − lo), or its
+    # final validation MSE is more than guard_growth × its best
+    guard_range: float = 1.0
+    guard_growth: float = 10.0
     eval_every: int = 10  # epochs between full-grid errors (always at the last epoch)
     checkpoint_every: int = 10  # epochs between resume checkpoints (always at the last epoch)
+    progress_every: int = 0  # epochs between progress lines when stdout is not a terminal; 0 = eval_every
 
     def validate(self) -> None:
         require(self.epochs >= 1, "epochs", f"must be >= 1, got {self.epochs}")
@@ -69,9 +96,18 @@ class TrainConfig:
             require(lr > 0, f"lr_by_model.{name}", f"must be > 0, got {lr}")
         require(self.weight_decay >= 0, "weight_decay", f"must be >= 0, got {self.weight_decay}")
         require(0 < self.lr_decay <= 1, "lr_decay", f"must be in (0, 1], got {self.lr_decay}")
+        require(self.loss_reduction in ("sum", "mean"), "loss_reduction", f"expected sum or mean, got '{self.loss_reduction}'")
         require(self.grad_clip >= 0, "grad_clip", f"must be >= 0, got {self.grad_clip}")
+        require(0 <= self.validation < 1, "validation", f"must be in [0, 1), got {self.validation}")
+        require(self.select in ("best", "last"), "select", f"expected best or last, got '{self.select}'")
+        require(self.select == "last" or self.validation > 0, "select", "'best' needs train.validation > 0")
+        require(self.patience >= 0, "patience", f"must be >= 0, got {self.patience}")
+        require(self.patience == 0 or self.validation > 0, "patience", "early stopping needs train.validation > 0")
+        require(self.guard_range > 0, "guard_range", f"must be > 0, got {self.guard_range}")
+        require(self.guard_growth > 1, "guard_growth", f"must be > 1, got {self.guard_growth}")
         require(self.eval_every >= 1, "eval_every", f"must be >= 1, got {self.eval_every}")
         require(self.checkpoint_every >= 1, "checkpoint_every", f"must be >= 1, got {self.checkpoint_every}")
+        require(self.progress_every >= 0, "progress_every", f"must be >= 0, got {self.progress_every}")
 
     def lr_for(self, model: str) -> float:
         return float(self.lr_by_model.get(model, self.lr))

@@ -40,8 +40,10 @@ class Field:
     dims: tuple[str, str, str] = ("time", "latitude", "longitude")  # names in the source
 
     @property
-    def units(self) -> str:
-        return str(self.attrs.get("units", "1"))
+    def units(self) -> str | None:
+        """The variable's CF units; None when the source does not say."""
+        units = self.attrs.get("units")
+        return None if units is None or str(units).strip() == "" else str(units)
 
 
 def resolve_path(path: str) -> str:
@@ -55,12 +57,27 @@ def resolve_path(path: str) -> str:
     return os.path.expanduser(path)
 
 
+def check_path(path: str) -> str:
+    """The real path of ``path``; a one-line InsrError when it does not exist (for a
+    ``sample:`` name: the sample files there are, and the closest)."""
+    real = resolve_path(path)
+    if os.path.exists(real):
+        return real
+    if path.startswith(SAMPLE_PREFIX):
+        from insr_hpc.errors import did_you_mean
+
+        folder = os.path.dirname(real)
+        samples = sorted(f for f in os.listdir(folder) if f.endswith((".nc", ".zarr"))) if os.path.isdir(folder) else []
+        name = path[len(SAMPLE_PREFIX):]
+        raise InsrError(f"data.path '{path}': no sample file '{name}' (netCDF samples: {', '.join(samples)})"
+                        f"{did_you_mean(name, samples)}")
+    raise InsrError(f"data.path '{path}': no such file or Zarr store")
+
+
 def _open(path: str):
     import xarray as xr
 
-    real = resolve_path(path)
-    if not os.path.exists(real):
-        raise InsrError(f"data.path '{path}': no such file or Zarr store")
+    real = check_path(path)
     is_zarr = os.path.isdir(real) or real.rstrip("/").endswith(".zarr")
     try:
         if is_zarr:
@@ -92,9 +109,8 @@ def _axis_of(name: str, attrs: dict[str, Any]) -> str | None:
     return None
 
 
-def load_field(path: str, variable: str) -> Field:
-    """The field ``variable`` of ``path`` as (time, lat, lon); one-line InsrError otherwise."""
-    ds = _open(path)
+def _field_array(ds, path: str, variable: str):
+    """The variable as a (time, lat, lon) DataArray, lazily, and its source dims by role."""
     if variable not in ds.data_vars:
         known = ", ".join(sorted(str(v) for v in ds.data_vars))
         raise InsrError(f"data.variable '{variable}': not in '{path}' (variables: {known})")
@@ -114,11 +130,37 @@ def load_field(path: str, variable: str) -> Field:
     extra = [str(d) for d in da.dims if d not in roles.values() and da.sizes[d] > 1]
     if extra:
         raise InsrError(f"data.variable '{variable}' in '{path}': unexpected dimension(s) {extra}; expected (time, lat, lon)")
-    da = da.squeeze([d for d in da.dims if d not in roles.values()], drop=True)
+    da = da.squeeze([d for d in da.dims if d not in roles.values()], drop=True)  # e.g. a height of length 1
     if "time" not in roles:
         da = da.expand_dims("time")
         roles["time"] = "time"
-    da = da.transpose(roles["time"], roles["lat"], roles["lon"])
+    return da.transpose(roles["time"], roles["lat"], roles["lon"]), roles
+
+
+_CHECKED: dict[tuple, None] = {}
+
+
+def check_field(path: str, variable: str) -> None:
+    """Fail (one line) unless ``path`` holds ``variable`` with lat/lon dimensions; reads
+    metadata only. Results are cached per file modification time (a sweep checks once)."""
+    real = check_path(path)
+    key = (real, variable, os.path.getmtime(real))
+    if key in _CHECKED:
+        return
+    with _open(path) as ds:
+        _field_array(ds, path, variable)
+    _CHECKED[key] = None
+
+
+def load_field(path: str, variable: str) -> Field:
+    """The field ``variable`` of ``path`` as (time, lat, lon); one-line InsrError otherwise.
+
+    ``_FillValue`` / ``missing_value`` points and NaN become invalid; latitudes may
+    descend and longitudes run over −180…180 or 0…360 (kept as in the source); the time
+    axis stays in its raw units and calendar (any CF calendar); a field without a time
+    dimension is one time step; extra dimensions of length 1 are dropped."""
+    ds = _open(path)
+    da, roles = _field_array(ds, path, variable)
     values = np.asarray(da.values, dtype=np.float64)  # masked points (_FillValue) are already NaN
     valid = np.isfinite(values).all(axis=0)
     if not valid.any():

@@ -16,18 +16,21 @@ def field_figure(fld, pred: np.ndarray, observed: np.ndarray, t: int = 0):
     lo, hi = np.nanmin(truth), np.nanmax(truth)
     err = rec - truth
     lim = float(np.nanmax(np.abs(err))) or 1.0
-    extent = (fld.lon.min(), fld.lon.max(), fld.lat.min(), fld.lat.max())
+    # pcolormesh on the coordinates: right way up for descending latitudes, and
+    # longitudes across the date line drawn contiguous
+    lon = np.degrees(np.unwrap(np.radians(np.asarray(fld.lon, float))))
+    lat = np.asarray(fld.lat, float)
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), constrained_layout=True)
     for ax, img, title, kw in (
         (axes[0], truth, "target (· observed)", dict(vmin=lo, vmax=hi, cmap="viridis")),
         (axes[1], rec, "reconstruction", dict(vmin=lo, vmax=hi, cmap="viridis")),
-        (axes[2], err, f"error ({fld.units})", dict(vmin=-lim, vmax=lim, cmap="RdBu_r")),
+        (axes[2], err, f"error ({fld.units or 'units unknown'})", dict(vmin=-lim, vmax=lim, cmap="RdBu_r")),
     ):
-        im = ax.imshow(img, origin="lower", extent=extent, aspect="auto", **kw)
+        im = ax.pcolormesh(lon, lat, img, shading="nearest", **kw)
         ax.set_title(title)
         ax.set_xlabel("longitude")
         fig.colorbar(im, ax=ax)
     ys, xs = np.nonzero(observed[t])
-    axes[0].scatter(fld.lon[xs], fld.lat[ys], s=3, c="k")
+    axes[0].scatter(lon[xs], lat[ys], s=3, c="k")
     axes[0].set_ylabel("latitude")
     return fig

@@ -8,6 +8,10 @@ Every function is pure: (task, ratios, valid mask, number of time steps, seed) �
   n_t points, n_t drawn uniformly in [ratio_min·V, ratio·V]: random count, fixed positions.
 * task3 — ``round(ratio·V)`` points drawn afresh at every time step.
 * task4 — n_t as in task2, positions drawn afresh at every time step.
+
+:func:`validation_split` then holds back part of the observations for model selection:
+whole sensors where positions are fixed (tasks 1, 2: a point seen at other time steps
+would not test interpolation), single observations where they are redrawn (tasks 3, 4).
 """
 
 from __future__ import annotations
@@ -40,3 +44,32 @@ def observation_mask(task: str, ratio: float, ratio_min: float, valid: np.ndarra
             order = rng.permutation(flat_valid)
         mask[t, order[: counts[t]]] = True
     return mask.reshape(n_times, *valid.shape)
+
+
+FIXED_POSITIONS = ("task1", "task2")
+
+
+def validation_split(task: str, observed: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split ``observed`` (T, H, W) into (train, validation) masks, disjoint, whose union is
+    ``observed``. ``fraction`` of the sensors (tasks 1–2) or of each time step's
+    observations (tasks 3–4) goes to validation, rounded down, never a time step's last
+    training point. ``fraction = 0``: no validation points."""
+    val = np.zeros_like(observed)
+    if fraction <= 0:
+        return observed.copy(), val
+    rng = np.random.default_rng([seed, 0x7A1])  # independent of the observation draw
+    n_t = observed.shape[0]
+    flat_obs = observed.reshape(n_t, -1)
+    flat_val = val.reshape(n_t, -1)
+    if task in FIXED_POSITIONS:
+        sensors = np.flatnonzero(flat_obs.any(0))
+        held = rng.permutation(sensors)[: int(fraction * sensors.size)]
+        flat_val[:, held] = flat_obs[:, held]
+        for t in np.flatnonzero(flat_val.sum(1) >= flat_obs.sum(1)):  # keep a training point
+            flat_val[t, np.flatnonzero(flat_val[t])[0]] = False
+    else:
+        for t in range(n_t):
+            pts = np.flatnonzero(flat_obs[t])
+            k = min(int(fraction * pts.size), pts.size - 1)
+            flat_val[t, rng.permutation(pts)[:k]] = True
+    return observed & ~val, val

@@ -1,6 +1,14 @@
 """Fit one neural field to the observed points of a gridded field (pure training logic,
-no I/O): min-max normalised coordinates and values, L1 loss, AdamW with exponential lr
-decay per epoch, gradient clipping, batches of whole time steps.
+no I/O): min-max normalised coordinates and values, L1 loss (summed or averaged over a
+batch's points), AdamW with exponential lr decay per epoch, global gradient-norm
+clipping, batches of whole time steps, a validation MSE every epoch and the weights of
+the best one kept for the end.
+
+Data-parallel: with ``env.world_size > 1`` each batch's time steps are dealt out over
+the ranks (rank r takes steps r, r + world, … of the batch), every rank computes its
+share of the batch loss, scaled so that the all-reduced gradient is the one-process
+gradient of the whole batch; clipping and the AdamW step then run identically on every
+rank, so weights stay equal without broadcasts.
 
 A coordinate network sees (lat, lon, t) ∈ [0, 1]³; a latent-modulated network
 (``latent_dim > 0``, e.g. MMGN) sees (lat, lon) ∈ [0, 1]² and the code z_t of its time
@@ -9,8 +17,9 @@ step from a table (T, latent_dim) initialised to zero and optimised with the wei
 
 from __future__ import annotations
 
+import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -18,6 +27,7 @@ import torch
 from insr_hpc.fields import build_model
 from insr_hpc.fields.registry import latent_dim
 from insr_hpc.recon.config import TrainConfig
+from insr_hpc.runtime import RunEnv
 
 
 @dataclass
@@ -33,6 +43,9 @@ class Problem:
     lo: float  # physical value ↦ 0
     hi: float  # physical value ↦ 1
     shape: tuple[int, int, int]  # (T, H, W)
+    val_pix: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # (V,) validation points
+    val_t: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # (V,) their time steps
+    val_val: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (V,) normalised values
 
     def denormalise(self, v: np.ndarray) -> np.ndarray:
         return self.lo + v * (self.hi - self.lo)
@@ -43,23 +56,42 @@ def _minmax(x: np.ndarray) -> np.ndarray:
     return (x - x.min()) / span if span > 0 else np.zeros_like(x)
 
 
-def make_problem(values: np.ndarray, observed: np.ndarray, lat: np.ndarray, lon: np.ndarray) -> Problem:
-    """values (T, H, W) physical (NaN off the valid points); observed (T, H, W) bool."""
+def make_problem(values: np.ndarray, observed: np.ndarray, lat: np.ndarray, lon: np.ndarray,
+                 validation: np.ndarray | None = None) -> Problem:
+    """values (T, H, W) physical (NaN off the valid points); observed (T, H, W) bool: the
+    training points; validation (T, H, W) bool: points scored, never trained on."""
     n_t, h, w = values.shape
     lo, hi = float(np.nanmin(values)), float(np.nanmax(values))
-    la, lo_ = np.meshgrid(_minmax(np.asarray(lat, float)), _minmax(np.asarray(lon, float)), indexing="ij")
+    # a grid across the date line in −180…180 (170, 180, −180, …) becomes monotonic
+    lon = np.degrees(np.unwrap(np.radians(np.asarray(lon, float))))
+    la, lo_ = np.meshgrid(_minmax(np.asarray(lat, float)), _minmax(lon), indexing="ij")
     grid = np.stack([la.ravel(), lo_.ravel()], axis=-1)
     times = np.linspace(0.0, 1.0, n_t) if n_t > 1 else np.zeros(1)
     flat = observed.reshape(n_t, -1)
     t_idx, pix = np.nonzero(flat)  # row-major: sorted by time step
     vals = (values.reshape(n_t, -1)[t_idx, pix] - lo) / (hi - lo if hi > lo else 1.0)
     offsets = np.concatenate([[0], np.cumsum(flat.sum(1))])
-    return Problem(grid, times, pix.astype(np.int64), vals, offsets, lo, hi if hi > lo else lo + 1.0, (n_t, h, w))
+    span = hi - lo if hi > lo else 1.0
+    problem = Problem(grid, times, pix.astype(np.int64), vals, offsets, lo, lo + span, (n_t, h, w))
+    if validation is not None and validation.any():
+        vt, vp = np.nonzero(validation.reshape(n_t, -1))
+        problem.val_pix, problem.val_t = vp.astype(np.int64), vt.astype(np.int64)
+        problem.val_val = (values.reshape(n_t, -1)[vt, vp] - lo) / span
+    return problem
+
+
+class DivergedError(RuntimeError):
+    """Training produced a NaN or infinite loss; the message names the epoch."""
+
+
 
 
 class Trainer:
-    def __init__(self, network, train: TrainConfig, problem: Problem, seed: int, device: torch.device):
+    def __init__(self, network, train: TrainConfig, problem: Problem, seed: int, device: torch.device,
+                 env: RunEnv | None = None):
         self.cfg, self.problem, self.device = train, problem, device
+        self.rank, self.world = (env.rank, env.world_size) if env is not None else (0, 1)
+        self.reduce_grads = env.reduce_grads if env is not None and self.world > 1 else None
         torch.manual_seed(seed)
         n_t = problem.shape[0]
         self.model = build_model(network, 2, 1)
@@ -68,12 +100,14 @@ class Trainer:
             self.model = build_model(network, 3, 1)
         self.model.to(device)
         self.codes = torch.nn.Parameter(torch.zeros(n_t, max(self.latent_dim, 1), device=device)) if self.latent_dim else None
-        params = list(self.model.parameters()) + ([self.codes] if self.codes is not None else [])
+        self.params = list(self.model.parameters()) + ([self.codes] if self.codes is not None else [])
         self.lr = train.lr_for(network.model)
-        self.optimizer = torch.optim.AdamW(params, lr=self.lr, weight_decay=train.weight_decay)
+        self.optimizer = torch.optim.AdamW(self.params, lr=self.lr, weight_decay=train.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma=train.lr_decay)
         self.order_rng = torch.Generator().manual_seed(seed)
         self.epoch = 0  # epochs completed
+        # model selection: the weights of the lowest validation MSE so far
+        self.best: dict | None = None  # {"epoch", "val_mse", "model", "codes"}
         f32 = dict(dtype=torch.float32, device=device)
         self.grid = torch.as_tensor(problem.grid, **f32)
         self.times = torch.as_tensor(problem.times, **f32)
@@ -81,6 +115,13 @@ class Trainer:
         self.obs_val = torch.as_tensor(problem.obs_val, **f32)[:, None]
         counts = np.diff(problem.offsets)
         self.obs_t = torch.as_tensor(np.repeat(np.arange(n_t), counts), device=device)
+        self.val_pix = torch.as_tensor(problem.val_pix, device=device)
+        self.val_t = torch.as_tensor(problem.val_t, device=device)
+        self.val_val = torch.as_tensor(problem.val_val, dtype=torch.float64, device=device)
+
+    @property
+    def has_validation(self) -> bool:
+        return self.val_pix.numel() > 0
 
     def n_params(self, with_codes: bool = True) -> int:
         n = sum(p.numel() for p in self.model.parameters())
@@ -95,34 +136,87 @@ class Trainer:
 
     def _batch_points(self, steps: np.ndarray) -> torch.Tensor:
         off = self.problem.offsets
-        idx = np.concatenate([np.arange(off[t], off[t + 1]) for t in steps])
-        return torch.as_tensor(idx, device=self.device)
+        idx = np.concatenate([np.arange(off[t], off[t + 1]) for t in steps]) if len(steps) else np.zeros(0, np.int64)
+        return torch.as_tensor(idx, dtype=torch.int64, device=self.device)
 
     def train_epoch(self) -> tuple[float, list[float], float]:
-        """One pass over all time steps in random batches. Returns (mean L1 loss, batch
-        losses, seconds) and decays the lr."""
+        """One pass over all time steps in random batches. Returns (mean L1 loss per
+        observed point, per-batch mean L1 losses, seconds) and decays the lr. Raises
+        DivergedError on a NaN or infinite loss."""
         start = time.perf_counter()
         self.model.train()
         n_t = self.problem.shape[0]
+        off = self.problem.offsets
         perm = torch.randperm(n_t, generator=self.order_rng).numpy()
         losses, weights = [], []
         for k in range(0, n_t, self.cfg.batch_steps):
-            idx = self._batch_points(perm[k : k + self.cfg.batch_steps])
-            if idx.numel() == 0:
+            steps = perm[k : k + self.cfg.batch_steps]
+            n_batch = int(sum(off[t + 1] - off[t] for t in steps))  # the whole batch, every rank
+            if n_batch == 0:
                 continue
-            pred = self.field(self.obs_pix[idx], self.obs_t[idx])
-            loss = torch.nn.functional.l1_loss(pred, self.obs_val[idx])
+            idx = self._batch_points(steps[self.rank :: self.world])  # this rank's share
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            if idx.numel():
+                pred = self.field(self.obs_pix[idx], self.obs_t[idx])
+                l1_sum = (pred - self.obs_val[idx]).abs().sum()
+            else:  # more ranks than time steps in this batch
+                l1_sum = sum(p.sum() * 0.0 for p in self.params)
+            scale = 1.0 if self.cfg.loss_reduction == "sum" else 1.0 / n_batch
+            # reduce_grads averages over ranks: × world makes the result the batch's sum
+            (l1_sum * (scale * self.world)).backward()
+            if self.reduce_grads is not None:
+                self.reduce_grads(self.params)
             if self.cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(self.optimizer.param_groups[0]["params"], self.cfg.grad_clip)
+                torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip)
             self.optimizer.step()
-            losses.append(float(loss.detach()))
-            weights.append(idx.numel())
+            local = float(l1_sum.detach())
+            batch_mean = (self._sum_over_ranks(local) if self.world > 1 else local) / n_batch
+            if not math.isfinite(batch_mean):
+                raise DivergedError(f"non-finite training loss ({batch_mean}) at epoch {self.epoch + 1}, batch {k // self.cfg.batch_steps + 1}")
+            losses.append(batch_mean)
+            weights.append(n_batch)
         self.scheduler.step()
         self.epoch += 1
         mean = float(np.average(losses, weights=weights)) if losses else float("nan")
         return mean, losses, time.perf_counter() - start
+
+    def _sum_over_ranks(self, value: float) -> float:
+        import torch.distributed as dist
+
+        t = torch.tensor([value], dtype=torch.float64)
+        if dist.get_backend() == "nccl":
+            t = t.to(self.device)
+        dist.all_reduce(t)
+        return float(t.item())
+
+    @torch.no_grad()
+    def validation_mse(self) -> float:
+        """MSE (normalised) on the validation points; NaN without any."""
+        if not self.has_validation:
+            return float("nan")
+        self.model.eval()
+        pred = self.field(self.val_pix, self.val_t)[:, 0].double()
+        return float(((pred - self.val_val) ** 2).mean())
+
+    def observe_validation(self, val_mse: float) -> bool:
+        """Keep the current weights if ``val_mse`` is the best so far (returns True)."""
+        if not math.isfinite(val_mse) or (self.best is not None and val_mse >= self.best["val_mse"]):
+            return False
+        self.best = {
+            "epoch": self.epoch, "val_mse": val_mse,
+            "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
+            "codes": None if self.codes is None else self.codes.detach().clone(),
+        }
+        return True
+
+    def use_best(self) -> None:
+        """Load the best validation weights (no-op without any)."""
+        if self.best is None:
+            return
+        self.model.load_state_dict(self.best["model"])
+        if self.codes is not None:
+            with torch.no_grad():
+                self.codes.copy_(self.best["codes"])
 
     @torch.no_grad()
     def predict(self, chunk_points: int = 8192) -> np.ndarray:
@@ -149,6 +243,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "order_rng": self.order_rng.get_state(),
             "torch_rng": torch.get_rng_state(),
+            "best": self.best,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -161,3 +256,4 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.order_rng.set_state(state["order_rng"])
         torch.set_rng_state(state["torch_rng"])
+        self.best = state.get("best")

@@ -2,8 +2,16 @@
 on them, write the reconstruction to a Zarr store and TensorBoard.
 
 Idempotent: a run directory holds ``checkpoint.pt`` (model, optimiser, latent codes, lr
-schedule and RNG states, written atomically every ``train.checkpoint_every`` epochs); a
-run started again continues from it and reproduces the uninterrupted run's numbers.
+schedule, RNG states and the best validation weights, written atomically every
+``train.checkpoint_every`` epochs); a run started again continues from it and
+reproduces the uninterrupted run's numbers.
+
+Classical models (``network.model`` = ``idw`` | ``kriging``) interpolate the same
+training observations in one pass: a store with a single "epoch".
+
+Guard rails: a NaN/Inf loss or reconstruction fails the run naming the epoch; a
+reconstruction far outside the observed range, or a validation error that grew far past
+its best, makes the summary carry ``suspect`` (the run ends ``suspect``, not ``done``).
 """
 
 from __future__ import annotations
@@ -23,57 +31,72 @@ from insr_hpc.recon import metrics
 from insr_hpc.recon.config import ReconConfig
 from insr_hpc.recon.data import Field, load_field
 from insr_hpc.recon.figures import field_figure
+from insr_hpc.recon.guard import guard
+from insr_hpc.recon.progress import ProgressLog
 from insr_hpc.recon.store import Array, create_store
-from insr_hpc.recon.tasks import observation_mask
-from insr_hpc.recon.trainer import Trainer, make_problem
+from insr_hpc.recon.tasks import observation_mask, validation_split
+from insr_hpc.recon.trainer import DivergedError, Trainer, make_problem
 from insr_hpc.runtime import RunEnv, git_commit, package_versions
 from insr_hpc.store import StepStore, json_safe
 from insr_hpc.workloads import WORKLOADS, hparams, reopen_store
 
-METRICS = ("mse", "mse_unobserved", "rmse")
+METRICS = ("mse", "mse_unobserved", "rmse", "val_mse")
 
 
-def store_arrays(cfg: ReconConfig, fld: Field, observed: np.ndarray, trainer: Trainer) -> dict[str, Array]:
+def _units_attrs(fld: Field) -> dict[str, str]:
+    if fld.units is None:
+        return {"comment": f"units unknown: the source variable '{fld.variable}' has no units attribute"}
+    return {"units": fld.units}
+
+
+def store_arrays(cfg: ReconConfig, fld: Field, observed: np.ndarray, validation: np.ndarray, n_epochs: int,
+                 n_weights: int, latent_shape: tuple[int, int] | None) -> dict[str, Array]:
     n_t, h, w = fld.values.shape
-    e = cfg.train.epochs
+    e = n_epochs
     space = ("time", "latitude", "longitude")
-    var_attrs = {k: fld.attrs[k] for k in ("standard_name", "long_name", "units") if k in fld.attrs}
+    var_attrs = {k: fld.attrs[k] for k in ("standard_name", "long_name") if k in fld.attrs} | _units_attrs(fld)
+    norm = {"units": "1 (normalised)"}
     arrays = {
         "time": Array(("time",), (n_t,), "float64", fld.time_attrs, fld.time, (n_t,)),
         "latitude": Array(("latitude",), (h,), "float64", fld.lat_attrs, fld.lat, (h,)),
         "longitude": Array(("longitude",), (w,), "float64", fld.lon_attrs, fld.lon, (w,)),
         "epoch": Array(("epoch",), (e,), "int32", {"long_name": "training epoch (1-based)"}, np.arange(1, e + 1), (e,)),
         "committed": Array(("epoch",), (e,), "uint8", {"long_name": "1 once every per-epoch array of this epoch is written"}),
-        "loss": Array(("epoch",), (e,), "float64", {"long_name": "mean L1 loss on observed points", "units": "1 (normalised)"}),
-        "mse": Array(("epoch",), (e,), "float64", {"long_name": "MSE over all valid grid points", "units": "1 (normalised)"}),
-        "mse_unobserved": Array(("epoch",), (e,), "float64", {"long_name": "MSE over unobserved valid points", "units": "1 (normalised)"}),
-        "rmse": Array(("epoch",), (e,), "float64", {"long_name": "RMSE over all valid grid points", "units": fld.units}),
+        "loss": Array(("epoch",), (e,), "float64", {"long_name": "mean L1 loss per training point", **norm}),
+        "val_mse": Array(("epoch",), (e,), "float64", {"long_name": "MSE on the validation observations", **norm}),
+        "mse": Array(("epoch",), (e,), "float64", {"long_name": "MSE over all valid grid points", **norm}),
+        "mse_unobserved": Array(("epoch",), (e,), "float64", {"long_name": "MSE over unobserved valid points", **norm}),
+        "rmse": Array(("epoch",), (e,), "float64", {"long_name": "RMSE over all valid grid points", **_units_attrs(fld)}),
         "lr": Array(("epoch",), (e,), "float64", {"long_name": "learning rate during the epoch"}),
         "seconds": Array(("epoch",), (e,), "float64", {"long_name": "wall time of the epoch's training", "units": "s"}),
-        "observed": Array(space, (n_t, h, w), "uint8", {"long_name": "1 where the point was given to the model"}, observed.astype(np.uint8)),
+        "observed": Array(space, (n_t, h, w), "uint8", {"long_name": "1 where the point was observed (training or validation)"},
+                          observed.astype(np.uint8)),
+        "validation": Array(space, (n_t, h, w), "uint8", {"long_name": "1 where an observation was held back for validation"},
+                            validation.astype(np.uint8)),
         "target": Array(space, (n_t, h, w), "float32", {**var_attrs, "long_name": f"{fld.variable} (source)"}, fld.values),
         "reconstruction": Array(space, (n_t, h, w), "float32", {**var_attrs, "long_name": f"reconstructed {fld.variable}"}),
-        "error": Array(space, (n_t, h, w), "float32", {"long_name": "reconstruction − target", "units": fld.units}),
-        "weights": Array(("parameter",), (trainer.n_params(with_codes=False),), "float32",
-                         {"long_name": "flattened network parameters; layout in attrs param_layout"}),
+        "error": Array(space, (n_t, h, w), "float32", {"long_name": "reconstruction − target", **_units_attrs(fld)}),
     }
-    if trainer.codes is not None:
-        arrays["latent_code"] = Array(("time", "latent"), tuple(trainer.codes.shape), "float32", {"long_name": "per-time-step latent code z_t"})
-    for name in ("loss", "mse", "mse_unobserved", "rmse", "lr", "seconds"):
+    if n_weights:
+        arrays["weights"] = Array(("parameter",), (n_weights,), "float32",
+                                  {"long_name": "flattened network parameters; layout in attrs param_layout"})
+    if latent_shape is not None:
+        arrays["latent_code"] = Array(("time", "latent"), latent_shape, "float32", {"long_name": "per-time-step latent code z_t"})
+    for name in ("loss", "val_mse", "mse", "mse_unobserved", "rmse", "lr", "seconds"):
         arrays[name].attrs["coordinates"] = "epoch"
     return arrays
 
 
-def store_attrs(cfg: ReconConfig, fld: Field, trainer: Trainer, run_id: str) -> dict[str, Any]:
+def store_attrs(cfg: ReconConfig, fld: Field, run_id: str, lo: float, hi: float, **extra: Any) -> dict[str, Any]:
     return json_safe({
         "title": f"insr-hpc reconstruction of {fld.variable} ({cfg.network.model}, {cfg.task.name}) run {run_id}",
         "run_id": run_id, "workload": "recon", "model": cfg.network.model, "task": cfg.task.name,
         "source": cfg.data.path, "variable": fld.variable, "source_dims": list(fld.dims),
-        "normalisation": {"lo": trainer.problem.lo, "hi": trainer.problem.hi},
-        "n_params": trainer.n_params(), "lr": trainer.lr, "seed": cfg.seed,
+        "units": fld.units if fld.units is not None else "unknown (no units attribute in the source)",
+        "normalisation": {"lo": lo, "hi": hi}, "seed": cfg.seed,
         "config": config_to_dict(cfg), "config_yaml": config_to_yaml(cfg),
-        "git_commit": git_commit(), "versions": package_versions(), "param_layout": param_layout(trainer.model),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "git_commit": git_commit(), "versions": package_versions(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **extra,
     })
 
 
@@ -87,70 +110,144 @@ def run_recon(cfg: ReconConfig, run_dir: str, env: RunEnv, run_id: str = "r000")
     """Run (or resume) one reconstruction. Returns the final errors and timings."""
     fld = load_field(cfg.data.path, cfg.data.variable)
     observed = observation_mask(cfg.task.name, cfg.task.ratio, cfg.task.ratio_min, fld.valid, fld.values.shape[0], cfg.task.seed)
-    problem = make_problem(fld.values, observed, fld.lat, fld.lon)
-    trainer = Trainer(cfg.network, cfg.train, problem, cfg.seed, env.device)
+    train_mask, val_mask = validation_split(cfg.task.name, observed, cfg.train.validation, cfg.task.seed)
+    if getattr(MODELS.get(cfg.network.model), "classical", False):
+        return _run_classical(cfg, run_dir, env, run_id, fld, observed, train_mask, val_mask)
+    problem = make_problem(fld.values, train_mask, fld.lat, fld.lon, val_mask)
+    trainer = Trainer(cfg.network, cfg.train, problem, cfg.seed, env.device, env)
     os.makedirs(run_dir, exist_ok=True)
     path = os.path.join(run_dir, "store.zarr")
     ckpt = os.path.join(run_dir, "checkpoint.pt")
+    env.barrier()  # e.g. rank 0 clearing the run's outputs for output.overwrite (cli)
     store = reopen_store(path, cfg)
-    if store is not None:
-        if store.attrs.get("complete"):
-            return _summary(store)
-        if os.path.exists(ckpt):
-            trainer.load_state_dict(torch.load(ckpt, map_location=env.device, weights_only=False))
-    else:
-        store = create_store(path, store_arrays(cfg, fld, observed, trainer), store_attrs(cfg, fld, trainer, run_id))
+    if store is not None and store.attrs.get("complete"):
+        return _summary(store)
+    if store is None:
+        latent = tuple(trainer.codes.shape) if trainer.codes is not None else None
+        attrs = store_attrs(cfg, fld, run_id, problem.lo, problem.hi, n_params=trainer.n_params(), lr=trainer.lr,
+                            param_layout=param_layout(trainer.model))
+        arrays = store_arrays(cfg, fld, observed, val_mask, cfg.train.epochs, trainer.n_params(with_codes=False), latent)
+        store = create_store(path, arrays, attrs) if env.is_main else None
+        env.barrier()
+        store = store or StepStore.open(path)
+    elif os.path.exists(ckpt):
+        trainer.load_state_dict(torch.load(ckpt, map_location=env.device, weights_only=False))
     start = trainer.epoch
     n_batches = -(-fld.values.shape[0] // cfg.train.batch_steps)
-    monitor = Monitor(os.path.join(run_dir, "tb"), start, start * n_batches, cfg.output.log_every)
+    monitor = Monitor(os.path.join(run_dir, "tb"), start, start * n_batches, cfg.output.log_every, enabled=env.is_main)
     epochs = cfg.train.epochs
+    progress = ProgressLog(run_dir, run_id, epochs, cfg.train.progress_every or cfg.train.eval_every, env.is_main)
     bar = tqdm(total=epochs, initial=start, desc=run_id, unit="epoch", disable=None if env.progress else True, leave=False)
-    pred = None  # the last evaluation's field, reused for the store after the last epoch
+    val_history = np.full(epochs, np.nan)
+    if start:
+        val_history[:start] = np.asarray(store.group["val_mse"][:start])
+    stopped = None
     try:
         for epoch in range(start + 1, epochs + 1):
             lr = trainer.optimizer.param_groups[0]["lr"]
             loss, batch_losses, seconds = trainer.train_epoch()
             monitor.iteration_losses("train_l1", batch_losses, (epoch - 1) * n_batches)
-            values = {"loss": loss, "lr": lr, "seconds": seconds}
-            last = epoch == epochs
-            if last or epoch % cfg.train.eval_every == 0:
+            values = {"loss": loss, "lr": lr, "seconds": seconds, "val_mse": trainer.validation_mse()}
+            val_history[epoch - 1] = values["val_mse"]
+            trainer.observe_validation(values["val_mse"])
+            if cfg.train.patience and trainer.best is not None and epoch - trainer.best["epoch"] >= cfg.train.patience:
+                stopped = epoch
+            last = epoch == epochs or stopped is not None
+            evaluated = last or epoch % cfg.train.eval_every == 0
+            if evaluated and env.is_main:
                 pred = problem.denormalise(trainer.predict())
+                if not np.isfinite(pred[:, fld.valid]).all():
+                    raise DivergedError(f"non-finite reconstruction at epoch {epoch}")
                 values.update(metrics.errors(pred, fld.values, fld.valid, observed, problem.lo, problem.hi))
                 every = cfg.output.figure_every
                 if last or (every and epoch % every == 0):
                     monitor.step_figure(epoch, "maps", field_figure(fld, pred, observed, t=0))
-            store.commit_step(epoch - 1, values)
-            monitor.step_scalars(epoch, {k if k in METRICS else f"train/{k}": v for k, v in values.items()})
-            if last or epoch % cfg.train.checkpoint_every == 0:
-                _save_checkpoint(ckpt, trainer)
+            if env.is_main:
+                store.commit_step(epoch - 1, values)
+                monitor.step_scalars(epoch, {k if k in METRICS else f"train/{k}": v for k, v in values.items()})
+                if last or epoch % cfg.train.checkpoint_every == 0:
+                    _save_checkpoint(ckpt, trainer)
+                progress.epoch(epoch, values, fld.units, evaluated)
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.2e}", **({"mse": f"{values['mse']:.2e}"} if "mse" in values else {}))
-        if pred is None:  # resumed after the last epoch was committed
-            pred = problem.denormalise(trainer.predict())
+            if stopped is not None:
+                progress.note(f"early stop at epoch {epoch}: no better validation MSE for {cfg.train.patience} epochs")
+                break
+        env.barrier()
+        if not env.is_main:
+            return {"rank": env.rank}
+        done_epochs = stopped or epochs
+        val_history = val_history[:done_epochs]
+        if cfg.train.select == "best":
+            trainer.use_best()
+        pred = problem.denormalise(trainer.predict())
+        if not np.isfinite(pred[:, fld.valid]).all():
+            raise DivergedError(f"non-finite reconstruction at epoch {done_epochs}")
         pred[:, ~fld.valid] = np.nan  # no data there (land in SST): nothing to reconstruct
-        final = {
-            "reconstruction": pred, "error": pred - fld.values, "weights": flatten_params(trainer.model),
-        }
+        suspect = guard(cfg, pred, fld.valid, fld.values[train_mask], val_history, fld.units)
+        final = {"reconstruction": pred, "error": pred - fld.values, "weights": flatten_params(trainer.model)}
         if trainer.codes is not None:
             final["latent_code"] = trainer.codes.detach().cpu().numpy()
         for name, value in final.items():
             store.group[name][...] = value
-        summary = _summary(store)
-        monitor.hparams(hparams(cfg, ("data", "task", "train", "network")), {k: summary[k] for k in METRICS})
-        store.finish({"complete": True, "final_errors": {k: summary[k] for k in METRICS},
-                      "seconds_per_epoch": summary["seconds_per_epoch"]})
-        return summary
+        errs = metrics.errors(pred, fld.values, fld.valid, observed, problem.lo, problem.hi)
+        errs["val_mse"] = metrics.masked_mse(pred, fld.values, val_mask, problem.lo, problem.hi)
+        selected = trainer.best["epoch"] if trainer.best is not None and cfg.train.select == "best" else done_epochs
+        monitor.hparams(hparams(cfg, ("data", "task", "train", "network")), errs)
+        if suspect:
+            progress.note(f"SUSPECT: {suspect}")
+        store.finish({"complete": True, "final_errors": errs, "selected_epoch": selected, "stopped_epoch": done_epochs,
+                      "suspect": suspect or "",
+                      "seconds_per_epoch": float(np.nanmedian(np.asarray(store.group["seconds"][:done_epochs])))})
+        return _summary(store)
     finally:
         bar.close()
         monitor.close()
 
 
+def _run_classical(cfg: ReconConfig, run_dir: str, env: RunEnv, run_id: str, fld: Field, observed: np.ndarray,
+                   train_mask: np.ndarray, val_mask: np.ndarray) -> dict[str, Any]:
+    """Interpolate the training observations with a classical model: one pass, one "epoch"."""
+    if not env.is_main:
+        return {"rank": env.rank}  # nothing to share out: rank 0 does it all
+    os.makedirs(run_dir, exist_ok=True)
+    path = os.path.join(run_dir, "store.zarr")
+    store = reopen_store(path, cfg)
+    if store is not None and store.attrs.get("complete"):
+        return _summary(store)
+    lo, hi = float(np.nanmin(fld.values)), float(np.nanmax(fld.values))
+    hi = hi if hi > lo else lo + 1.0
+    if store is None:
+        store = create_store(path, store_arrays(cfg, fld, observed, val_mask, 1, 0, None),
+                             store_attrs(cfg, fld, run_id, lo, hi, n_params=0, lr=0.0))
+    model = MODELS.get(cfg.network.model).build(cfg.network)
+    start = time.perf_counter()
+    pred = model.interpolate(fld.values, train_mask, fld.valid, fld.lat, fld.lon)
+    seconds = time.perf_counter() - start
+    if not np.isfinite(pred[:, fld.valid]).all():
+        raise DivergedError(f"{cfg.network.model} produced a non-finite reconstruction")
+    errs = metrics.errors(pred, fld.values, fld.valid, observed, lo, hi)
+    errs["val_mse"] = metrics.masked_mse(pred, fld.values, val_mask, lo, hi)
+    store.commit_step(0, {"loss": np.nan, "lr": np.nan, "seconds": seconds, **errs})
+    store.group["reconstruction"][...] = pred
+    store.group["error"][...] = pred - fld.values
+    suspect = guard(cfg, pred, fld.valid, fld.values[train_mask], np.array([errs["val_mse"]]), fld.units)
+    ProgressLog(run_dir, run_id, 1, 1, True).epoch(1, {"loss": np.nan, "seconds": seconds, **errs}, fld.units, True)
+    store.finish({"complete": True, "final_errors": errs, "selected_epoch": 1, "stopped_epoch": 1,
+                  "suspect": suspect or "", "seconds_per_epoch": seconds})
+    return _summary(store)
+
+
 def _summary(store: StepStore) -> dict[str, Any]:
-    g = store.group
-    out = {k: float(g[k][-1]) for k in METRICS}
+    attrs = store.attrs
+    final = attrs.get("final_errors") or {}
+    out = {k: float(final.get(k, np.nan)) for k in METRICS}
     out["epochs"] = int(store.completed_steps())
-    out["seconds_per_epoch"] = float(np.nanmedian(np.asarray(g["seconds"][:])))
-    out["n_params"] = int(store.attrs.get("n_params", 0))
+    out["selected_epoch"] = attrs.get("selected_epoch")
+    out["seconds_per_epoch"] = float(attrs.get("seconds_per_epoch", np.nan))
+    out["n_params"] = int(attrs.get("n_params", 0))
+    if attrs.get("suspect"):
+        out["suspect"] = attrs["suspect"]
     return out
 
 

@@ -155,6 +155,23 @@ class StepStore:
             raise StoreFormatError(f"store_version {version!r} unknown (this code reads {READABLE_VERSIONS})")
         return cls(path, group)
 
+    @staticmethod
+    def dataset(path: str):
+        """The store as a lazy ``xarray.Dataset`` (what analysis reads); StoreFormatError
+        if it is not a store or its version is unknown."""
+        import xarray as xr
+
+        if not os.path.isdir(path):
+            raise StoreFormatError("not a directory")
+        try:
+            ds = xr.open_zarr(path, zarr_format=3)
+        except Exception as exc:  # unreadable metadata: zarr and json raise many kinds
+            raise StoreFormatError(f"not a readable zarr 3 store ({type(exc).__name__}: {exc})") from exc
+        version = ds.attrs.get("store_version")
+        if version not in READABLE_VERSIONS:
+            raise StoreFormatError(f"store_version {version!r} unknown (this code reads {READABLE_VERSIONS})")
+        return ds
+
     @property
     def version(self) -> int:
         return int(self.group.attrs["store_version"])

@@ -252,8 +252,7 @@ def _recon(pairs, stores):
             (row[1], rec, "reconstructed", dict(cmap="viridis", vmin=lo, vmax=hi)),
             (row[2], err, "error (reconstructed − true)", dict(cmap="RdBu_r", vmin=-lim, vmax=lim)),
         ):
-            cmap = plt.get_cmap(kw.pop("cmap")).copy()
-            cmap.set_bad("0.6")  # land / no data in grey
+            cmap = plt.get_cmap(kw.pop("cmap")).with_extremes(bad="0.6")  # land / no data in grey
             im = ax.imshow(np.ma.masked_where(land, img), origin="lower", extent=extent, aspect="auto", cmap=cmap, **kw)
             ax.set(xlabel="longitude (°E)", ylabel="latitude (°N)", title=f"{tag} ({r.run}): {what}, time index 0")
             ax.title.set_fontsize(8)

@@ -233,6 +233,8 @@ def figure(rendered):
         v = rendered[name].values
         label = "|u| (speed)" if v.ndim == 3 else name
         img = np.linalg.norm(v, axis=-1) if v.ndim == 3 else v
+        if name == "p":  # pressure is defined up to a constant: show it about its mean
+            img, label = img - img.mean(), "p − mean(p)"
         x, y = rendered[xdim].values, rendered[ydim].values
         diverging = name in ("vorticity", "p")
         lim = float(np.nanmax(np.abs(img))) or 1.0
@@ -242,6 +244,10 @@ def figure(rendered):
         fig.colorbar(im, ax=ax, shrink=0.85, label=f"{label} ({units})")
         where = f"step {rendered.attrs['step']}" if "step" in rendered.attrs else f"time index {rendered.attrs['time_index']}"
         ax.set(xlabel=xdim, ylabel=ydim, title=f"{label}, {where}\n{len(y)}×{len(x)} grid from the network")
+    if "n_params" in rendered.attrs:
+        t = rendered.attrs.get("time", float("nan"))
+        fig.suptitle(f"run {rendered.attrs.get('run_id')}: t = {t:.3g}, {rendered.attrs['n_params']} network parameters "
+                     f"evaluated on {len(y)}×{len(x)} points", fontsize=11)
     fig.tight_layout()
     return fig
 

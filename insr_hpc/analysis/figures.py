@@ -156,8 +156,14 @@ def best_and_worst(records: Sequence[RunRecord]) -> list[tuple[str, RunRecord]]:
     return [("best", ranked[0])] + ([("worst", ranked[-1])] if len(ranked) > 1 else [])
 
 
-def _title(tag: str, r: RunRecord) -> str:
-    return f"{tag} run ({r.primary} = {r.final[r.primary]:.3g}): {_short(r.run, 48)}"
+def _title(tag: str, r: RunRecord, width: int = 46) -> str:
+    lines = [""]
+    for part in r.run.replace("_", "_\0").split("\0"):  # break after the swept values' separators
+        if lines[-1] and len(lines[-1]) + len(part) > width:
+            lines.append("")
+        lines[-1] += part
+    name = "\n".join(lines)
+    return f"{tag} run, final {r.primary} = {r.final[r.primary]:.3g}\n{name}"
 
 
 def _advection(pairs, stores):
@@ -194,14 +200,14 @@ def _euler(pairs, stores):
         ax.title.set_fontsize(8)
         fig.colorbar(im, ax=ax, shrink=0.8, label="ω = ∂v/∂x − ∂u/∂y (1/time)")
     ax = axes[-1]
-    for (tag, r), ds in zip(pairs, stores, strict=True):
+    for k, ((tag, r), ds) in enumerate(zip(pairs, stores, strict=True)):
         n = r.steps_done
         t = ds["time"].values[:n]
-        ax.plot(t, ds["kinetic_energy"].values[:n], "o-", ms=3, label=f"{tag} ({r.run})")
-        if tag == "best" and "kinetic_energy_ref" in ds:
-            ax.plot(t, ds["kinetic_energy_ref"].values[:n], "k--", label="reference (grid solver)")
-    ax.set(xlabel="time t", ylabel="kinetic energy ½∫|u|² dx", title="kinetic energy history")
-    ax.legend(fontsize=7)
+        ax.plot(t, ds["kinetic_energy"].values[:n], "o-", color=f"C{k}", ms=3, label=f"{tag} run (INSR)")
+        if "kinetic_energy_ref" in ds:
+            ax.plot(t, ds["kinetic_energy_ref"].values[:n], "--", color=f"C{k}", label=f"{tag} run's reference (grid solver)")
+    ax.set(xlabel="time t", ylabel="kinetic energy ½∫|u|² dx (1)", title="kinetic energy history")
+    ax.legend(fontsize=7, loc="best")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig

@@ -300,3 +300,41 @@ def test_render_refuses_an_uncommitted_step_and_a_non_store(sweep, tmp_path):
     with pytest.raises(InsrError, match="is not a run store"):
         render_to(str(tmp_path), 0, 16, out)
     assert not os.path.exists(out)
+
+
+def test_tensorboard_hparams_hold_each_runs_swept_keys_and_final_metrics(sweep, report):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    with open(os.path.join(report, "summary.csv"), encoding="utf-8") as fh:
+        rows = {r["run"]: r for r in csv.DictReader(fh)}
+    logdir = os.path.join(report, "tensorboard")
+    sessions = sorted(d for d in os.listdir(logdir) if os.path.isdir(os.path.join(logdir, d)))
+    assert len(sessions) == 6
+    seen = {}
+    for name in sessions:
+        acc = EventAccumulator(os.path.join(report, "tensorboard", name))
+        acc.Reload()
+        content = acc.PluginTagToContent("hparams")
+        start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"])
+        hp = start.session_start_info.hparams
+        run = name.replace("_", "/", 1) if name.startswith(("advection_", "rec_")) else name
+        row = rows[run]
+        seen[run] = hp["state"].string_value
+        assert hp["state"].string_value == row["state"]
+        if run.startswith("advection/"):
+            assert hp["time.dt"].number_value == float(row["time.dt"])
+            assert hp["network.width"].number_value == float(row["network.width"])
+            final = acc.Scalars("final/rel_l2")[0]
+            assert final.value == pytest.approx(float(row["final_rel_l2"]), rel=1e-6)
+            assert final.step == int(row["steps_done"])
+        elif row["state"] == "done":
+            assert hp["task.ratio"].number_value == float(row["task.ratio"])
+            assert acc.Scalars("final/mse")[0].value == pytest.approx(float(row["final_mse"]), rel=1e-6)
+    assert sorted(seen) == sorted(rows)
+    root = EventAccumulator(logdir)
+    root.Reload()
+    raw = root.PluginTagToContent("hparams")["_hparams_/experiment"]
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(raw).experiment
+    assert {h.name for h in experiment.hparam_infos} == {"time.dt", "network.width", "task.ratio", "state"}
+    assert {m.name.tag for m in experiment.metric_infos} >= {"final/rel_l2", "final/mse", "worst/rel_l2", "seconds_per_step"}

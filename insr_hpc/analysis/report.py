@@ -6,7 +6,8 @@ under DIR, written to ``DIR/report/``.
   as a coordinate along ``run`` (``ds.rel_l2.sel(step=3).groupby("time.dt")``), plus
   ``state``, ``reason`` and ``steps_done`` per run;
 * ``summary.csv`` / ``summary.md``: one row per run, sorted by the primary error;
-* ``*.png``: see :mod:`insr_hpc.analysis.figures`.
+* ``*.png``: see :mod:`insr_hpc.analysis.figures`;
+* ``tensorboard/``: one HParams session per run (:mod:`insr_hpc.analysis.tensorboard`).
 
 Under ``mpiexec -n N`` or ``srun`` the run directories are dealt round robin to the
 ranks, rank 0 gathers the records and writes everything: the output does not depend
@@ -210,6 +211,9 @@ def write_report(root: str, records: list[RunRecord], bad: list[str], figures: b
         md += "\n## Stores left out\n\n" + "\n".join(f"- {line}" for line in bad) + "\n"
     _atomic_text(os.path.join(out, "summary.md"), md)
     report.outputs = [target, os.path.join(out, "summary.csv"), os.path.join(out, "summary.md")]
+    from insr_hpc.analysis.tensorboard import write_hparams
+
+    report.outputs.append(write_hparams(os.path.join(out, "tensorboard"), records))
     if figures:
         from insr_hpc.analysis import figures as figs
 

@@ -151,13 +151,18 @@ def render_pde(ds, step: int, resolution: int):
 def render_recon(ds, index: int, resolution: int):
     """A reconstruction store's field at time index ``index`` on a ``resolution``²
     (latitude, longitude) grid, in the source's units."""
-    import xarray as xr
-
     _check(ds, index, resolution, 2, "time")
     if not ds.attrs.get("complete"):
         raise InsrError("render: the reconstruction is not complete (its weights are written at the end of training)")
+    return recon_on_grid(ds, index, _axis(ds, "latitude", resolution), _axis(ds, "longitude", resolution))
+
+
+def recon_on_grid(ds, index: int, lat: np.ndarray, lon: np.ndarray):
+    """The reconstruction network at time index ``index`` on the (lat, lon) grid given
+    (degrees), with the trainer's input normalisation (min–max of the stored grid)."""
+    import xarray as xr
+
     lat_s, lon_s = np.asarray(ds["latitude"].values, float), np.asarray(ds["longitude"].values, float)
-    lat, lon = _axis(ds, "latitude", resolution), _axis(ds, "longitude", resolution)
     n_t = int(ds.sizes["time"])
 
     def unit(v, ref):
@@ -170,27 +175,25 @@ def render_recon(ds, index: int, resolution: int):
     # as the trainer does: a latent-modulated model sees (lat, lon), others (lat, lon, t)
     in_dim = 2 if latent_dim(_network(ds, 2, 1, None)) else 3
     model = _network(ds, in_dim, 1, weights)
-    t_norm = index / (n_t - 1) if n_t > 1 else 0.0
+    t_norm = np.linspace(0.0, 1.0, n_t)[index] if n_t > 1 else 0.0
     preds = []
     with torch.no_grad():
-        if latent_dim(model):
-            codes = torch.as_tensor(np.asarray(ds["latent_code"].values), dtype=torch.float32)
-            for k in range(0, len(grid), CHUNK):
-                x = torch.as_tensor(grid[k : k + CHUNK], dtype=torch.float32)
-                idx = torch.full((len(x),), index, dtype=torch.long)
-                preds.append(model(x, codes=codes, index=idx, x_index=None).numpy())
-        else:
-            for k in range(0, len(grid), CHUNK):
-                x = torch.as_tensor(np.c_[grid[k : k + CHUNK], np.full(len(grid[k : k + CHUNK]), t_norm)], dtype=torch.float32)
-                preds.append(model(x).numpy())
+        for k in range(0, len(grid), CHUNK):
+            x = torch.as_tensor(grid[k : k + CHUNK], dtype=torch.float32)
+            if in_dim == 2:
+                codes = torch.as_tensor(np.asarray(ds["latent_code"].values), dtype=torch.float32)
+                preds.append(model(x, codes=codes, index=torch.full((len(x),), index, dtype=torch.long)).numpy())
+            else:
+                t = torch.full((len(x), 1), float(t_norm), dtype=torch.float32)
+                preds.append(model(torch.cat([x, t], dim=-1)).numpy())
     norm = ds.attrs["normalisation"]
     values = norm["lo"] + np.concatenate(preds)[:, 0].astype(np.float64) * (norm["hi"] - norm["lo"])
     attrs = {k: ds["reconstruction"].attrs[k] for k in ("units", "standard_name") if k in ds["reconstruction"].attrs}
-    out = {"reconstruction": (("latitude", "longitude"), values.reshape(resolution, resolution).astype(np.float32),
+    out = {"reconstruction": (("latitude", "longitude"), values.reshape(len(lat), len(lon)).astype(np.float32),
                               {**attrs, "long_name": f"{ds.attrs.get('variable', 'field')} rendered by the network"})}
     coords = {"latitude": ("latitude", lat, dict(ds["latitude"].attrs)), "longitude": ("longitude", lon, dict(ds["longitude"].attrs))}
     return xr.Dataset(out, coords=coords, attrs={"time_index": index, "time": str(ds["time"].values[index]),
-                                                 "resolution": resolution, "run_id": ds.attrs.get("run_id", ""),
+                                                 "resolution": len(lat), "run_id": ds.attrs.get("run_id", ""),
                                                  "note": "no land mask: the network is defined everywhere"})
 
 

@@ -1,7 +1,7 @@
 """Stores at sweep scale: files per store (format v1 vs v2), ``xr.open_zarr`` over many
 stores, and ``insr-hpc report`` serial vs ``mpiexec -n N``.
 
-    python benchmarks/store_scale.py [--stores 100] [--report-stores 32] [--ranks 2] [--repeats 3]
+    python benchmarks/store_scale.py [--part formats|report|all] [--stores 100] [--report-stores 32] [--ranks 2] [--repeats 3]
 
 Every store has the exact layout of the default advection run (configs/advection.yaml:
 240 steps, 512-point grid, 2 × 20 SIREN; the skeleton comes from the PDE workload's own
@@ -105,10 +105,10 @@ def run_dirs(root: str, n: int, variables, attrs) -> None:
             json.dump({"state": "done", "run_id": rid}, fh)
 
 
-def time_report(cmd: list[str], root: str) -> float:
+def time_report(cmd: list[str], root: str, *extra: str) -> float:
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=REPO)
     t0 = time.perf_counter()
-    out = subprocess.run(cmd + ["report", root], capture_output=True, text=True, env=env)
+    out = subprocess.run(cmd + ["report", root, *extra], capture_output=True, text=True, env=env)
     elapsed = time.perf_counter() - t0
     if out.returncode != 0:
         raise SystemExit(f"report failed: {out.stderr[-2000:]}")
@@ -121,59 +121,71 @@ def main() -> int:
     ap.add_argument("--report-stores", type=int, default=32)
     ap.add_argument("--ranks", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--part", choices=("formats", "report", "all"), default="all")
     ap.add_argument("--no-write", action="store_true", help="print, do not touch docs/benchmarks.md")
     args = ap.parse_args()
     cfg, variables, attrs = advection_layout()
     tmp = tempfile.mkdtemp(prefix="insr-store-scale-")
+    layout = (f"Stores with the layout of the default advection run ({cfg.time.steps} steps, "
+              f"{cfg.output.resolution}-point grid, {variables['weights'].shape[1]} parameters), synthetic values; "
+              f"page cache warm; best of {args.repeats}. Load average during the run: see below.")
     try:
-        rows = []
-        opened = {}
-        for version in (1, 2):
-            paths = [os.path.join(tmp, f"v{version}", f"s{k:03d}.zarr") for k in range(args.stores)]
-            for k, p in enumerate(paths):
-                write_store(p, variables, attrs, version, k)
-            files, size = count(paths[0])
-            opened[version] = min(open_all(paths) for _ in range(args.repeats))
-            rows.append((f"v{version}" + (" (one file per chunk)" if version == 1 else " (zarr 3 shards)"),
-                         files, f"{size / 1024:.0f} KiB", files * 1000,
-                         f"{opened[version]:.2f} s", f"{1000 * opened[version] / args.stores:.1f} ms"))
-        table1 = markdown_table(
-            ("format", "files per store", "bytes per store", "files for 1 000 runs",
-             f"open_zarr + read rel_l2, {args.stores} stores", "per store"), rows)
-
-        root = os.path.join(tmp, "sweep")
-        run_dirs(root, args.report_stores, variables, attrs)
-        py = [sys.executable, "-m", "insr_hpc"]
-        mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
-        serial = min(time_report(py, root) for _ in range(args.repeats))
-        keep = os.path.join(tmp, "serial_report")
-        shutil.copytree(os.path.join(root, "report"), keep)
-        parallel = min(time_report([mpiexec, "-n", str(args.ranks), *py], root) for _ in range(args.repeats))
-        same = filecmp.cmp(os.path.join(keep, "summary.csv"), os.path.join(root, "report", "summary.csv"), shallow=False)
-        a = xr.open_zarr(os.path.join(keep, "sweep.zarr")).load()
-        b = xr.open_zarr(os.path.join(root, "report", "sweep.zarr")).load()
-        same = same and a.identical(b)
-        table2 = markdown_table(
-            ("command", f"wall time, {args.report_stores} stores", "speed-up", "output identical to serial"),
-            [("insr-hpc report", f"{serial:.2f} s", "1.00", "-"),
-             (f"mpiexec -n {args.ranks} insr-hpc report", f"{parallel:.2f} s", f"{serial / parallel:.2f}", "yes" if same else "NO")],
-        )
-        body = (
-            f"Stores with the layout of the default advection run ({cfg.time.steps} steps, "
-            f"{cfg.output.resolution}-point grid, {variables['weights'].shape[1]} parameters), synthetic values. "
-            "Page cache warm (a parallel file system pays its metadata server per file, so cold reads favour "
-            "v2 further). Report times include interpreter start-up, figures (rank 0) and writing sweep.zarr; "
-            f"best of {args.repeats}.\n\n{table1}\n\n{table2}\n"
-        )
-        if args.no_write:
-            print(body)
-        else:
-            write_section("Stores at sweep scale: sharding and parallel report",
-                          f"python benchmarks/store_scale.py --stores {args.stores} --report-stores "
-                          f"{args.report_stores} --ranks {args.ranks} --repeats {args.repeats}", body)
+        if args.part in ("formats", "all"):
+            rows = []
+            for version in (1, 2):
+                paths = [os.path.join(tmp, f"v{version}", f"s{k:03d}.zarr") for k in range(args.stores)]
+                for k, p in enumerate(paths):
+                    write_store(p, variables, attrs, version, k)
+                files, size = count(paths[0])
+                opened = min(open_all(paths) for _ in range(args.repeats))
+                rows.append((f"v{version}" + (" (one file per chunk)" if version == 1 else " (zarr 3 shards)"),
+                             files, f"{size / 1024:.0f} KiB", files * 1000,
+                             f"{opened:.2f} s", f"{1000 * opened / args.stores:.1f} ms"))
+            table = markdown_table(
+                ("format", "files per store", "bytes per store", "files for 1 000 runs",
+                 f"open_zarr + read rel_l2, {args.stores} stores", "per store"), rows)
+            body = (f"{layout}\n\nA parallel file system pays its metadata server per file, so cold reads favour "
+                    f"v2 further.\n\n{table}\n\nLoad average at the end: {os.getloadavg()[0]:.1f} "
+                    f"on {os.cpu_count()} cores.\n")
+            emit(args, "Stores at sweep scale: files per store and open time (v1 vs v2)",
+                 f"python benchmarks/store_scale.py --part formats --stores {args.stores} --repeats {args.repeats}", body)
+        if args.part in ("report", "all"):
+            root = os.path.join(tmp, "sweep")
+            run_dirs(root, args.report_stores, variables, attrs)
+            py = [sys.executable, "-m", "insr_hpc"]
+            mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+            rows = []
+            for extra in ((), ("--no-figures",)):
+                serial = min(time_report(py, root, *extra) for _ in range(args.repeats))
+                keep = os.path.join(tmp, "serial_report")
+                shutil.rmtree(keep, ignore_errors=True)
+                shutil.copytree(os.path.join(root, "report"), keep)
+                parallel = min(time_report([mpiexec, "-n", str(args.ranks), *py], root, *extra) for _ in range(args.repeats))
+                same = filecmp.cmp(os.path.join(keep, "summary.csv"), os.path.join(root, "report", "summary.csv"), shallow=False)
+                a = xr.open_zarr(os.path.join(keep, "sweep.zarr")).load()
+                b = xr.open_zarr(os.path.join(root, "report", "sweep.zarr")).load()
+                same = same and a.identical(b)
+                what = "with figures" if not extra else "--no-figures"
+                rows.append((what, f"{serial:.2f} s", f"{parallel:.2f} s", f"{serial / parallel:.2f}", "yes" if same else "NO"))
+            table = markdown_table(("report", "serial", f"mpiexec -n {args.ranks}", "speed-up",
+                                    "CSV byte-identical, sweep.zarr identical"), rows)
+            body = (f"`insr-hpc report` on {args.report_stores} run directories. {layout}\n\n"
+                    "Wall time of the whole command: interpreter start-up and imports on every rank, reading the "
+                    "stores (split over ranks), then on rank 0 the sweep dataset, tables, HParams and figures.\n\n"
+                    f"{table}\n\nLoad average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores.\n")
+            emit(args, "insr-hpc report: serial vs mpiexec",
+                 f"python benchmarks/store_scale.py --part report --report-stores {args.report_stores} "
+                 f"--ranks {args.ranks} --repeats {args.repeats}", body)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
+
+
+def emit(args, name: str, command: str, body: str) -> None:
+    if args.no_write:
+        print(f"## {name}\n\n{body}")
+    else:
+        write_section(name, command, body)
 
 
 if __name__ == "__main__":

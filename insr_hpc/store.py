@@ -1,15 +1,17 @@
 """The per-run Zarr store (zarr 3): the contract with users and with ``analysis/``.
 
 Layout (documented in docs/store.md, version in ``attrs["store_version"]``):
-every array whose first dimension is a record dimension (``step``) has one chunk per
-step and is preallocated for all steps (NaN / fill value until written). Version 2
-packs those chunks into zarr 3 *shards* (one file holds up to ``SHARD_BYTES`` of
-consecutive steps), so a 240-step run is a few dozen files instead of thousands.
+every array whose first dimension is a record dimension (``step``) is preallocated for
+all steps (NaN / fill value until written). Version 1 has one chunk (file) per step.
+Version 2 stores a small record array (≤ ``SINGLE_CHUNK_BYTES`` in all) as one chunk,
+and a larger one as one chunk per step packed into zarr 3 *shards* (one file holds up
+to ``SHARD_BYTES`` of consecutive steps), so a 240-step run is a few dozen files.
 
 A step is complete only when ``committed[step] == 1``, written last. Writing one step
 into a shard rewrites that whole shard file, and zarr's local store writes every file
 to a temporary name and renames it: a crash leaves each shard either as it was or with
-the new step, never torn, so a step never looks complete before all its data is there.
+the new step, never torn, so a step never looks complete before all its data is there
+(the same holds for a single-chunk array: its one file is rewritten by rename).
 Version 1 stores (one file per chunk) are still read and resumed as they are.
 """
 
@@ -32,6 +34,10 @@ READABLE_VERSIONS = (1, 2)
 # step rewrites its shard, so this bounds the write cost per step as well as the
 # number of files (advection: every per-step array fits one shard).
 SHARD_BYTES = 16 * 2**20
+# A record array at most this big (all records, uncompressed) is one chunk in version 2:
+# a per-step write rewrites it (atomically, as a shard), and reading the whole series
+# decodes one chunk instead of one per step (the report reads every scalar series).
+SINGLE_CHUNK_BYTES = 2**20
 
 warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part", category=UserWarning)
 
@@ -62,6 +68,10 @@ def record_shards(n_records: int, chunk: tuple[int, ...], dtype: str, shard_byte
     per_record = int(np.prod(chunk[1:], dtype=np.int64)) * (np.dtype(dtype).itemsize if dtype != "str" else 16)
     records = max(1, min(n_records, shard_bytes // max(1, per_record)))
     return (records, *chunk[1:])
+
+
+def _nbytes(shape: tuple[int, ...], dtype: str) -> int:
+    return int(np.prod(shape, dtype=np.int64)) * (np.dtype(dtype).itemsize if dtype != "str" else 16)
 
 
 def _fill(dtype: str) -> Any:
@@ -109,8 +119,11 @@ class StepStore:
             record = bool(spec.dims) and spec.dims[0] in record_dims and name != spec.dims[0]
             chunks = spec.chunks or ((1, *spec.shape[1:]) if record else spec.shape)
             shards = None
-            if sharded and record and spec.shape[0] > 1 and chunks[0] == 1:
-                shards = record_shards(spec.shape[0], chunks, spec.dtype)
+            if sharded and record and spec.shape[0] > 1 and chunks[0] == 1 and spec.chunks is None:
+                if _nbytes(spec.shape, spec.dtype) <= SINGLE_CHUNK_BYTES:
+                    chunks = spec.shape
+                else:
+                    shards = record_shards(spec.shape[0], chunks, spec.dtype)
             attrs_ = dict(spec.attrs)
             if spec.per_step and name not in ("step", "time") and time_along_step:
                 attrs_.setdefault("coordinates", "time")
@@ -132,8 +145,7 @@ class StepStore:
             group.create_array(
                 "committed",
                 shape=(n_records,),
-                chunks=(1,),
-                shards=(n_records,) if sharded and n_records > 1 else None,
+                chunks=(n_records,) if sharded else (1,),
                 dtype="uint8",
                 fill_value=0,
                 dimension_names=(record_dims[0],),

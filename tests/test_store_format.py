@@ -12,7 +12,7 @@ import zarr
 from conftest import CONFIG, tiny
 
 from insr_hpc.cli import main
-from insr_hpc.store import SHARD_BYTES, StepStore, StoreFormatError, VarSpec, record_shards
+from insr_hpc.store import SHARD_BYTES, SINGLE_CHUNK_BYTES, StepStore, StoreFormatError, VarSpec, record_shards
 
 
 def _n_files(path: str) -> int:
@@ -46,6 +46,20 @@ def test_sharded_store_of_240_steps_has_few_files_and_v1_has_one_per_step(tmp_pa
     assert files[2] == 4 * 2 + 1
 
 
+def test_large_per_step_arrays_are_one_chunk_per_step_in_shards(tmp_path):
+    n, side = 40, 256  # 40 steps of a 256² × 2 float32 velocity: 512 KiB a step, 20 MiB in all
+    variables = {"u": VarSpec(("step", "y", "x", "component"), (n, side, side, 2), "float32")}
+    path = str(tmp_path / "big.zarr")
+    store = StepStore.create(path, variables, {"run_id": "big"})
+    u = store.group["u"]
+    assert u.chunks == (1, side, side, 2) and u.shards == (32, side, side, 2)
+    for k in (0, 31, 32, 39):
+        store.commit_step(k, {"u": np.full((side, side, 2), k, np.float32)})
+    assert sorted(os.listdir(os.path.join(path, "u", "c"))) == ["0", "1"]  # two shard files
+    got = xr.open_zarr(path).u.values
+    assert got[31, 0, 0, 0] == 31 and got[32, 5, 5, 1] == 32 and np.isnan(got[1]).all()
+
+
 def test_record_shards_bound_the_shard_size():
     assert record_shards(241, (1, 481), "float32") == (241, 481)
     big = record_shards(241, (1, 512, 512, 2), "float32")  # 2 MiB per step
@@ -61,10 +75,10 @@ def test_advection_store_is_one_shard_per_array_so_240_steps_stay_under_50_files
     assert _n_files(path) == 2 * len(names) + 1  # metadata + one data file per array, + root
     for name in names:
         arr = group[name]
-        if arr.metadata.dimension_names[0] == "step" and name != "step":
-            assert arr.shards == (3, *arr.shape[1:]), name
-            # the default 240-step, 512-point run: still one shard per array
-            assert record_shards(241, (1, *arr.shape[1:]), str(arr.dtype))[0] == 241, name
+        if arr.metadata.dimension_names[0] == "step":
+            # the default 240-step, 512-point run: every array still fits one chunk
+            assert arr.chunks == arr.shape and arr.shards is None, name
+            assert 241 * arr.nbytes // arr.shape[0] <= SINGLE_CHUNK_BYTES, name
     assert len(names) * 2 + 1 <= 50
 
 

@@ -6,7 +6,7 @@ stores, and ``insr-hpc report`` serial vs ``mpiexec -n N``.
 Every store has the exact layout of the default advection run (configs/advection.yaml:
 240 steps, 512-point grid, 2 × 20 SIREN; the skeleton comes from the PDE workload's own
 ``store_variables``) filled with synthetic values, written once per format: v1 (one
-file per chunk) and v2 (zarr 3 shards). Measured:
+file per chunk) and v2 (small arrays one chunk, large ones in shards). Measured:
 
 * files and bytes per store;
 * wall time to ``xr.open_zarr`` all stores and read one per-step series from each
@@ -138,7 +138,7 @@ def main() -> int:
                     write_store(p, variables, attrs, version, k)
                 files, size = count(paths[0])
                 opened = min(open_all(paths) for _ in range(args.repeats))
-                rows.append((f"v{version}" + (" (one file per chunk)" if version == 1 else " (zarr 3 shards)"),
+                rows.append((f"v{version}" + (" (one file per chunk)" if version == 1 else " (one data file per array: a chunk or shards)"),
                              files, f"{size / 1024:.0f} KiB", files * 1000,
                              f"{opened:.2f} s", f"{1000 * opened / args.stores:.1f} ms"))
             table = markdown_table(

@@ -1,4 +1,4 @@
-"""``insr-hpc``: run, submit, status, cancel.
+"""``insr-hpc``: run, submit, status, cancel, report, render.
 
 Exit codes: 0 every run succeeded; 1 some run failed; 2 bad input (one line on
 stderr starting ``insr-hpc: error:``, nothing created or overwritten).
@@ -41,6 +41,16 @@ def _parser() -> argparse.ArgumentParser:
 
     cancel = sub.add_parser("cancel", help="cancel the unfinished runs under DIR through their backend")
     cancel.add_argument("dir")
+
+    report = sub.add_parser("report", help="sweep dataset, summary table and figures of every run under DIR")
+    report.add_argument("dir")
+    report.add_argument("--no-figures", action="store_true", help="only sweep.zarr, summary.csv and summary.md")
+
+    render = sub.add_parser("render", help="evaluate a stored network on a grid of any resolution")
+    render.add_argument("store", help="a run's store.zarr")
+    render.add_argument("--step", type=int, required=True, help="committed step (PDE) or time index (reconstruction)")
+    render.add_argument("--resolution", type=int, required=True, help="grid points per dimension")
+    render.add_argument("--out", required=True, help="FILE.zarr (xarray store) or FILE.png (figure)")
     return p
 
 
@@ -172,7 +182,40 @@ def cmd_cancel(args) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "submit": cmd_submit, "status": cmd_status, "cancel": cmd_cancel}
+def cmd_report(args) -> int:
+    from insr_hpc.analysis.report import build_report, mpi_comm, run_dirs
+
+    if not os.path.isdir(args.dir):
+        raise InsrError(f"report: '{args.dir}' is not a directory")
+    if not run_dirs(args.dir):
+        raise InsrError(f"report: no runs under '{args.dir}' (expected run directories holding run.json or spec.json)")
+    comm = mpi_comm()
+
+    def on_bad(line: str) -> None:
+        print(f"insr-hpc: report: {line}", file=sys.stderr)
+
+    report = build_report(args.dir, figures=not args.no_figures, progress=True, comm=comm, on_bad=on_bad)
+    if report is None:  # an MPI rank other than 0: its share went to rank 0
+        return 0
+    ranks = f" on {comm.Get_size()} MPI ranks" if comm is not None and comm.Get_size() > 1 else ""
+    print(f"{len(report.records)} run(s){ranks}, {len(report.bad)} bad store(s) → {os.path.join(args.dir, 'report')}")
+    for path in report.outputs:
+        print(f"  {path}")
+    return 1 if report.bad else 0
+
+
+def cmd_render(args) -> int:
+    from insr_hpc.analysis.render import render_to
+
+    path = render_to(args.store, args.step, args.resolution, args.out)
+    print(f"rendered step {args.step} at {args.resolution} points per dimension → {path}")
+    return 0
+
+
+COMMANDS = {
+    "run": cmd_run, "submit": cmd_submit, "status": cmd_status, "cancel": cmd_cancel,
+    "report": cmd_report, "render": cmd_render,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,10 +1,18 @@
 """The per-run Zarr store (zarr 3): the contract with users and with ``analysis/``.
 
 Layout (documented in docs/store.md, version in ``attrs["store_version"]``):
-every array whose first dimension is ``step`` has one chunk per step and is
-preallocated for all steps (NaN / fill value until written). A step is complete only
-when ``committed[step] == 1``; that chunk is written last, and zarr's local store
-writes each chunk by rename, so a crash never leaves a step that looks complete.
+every array whose first dimension is a record dimension (``step``) is preallocated for
+all steps (NaN / fill value until written). Version 1 has one chunk (file) per step.
+Version 2 stores a small record array (≤ ``SINGLE_CHUNK_BYTES`` in all) as one chunk,
+and a larger one as one chunk per step packed into zarr 3 *shards* (one file holds up
+to ``SHARD_BYTES`` of consecutive steps), so a 240-step run is a few dozen files.
+
+A step is complete only when ``committed[step] == 1``, written last. Writing one step
+into a shard rewrites that whole shard file, and zarr's local store writes every file
+to a temporary name and renames it: a crash leaves each shard either as it was or with
+the new step, never torn, so a step never looks complete before all its data is there
+(the same holds for a single-chunk array: its one file is rewritten by rename).
+Version 1 stores (one file per chunk) are still read and resumed as they are.
 """
 
 from __future__ import annotations
@@ -20,7 +28,16 @@ from typing import Any
 import numpy as np
 import zarr
 
-STORE_VERSION = 1
+STORE_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+# A shard holds at most this many bytes of uncompressed consecutive steps. Writing a
+# step rewrites its shard, so this bounds the write cost per step as well as the
+# number of files (advection: every per-step array fits one shard).
+SHARD_BYTES = 16 * 2**20
+# A record array at most this big (all records, uncompressed) is one chunk in version 2:
+# a per-step write rewrites it (atomically, as a shard), and reading the whole series
+# decodes one chunk instead of one per step (the report reads every scalar series).
+SINGLE_CHUNK_BYTES = 2**20
 
 warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part", category=UserWarning)
 
@@ -39,6 +56,22 @@ class VarSpec:
     @property
     def per_step(self) -> bool:
         return bool(self.dims) and self.dims[0] == "step"
+
+
+class StoreFormatError(ValueError):
+    """The directory is not a store this code can read (missing group, unknown version)."""
+
+
+def record_shards(n_records: int, chunk: tuple[int, ...], dtype: str, shard_bytes: int = SHARD_BYTES) -> tuple[int, ...]:
+    """Shard shape of a record array with one chunk per record: as many records as
+    fit in ``shard_bytes`` (at least one, at most all)."""
+    per_record = int(np.prod(chunk[1:], dtype=np.int64)) * (np.dtype(dtype).itemsize if dtype != "str" else 16)
+    records = max(1, min(n_records, shard_bytes // max(1, per_record)))
+    return (records, *chunk[1:])
+
+
+def _nbytes(shape: tuple[int, ...], dtype: str) -> int:
+    return int(np.prod(shape, dtype=np.int64)) * (np.dtype(dtype).itemsize if dtype != "str" else 16)
 
 
 def _fill(dtype: str) -> Any:
@@ -61,6 +94,7 @@ class StepStore:
         variables: Mapping[str, VarSpec],
         attrs: Mapping[str, Any],
         record_dims: tuple[str, ...] = ("step",),
+        store_version: int = STORE_VERSION,
     ) -> StepStore:
         """Write the skeleton of a new store: every array, coordinates, attributes.
 
@@ -69,17 +103,27 @@ class StepStore:
         the coordinate of a record dimension itself) one chunk, unless ``chunks`` says
         otherwise. A ``committed`` array along ``record_dims[0]`` is added if absent.
         Built in ``path + '.partial'`` and renamed, so a store either exists whole or not.
+        ``store_version=1`` writes the unsharded layout (kept for comparisons and tests).
         """
+        if store_version not in READABLE_VERSIONS:
+            raise StoreFormatError(f"store_version {store_version} unknown (known: {READABLE_VERSIONS})")
+        sharded = store_version >= 2
         tmp = path + ".partial"
         if os.path.exists(tmp):
             shutil.rmtree(tmp)
         group = zarr.open_group(tmp, mode="w-", zarr_format=3)
-        group.attrs.update({**attrs, "store_version": STORE_VERSION})
+        group.attrs.update({**attrs, "store_version": store_version})
         n_records = None
         time_along_step = "time" in variables and variables["time"].dims == ("step",)
         for name, spec in variables.items():
             record = bool(spec.dims) and spec.dims[0] in record_dims and name != spec.dims[0]
             chunks = spec.chunks or ((1, *spec.shape[1:]) if record else spec.shape)
+            shards = None
+            if sharded and record and spec.shape[0] > 1 and chunks[0] == 1 and spec.chunks is None:
+                if _nbytes(spec.shape, spec.dtype) <= SINGLE_CHUNK_BYTES:
+                    chunks = spec.shape
+                else:
+                    shards = record_shards(spec.shape[0], chunks, spec.dtype)
             attrs_ = dict(spec.attrs)
             if spec.per_step and name not in ("step", "time") and time_along_step:
                 attrs_.setdefault("coordinates", "time")
@@ -87,6 +131,7 @@ class StepStore:
                 name,
                 shape=spec.shape,
                 chunks=chunks,
+                shards=shards,
                 dtype=spec.dtype if spec.dtype != "str" else str,
                 fill_value=_fill(spec.dtype) if spec.dtype != "str" else "",
                 dimension_names=spec.dims,
@@ -100,7 +145,7 @@ class StepStore:
             group.create_array(
                 "committed",
                 shape=(n_records,),
-                chunks=(1,),
+                chunks=(n_records,) if sharded else (1,),
                 dtype="uint8",
                 fill_value=0,
                 dimension_names=(record_dims[0],),
@@ -111,8 +156,37 @@ class StepStore:
         return cls.open(path)
 
     @classmethod
-    def open(cls, path: str) -> StepStore:
-        return cls(path, zarr.open_group(path, mode="r+", zarr_format=3))
+    def open(cls, path: str, mode: str = "r+") -> StepStore:
+        """Open an existing store; StoreFormatError if it is not one or its version is unknown."""
+        try:
+            group = zarr.open_group(path, mode=mode, zarr_format=3)
+        except (FileNotFoundError, ValueError, KeyError, TypeError) as exc:
+            raise StoreFormatError(f"not a zarr 3 store ({type(exc).__name__}: {exc})") from exc
+        version = group.attrs.get("store_version")
+        if version not in READABLE_VERSIONS:
+            raise StoreFormatError(f"store_version {version!r} unknown (this code reads {READABLE_VERSIONS})")
+        return cls(path, group)
+
+    @staticmethod
+    def dataset(path: str):
+        """The store as a lazy ``xarray.Dataset`` (what analysis reads); StoreFormatError
+        if it is not a store or its version is unknown."""
+        import xarray as xr
+
+        if not os.path.isdir(path):
+            raise StoreFormatError("not a directory")
+        try:
+            ds = xr.open_zarr(path, zarr_format=3)
+        except Exception as exc:  # unreadable metadata: zarr and json raise many kinds
+            raise StoreFormatError(f"not a readable zarr 3 store ({type(exc).__name__}: {exc})") from exc
+        version = ds.attrs.get("store_version")
+        if version not in READABLE_VERSIONS:
+            raise StoreFormatError(f"store_version {version!r} unknown (this code reads {READABLE_VERSIONS})")
+        return ds
+
+    @property
+    def version(self) -> int:
+        return int(self.group.attrs["store_version"])
 
     @staticmethod
     def exists(path: str) -> bool:

@@ -14,8 +14,6 @@ from typing import Any
 import numpy as np
 import zarr
 
-from insr_hpc.run import read_state
-
 
 def find_runs(root: str) -> list[str]:
     """Run directories (those holding spec.json or run.json) under ``root``, sorted."""
@@ -40,6 +38,8 @@ def _pid_alive(pid: int) -> bool:
 
 
 def run_status(run_dir: str) -> dict[str, Any]:
+    from insr_hpc.run import read_state  # imported here: run.py pulls in torch and every workload
+
     state = read_state(run_dir)
     state.setdefault("run_id", os.path.basename(run_dir))
     state["run_dir"] = run_dir

@@ -1,0 +1,127 @@
+"""Observed convergence order over a Δt or width sweep: final error vs the swept value.
+
+    python jobs/convergence_order.py runs/advection_dt --key time.dt [--group network.width]
+    mpiexec -n 4 python jobs/convergence_order.py runs/advection_dt --key time.dt
+
+Reads every store under ROOT (its resolved config is ``attrs["config"]``), takes the
+value of KEY (a dotted config key) and the final error (``--error``, default rel_l2, at
+the last committed step), and fits log(error) = p · log(value) + c per group of runs
+that share the ``--group`` keys. p is the observed order (error ∝ Δt^p; for a width
+sweep, a negative p says how fast the error falls with width). Writes
+OUT/convergence.csv and OUT/convergence.png and prints the slopes.
+Stores are dealt round robin to MPI ranks; rank 0 fits and writes. Only xarray and numpy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+
+import numpy as np
+import xarray as xr
+
+
+def find_stores(root: str) -> list[str]:
+    found = []
+    for dirpath, dirnames, _ in os.walk(root):
+        if "store.zarr" in dirnames:
+            found.append(os.path.join(dirpath, "store.zarr"))
+        dirnames[:] = [d for d in dirnames if not d.endswith(".zarr") and d != "report"]
+    return sorted(found)
+
+
+def comm_world():
+    """MPI.COMM_WORLD under mpiexec / srun with mpi4py installed, else None (one process)."""
+    if not any(k in os.environ for k in ("PMI_RANK", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "SLURM_STEP_ID")):
+        return None
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        return None
+    return MPI.COMM_WORLD
+
+
+def config_value(config: dict, key: str):
+    node = config
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def read(path: str, key: str, group: list[str], error: str) -> dict | None:
+    ds = xr.open_zarr(path)
+    done = ds.committed.values.astype(bool)
+    n = int(np.argmin(done)) if not done.all() else done.size
+    value = config_value(ds.attrs.get("config", {}), key)
+    if n == 0 or error not in ds or value is None:
+        return None
+    return {"store": path, "value": float(value), "error": float(ds[error].values[n - 1]),
+            "group": tuple(str(config_value(ds.attrs["config"], g)) for g in group)}
+
+
+def fit_order(values: np.ndarray, errors: np.ndarray) -> float:
+    """Least-squares slope of log(error) against log(value)."""
+    slope, _ = np.polyfit(np.log(values), np.log(errors), 1)
+    return float(slope)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("root")
+    ap.add_argument("--key", required=True, help="the swept config key, e.g. time.dt or network.width")
+    ap.add_argument("--group", action="append", default=[], help="fit separately per value of this key (repeatable)")
+    ap.add_argument("--error", default="rel_l2", help="per-step error array (default rel_l2)")
+    ap.add_argument("--out", default=None, help="output directory (default: ROOT/report)")
+    args = ap.parse_args(argv)
+    comm = comm_world()
+    rank, size = (comm.Get_rank(), comm.Get_size()) if comm else (0, 1)
+    stores = find_stores(args.root)
+    if not stores:
+        if rank == 0:
+            print(f"convergence_order: error: no store.zarr under '{args.root}'", file=sys.stderr)
+        return 2
+    mine = [read(p, args.key, args.group, args.error) for p in stores[rank::size]]
+    parts = comm.gather(mine, root=0) if comm else [mine]
+    if rank != 0:
+        return 0
+    points = [r for part in parts for r in part if r and r["error"] > 0]
+    groups: dict[tuple, list[dict]] = {}
+    for p in points:
+        groups.setdefault(p["group"], []).append(p)
+    out = args.out or os.path.join(args.root, "report")
+    os.makedirs(out, exist_ok=True)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    rows = []
+    for g, pts in sorted(groups.items()):
+        pts.sort(key=lambda p: p["value"])
+        v, e = np.array([p["value"] for p in pts]), np.array([p["error"] for p in pts])
+        order = fit_order(v, e) if len(set(v)) >= 2 else float("nan")
+        label = ", ".join(f"{k}={x}" for k, x in zip(args.group, g, strict=True)) or "all runs"
+        rows.append([label, len(pts), repr(order)])
+        print(f"{label}: {len(pts)} run(s), observed order p = {order:.3f}")
+        line, = ax.loglog(v, e, "o-", label=f"{label}: p = {order:.2f}")
+        if np.isfinite(order):
+            ax.loglog(v, e[0] * (v / v[0]) ** order, ":", color=line.get_color())
+    ax.set(xlabel=args.key, ylabel=f"final {args.error}", title=f"convergence: final {args.error} vs {args.key} (dotted: fit)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "convergence.png"), dpi=110)
+    with open(os.path.join(out, "convergence.csv"), "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["group", "runs", "order"])
+        w.writerows(rows)
+    return 0 if points else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

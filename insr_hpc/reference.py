@@ -23,6 +23,7 @@ from insr_hpc.catalog import CATALOG
 from insr_hpc.fields import MODELS
 from insr_hpc.pde.cases import CASES
 from insr_hpc.pde.integrators import INTEGRATORS
+from insr_hpc.pde.optimizers import OPTIMIZERS
 from insr_hpc.workloads import WORKLOADS
 
 DOC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "config.md")
@@ -36,12 +37,12 @@ MEANINGS: dict[str, str] = {
     "ReconConfig.name": "sweep directory name: runs go to output.root/name/run_id/",
     "ReconConfig.workload": "recon for this config class",
     "ReconConfig.device": "auto | cpu | cuda | cuda:N",
-    "OptimConfig.lr": "Adam learning rate of every time step after the first",
-    "OptimConfig.max_iters": "most Adam iterations per sub-problem of a step",
-    "OptimConfig.tol": "stop a sub-problem once a batch loss falls below this",
-    "OptimConfig.rtol": "stop after `patience` windows that improved the best window mean by less than this (relative)",
-    "OptimConfig.window": "iterations per window of the plateau test",
-    "OptimConfig.patience": "windows without relative improvement > rtol before stopping",
+    "Adam.Params.lr": "Adam learning rate of every time step after the first",
+    "Adam.Params.max_iters": "most Adam iterations per sub-problem of a step",
+    "Adam.Params.tol": "stop a sub-problem once a batch loss falls below this",
+    "Adam.Params.rtol": "stop after `patience` windows that improved the best window mean by less than this (relative)",
+    "Adam.Params.window": "iterations per window of the plateau test",
+    "Adam.Params.patience": "windows without relative improvement > rtol before stopping",
     "TimeConfig.dt": "time step Δt",
     "SamplingConfig.boundary": "boundary samples per iteration",
     "OutputConfig.root": "directory that holds the sweep directories",
@@ -79,16 +80,17 @@ MEANINGS: dict[str, str] = {
     "ReconConfig.output": "where results go and what TensorBoard gets",
     "ReconConfig.launch": "backends, as for the PDE workload",
     "ReconConfig.sweep": "parameter sweep, as for the PDE workload",
-    "Config.optim": "Adam per time step and the convergence rule",
+    "Config.optim": "the optimiser of each sub-problem (optim.name) and its stopping rule",
+    "LBFGS.Params.lr": "step length scale of L-BFGS (1: the quasi-Newton step)",
     "Config.time": "time stepping",
     "Config.sampling": "spatial samples per iteration",
     "Config.output": "where results go, stored grid, TensorBoard",
     "Config.launch": "backends: local, Ray, Slurm; DDP",
     "Config.sweep": "parameter sweep (grid × zip)",
-    "OptimConfig.init_lr": "Adam learning rate of step 0 (fitting the initial condition)",
-    "OptimConfig.init_max_iters": "most Adam iterations of step 0",
-    "OptimConfig.init_rtol": "rtol of step 0 (stricter: a good initial fit pays off at every later step)",
-    "OptimConfig.grad_clip": "max gradient norm per iteration; 0 = off",
+    "Adam.Params.init_lr": "Adam learning rate of step 0 (fitting the initial condition)",
+    "Adam.Params.init_max_iters": "most Adam iterations of step 0",
+    "Adam.Params.init_rtol": "rtol of step 0 (stricter: a good initial fit pays off at every later step)",
+    "Adam.Params.grad_clip": "max gradient norm per iteration; 0 = off",
     "RayConfig.num_gpus": "GPUs reserved per run",
     "Advection.Params.length": "domain length L: x ∈ [−L/2, L/2]",
     "Advection.Params.speed": "advection speed a in u_t + a u_x = 0",
@@ -235,6 +237,7 @@ def config_reference() -> str:
     lines += _registry("PDE cases", "problem.case", CASES, "problem")
     lines += _registry("networks", "network.model", MODELS, "network")
     lines += _registry("time integrators", "integrator.name", INTEGRATORS, "integrator")
+    lines += _registry("optimisers", "optim.name", OPTIMIZERS, "optim")
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -82,8 +82,8 @@ class TrainConfig:
     # guard rails: a run is `suspect` (not `done`) when its reconstruction leaves the
     # training observations' range [lo, hi] by more than guard_range·(hi − lo), or its
     # final validation MSE is more than guard_growth × its best
-    guard_range: float = 1.0
-    guard_growth: float = 10.0
+    guard_range: float = 1.0  # suspect when the field leaves the observed range by this × its width
+    guard_growth: float = 10.0  # suspect when the final validation MSE exceeds this × its best
     eval_every: int = 10  # epochs between full-grid errors (always at the last epoch)
     checkpoint_every: int = 10  # epochs between resume checkpoints (always at the last epoch)
     progress_every: int = 0  # epochs between progress lines when stdout is not a terminal; 0 = eval_every

@@ -32,7 +32,7 @@ class Adam(Optimizer):
         lr: float = 1e-3
         max_iters: int = 300
         init_lr: float = 1e-3  # step 0: fitting the initial condition
-        init_max_iters: int = 2000
+        init_max_iters: int = 2000  # most Adam iterations of step 0
         init_rtol: float = 1e-4  # step 0 is a plain fit: a stricter plateau test pays off every later step
         tol: float = 1e-9
         rtol: float = 1e-3
@@ -40,9 +40,9 @@ class Adam(Optimizer):
         patience: int = 2
         grad_clip: float = 0.0  # 0 = off
         plateau: int = 0  # iterations without improvement before lr ×= plateau_factor; 0 = constant lr
-        plateau_factor: float = 0.1
+        plateau_factor: float = 0.1  # the learning rate is multiplied by this on a plateau
         min_lr: float = 0.0  # stop once the learning rate falls below this (with plateau > 0)
-        keep_best: bool = True
+        keep_best: bool = True  # return the better of the last and the lowest-loss iterate
 
         def validate(self) -> None:
             require(self.lr > 0, "lr", f"must be > 0, got {self.lr}")

@@ -46,16 +46,16 @@ class GaussNewton(Optimizer):
         init_max_iters: int = 40  # step 0: fitting the initial condition from a random network
         tol: float = 0.0  # stop once the objective is below this
         rtol: float = 0.05  # stop when an accepted iteration improved the objective by less than this
-        init_rtol: float = 0.0
+        init_rtol: float = 0.0  # rtol of step 0 (0: run all init_max_iters iterations)
         damping: float = 1e-3  # initial λ (relative to diag JᵀJ); adapted every iteration
         resample: str = "step"  # one batch per time step (measured best), or fresh samples every iteration
         linear_solver: str = "auto"  # auto: cholesky up to max_dense parameters, cg beyond
-        max_dense: int = 10000
-        cg_iters: int = 100
+        max_dense: int = 10000  # parameters up to which JᵀJ is formed and Cholesky-factored
+        cg_iters: int = 100  # conjugate-gradient iterations per solve (matrix-free and Newton–CG)
         chunk: int = 2048  # samples per vmap chunk of the Jacobian (bounds memory)
         gram_dtype: str = "float32"  # JᵀJ product in float32 (2× faster) or float64; the solve is float64
         init_warmup: int = 300  # step 0: Adam iterations (lr init_warmup_lr) before Gauss–Newton
-        init_warmup_lr: float = 1e-3
+        init_warmup_lr: float = 1e-3  # Adam learning rate of the step-0 warm-up
 
         def validate(self) -> None:
             require(self.max_iters >= 1, "max_iters", f"must be >= 1, got {self.max_iters}")

@@ -19,11 +19,11 @@ class LBFGS(Optimizer):
         name: str = "lbfgs"
         lr: float = 1.0
         max_iters: int = 200  # L-BFGS iterations per time step
-        init_max_iters: int = 2000
-        history: int = 50
+        init_max_iters: int = 2000  # step 0: L-BFGS iterations fitting the initial condition
+        history: int = 50  # curvature pairs kept
         tol: float = 1e-9  # stop when the gradient's largest entry is below this
         rtol: float = 1e-12  # stop when the objective or step changes by less than this
-        init_rtol: float = 1e-12
+        init_rtol: float = 1e-12  # rtol of step 0
 
         def validate(self) -> None:
             require(self.lr > 0, "lr", f"must be > 0, got {self.lr}")

@@ -26,25 +26,7 @@ import warnings
 import numpy as np
 import xarray as xr
 
-
-def find_stores(root: str) -> list[str]:
-    found = []
-    for dirpath, dirnames, _ in os.walk(root):
-        if "store.zarr" in dirnames:
-            found.append(os.path.join(dirpath, "store.zarr"))
-        dirnames[:] = [d for d in dirnames if not d.endswith(".zarr") and d != "report"]
-    return sorted(found)
-
-
-def comm_world():
-    """MPI.COMM_WORLD under mpiexec / srun with mpi4py installed, else None (one process)."""
-    if not any(k in os.environ for k in ("PMI_RANK", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "SLURM_STEP_ID")):
-        return None
-    try:
-        from mpi4py import MPI
-    except ImportError:
-        return None
-    return MPI.COMM_WORLD
+from insr_hpc.analysis.stores import find_stores, mpi_comm
 
 
 def latitude_rmse(error: np.ndarray, observed: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -79,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("root")
     ap.add_argument("--out", default=None, help="output directory (default: ROOT/report)")
     args = ap.parse_args(argv)
-    comm = comm_world()
+    comm = mpi_comm()
     rank, size = (comm.Get_rank(), comm.Get_size()) if comm else (0, 1)
     stores = find_stores(args.root)
     if not stores:

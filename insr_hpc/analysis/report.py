@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from insr_hpc.analysis.stores import mpi_comm  # noqa: F401  (the CLI takes it from here)
 from insr_hpc.analysis.collect import BadStore, RunRecord, collect_run
 from insr_hpc.analysis.status import find_runs
 
@@ -222,18 +223,6 @@ def write_report(root: str, records: list[RunRecord], bad: list[str], figures: b
 
 
 # -- parallel driver ----------------------------------------------------------------------
-def mpi_comm():
-    """MPI.COMM_WORLD when started by an MPI launcher (mpiexec, srun), else None."""
-    launched = any(k in os.environ for k in ("PMI_SIZE", "PMI_RANK", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS"))
-    if not launched and int(os.environ.get("SLURM_NTASKS", "1") or 1) <= 1:
-        return None
-    try:
-        from mpi4py import MPI
-    except ImportError:
-        return None
-    return MPI.COMM_WORLD
-
-
 def build_report(
     root: str, figures: bool = True, progress: bool = False, comm=None, on_bad: Callable[[str], None] | None = None
 ) -> Report | None:

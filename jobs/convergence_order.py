@@ -22,7 +22,7 @@ import sys
 import numpy as np
 import xarray as xr
 
-from insr_hpc.analysis.stores import find_stores, mpi_comm
+from insr_hpc.analysis.stores import map_stores
 
 
 def config_value(config: dict, key: str):
@@ -59,18 +59,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--error", default="rel_l2", help="per-step error array (default rel_l2)")
     ap.add_argument("--out", default=None, help="output directory (default: ROOT/report)")
     args = ap.parse_args(argv)
-    comm = mpi_comm()
-    rank, size = (comm.Get_rank(), comm.Get_size()) if comm else (0, 1)
-    stores = find_stores(args.root)
-    if not stores:
-        if rank == 0:
+    found, size, n_stores = map_stores(args.root, lambda p: read(p, args.key, args.group, args.error))
+    if not n_stores:
+        if found is not None:
             print(f"convergence_order: error: no store.zarr under '{args.root}'", file=sys.stderr)
         return 2
-    mine = [read(p, args.key, args.group, args.error) for p in stores[rank::size]]
-    parts = comm.gather(mine, root=0) if comm else [mine]
-    if rank != 0:
+    if found is None:  # not rank 0
         return 0
-    points = [r for part in parts for r in part if r and r["error"] > 0]
+    points = [r for r in found if r and r["error"] > 0]
     groups: dict[tuple, list[dict]] = {}
     for p in points:
         groups.setdefault(p["group"], []).append(p)

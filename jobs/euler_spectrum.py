@@ -26,7 +26,7 @@ import sys
 import numpy as np
 import xarray as xr
 
-from insr_hpc.analysis.stores import find_stores, mpi_comm
+from insr_hpc.analysis.stores import map_stores
 
 
 def spectrum(u: np.ndarray, h: float) -> tuple[np.ndarray, np.ndarray]:
@@ -71,18 +71,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=None, help="output directory (default: ROOT/report)")
     ap.add_argument("--step", type=int, default=None, help="step of the spectrum (default: last committed)")
     args = ap.parse_args(argv)
-    comm = mpi_comm()
-    rank, size = (comm.Get_rank(), comm.Get_size()) if comm else (0, 1)
-    stores = find_stores(args.root)
-    if not stores:
-        if rank == 0:
+    found, size, n_stores = map_stores(args.root, lambda p: analyse(p, args.root, args.step))
+    if not n_stores:
+        if found is not None:
             print(f"euler_spectrum: error: no store.zarr under '{args.root}'", file=sys.stderr)
         return 2
-    mine = [analyse(p, args.root, args.step) for p in stores[rank::size]]
-    parts = comm.gather(mine, root=0) if comm else [mine]
-    if rank != 0:
+    if found is None:  # not rank 0
         return 0
-    results = sorted((r for part in parts for r in part if r), key=lambda r: r["run"])
+    results = sorted((r for r in found if r), key=lambda r: r["run"])
     out = args.out or os.path.join(args.root, "report")
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "euler_spectrum.csv"), "w", newline="", encoding="utf-8") as fh:

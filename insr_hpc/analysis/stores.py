@@ -27,3 +27,18 @@ def mpi_comm():
     except ImportError:
         return None
     return MPI.COMM_WORLD
+
+
+def map_stores(root: str, analyse) -> tuple[list | None, int, int]:
+    """``analyse(path)`` for every store under ``root``, split over MPI ranks.
+
+    Returns (results in rank-then-store order on rank 0, None on other ranks; the number
+    of ranks; the number of stores found)."""
+    comm = mpi_comm()
+    rank, size = (comm.Get_rank(), comm.Get_size()) if comm else (0, 1)
+    stores = find_stores(root)
+    mine = [analyse(p) for p in stores[rank::size]]
+    parts = comm.gather(mine, root=0) if comm else [mine]
+    if rank != 0:
+        return None, size, len(stores)
+    return [r for part in parts for r in part], size, len(stores)

@@ -15,14 +15,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from insr_hpc.pde.terms import Energy, Residual, Term, is_least_squares
+from insr_hpc.pde.terms import Energy, PointFn, Residual, Term, is_least_squares
 from insr_hpc.registry import Registry
 
 CASES: Registry = Registry("PDE case", "problem.case")
 CASES.default = "advection"
 
 FieldFn = Callable[[torch.Tensor], torch.Tensor]  # points (N, d) → values (N, k)
-PointFn = Callable[[torch.Tensor], torch.Tensor]  # one point (d,) → values (k,)
 
 
 @dataclass(frozen=True)
@@ -76,11 +75,11 @@ class Case:
     # integrator (e.g. Euler's operator splitting). Checked against the integrator's
     # ``accepts`` when the config is validated.
     term_kind: type | None = Term
+    integrator_name: str = "midpoint"  # the run's integrator (the solver sets it): for scheme-aware references
 
-    def __init__(self, params: Any, dt: float, integrator_name: str = ""):
+    def __init__(self, params: Any, dt: float):
         self.params = params
         self.dt = dt
-        self.integrator_name = integrator_name  # for references that depend on the scheme
 
     # sampling ----------------------------------------------------------------
     def sample_interior(self, n: int, gen: torch.Generator, device: torch.device) -> torch.Tensor:

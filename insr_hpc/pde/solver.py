@@ -15,7 +15,8 @@ from insr_hpc.fields import build_model, flatten_params, load_flat_params, param
 from insr_hpc.pde.case import CASES, Case, StepContext, SubProblem
 from insr_hpc.pde.integrators import INTEGRATORS
 from insr_hpc.pde.optimizers import OPTIMIZERS
-from insr_hpc.pde.optimizers.base import Reducer, module_point_fn
+from insr_hpc.pde.optimizers.base import Reducer
+from insr_hpc.pde.terms import module_point_fn
 from insr_hpc.runtime import RunEnv, derived_seed
 
 

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from insr_hpc.config.schema import require
-from insr_hpc.ops import value_and_grad_at
+from insr_hpc.ops import batch_mode, value_and_grad_at
 from insr_hpc.pde.baselines.elastic_fem import ElasticFEM, bar_mesh, lame
 from insr_hpc.pde.case import CASES, Case, FieldSpec, StepContext, SubProblem
 from insr_hpc.pde.terms import Energy, PotentialTerm, Residual, module_point_fn
@@ -187,7 +187,8 @@ class Elasticity(Case):
         X = torch.as_tensor(Xq, dtype=torch.float32, device=device)
         phi_point = self.deformation(module_point_fn(fields["phi"]))
         with torch.no_grad():
-            potential = float(torch.func.vmap(lambda y: self.potential_density(phi_point, y))(X).sum()) * w
+            with batch_mode():
+                potential = float(self.potential_density(phi_point, X).sum()) * w
             xq = phi(X).cpu().numpy().astype(np.float64)
         if self._prev_quad is not None:
             kinetic = 0.5 * self.params.density * w * float((((xq - self._prev_quad) / self.dt) ** 2).sum())

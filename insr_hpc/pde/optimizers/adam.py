@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import torch
 
 from insr_hpc.config.schema import require
-from insr_hpc.pde.optimizers.base import OPTIMIZERS, MinimizeResult, Optimizer, module_point_fn
-from insr_hpc.pde.terms import draw, objective
+from insr_hpc.pde.optimizers.base import OPTIMIZERS, MinimizeResult, Optimizer
+from insr_hpc.pde.terms import draw, module_point_fn, objective
 
 
 @OPTIMIZERS.register("adam")

@@ -10,7 +10,6 @@ import torch
 from torch.func import functional_call
 
 from insr_hpc.pde.case import SubProblem
-from insr_hpc.pde.terms import module_point_fn  # noqa: F401  (re-exported)
 from insr_hpc.registry import Registry
 
 OPTIMIZERS: Registry = Registry("optimiser", "optim.name")
@@ -50,7 +49,7 @@ class ParamVector:
 
     def __init__(self, module: torch.nn.Module):
         self.module = module
-        named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
+        named = list(module.named_parameters())
         self.names = [n for n, _ in named]
         self.shapes = [p.shape for _, p in named]
         self.sizes = [p.numel() for _, p in named]

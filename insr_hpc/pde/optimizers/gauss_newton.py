@@ -8,8 +8,8 @@ size of J), each iteration solves
 
     (JᵀJ + λ·diag(JᵀJ)) δ = −Jᵀr
 
-in float64 (dense Cholesky up to ``max_dense`` parameters, matrix-free conjugate
-gradients beyond), accepts θ + δ if it lowers ‖r‖² on the same samples (λ ÷ 3) and
+in float64 (dense Cholesky up to ``max_dense`` parameters; beyond, conjugate gradients
+on J itself without forming JᵀJ), accepts θ + δ if it lowers ‖r‖² on the same samples (λ ÷ 3) and
 otherwise raises λ (× 4) and solves again. Data-parallel ranks each hold a slice of
 the rows; JᵀJ, Jᵀr and ‖r‖² are summed across ranks, so every rank takes the same step.
 
@@ -30,8 +30,8 @@ from torch.func import jacrev, jvp, vmap
 
 from insr_hpc.config.schema import require
 from insr_hpc.pde.optimizers.adam import adam_loop
-from insr_hpc.pde.optimizers.base import OPTIMIZERS, MinimizeResult, Optimizer, ParamVector, Reducer, module_point_fn
-from insr_hpc.pde.terms import Residual, batch_size, draw, energy_value, objective, residual_rows
+from insr_hpc.pde.optimizers.base import OPTIMIZERS, MinimizeResult, Optimizer, ParamVector, Reducer
+from insr_hpc.pde.terms import Residual, batch_size, draw, energy_value, module_point_fn, objective, residual_rows
 
 RESAMPLE = ("iteration", "step")
 SOLVERS = ("auto", "cholesky", "cg")
@@ -158,47 +158,44 @@ def levenberg_marquardt(vec: ParamVector, terms, gen, *, max_iters, rtol, params
     final = float("nan")
     iterations = 0
 
+    def global_sq(r: torch.Tensor) -> float:
+        """‖r‖² over all ranks' rows."""
+        return float(reducer.sum((r.double() ** 2).sum()[None])[0])
+
     def sq_norm(th, b) -> float:
         with torch.no_grad():
-            r = residual_rows(terms, vec.point_fn(th), b, world)
-        return float(reducer.sum((r.double() ** 2).sum()[None])[0])
+            return global_sq(residual_rows(terms, vec.point_fn(th), b, world))
 
     for it in range(max_iters):
         if it > 0 and params.resample == "iteration":
             batches = draw(terms, gen)
         iterations += 1
         r, J = residual_jacobian(vec, terms, theta, batches, world, params.chunk)
-        r64 = r.double()
-        f0 = float(reducer.sum((r64**2).sum()[None])[0])
+        f0 = global_sq(r)
         if f0 <= params.tol:
             final = f0
             losses.append(f0)
             break
+        g = reducer.sum(J.double().T @ r.double())
         if dense:
             Jg = J.double() if params.gram_dtype == "float64" else J
             A = reducer.sum((Jg.T @ Jg).double())
-            g = reducer.sum(J.double().T @ r64)
             diag = torch.diagonal(A).clamp_min(1e-12 * float(torch.diagonal(A).max()) + 1e-30)
-        else:
-            A = None
-            g = reducer.sum((J.T @ r).double())
-            Jf = J
 
-            def normal_matvec(v, lam_):
-                Jv = Jf @ v.to(Jf.dtype)
-                return reducer.sum((Jf.T @ Jv).double()) + lam_ * v
+        def step_for(lam_: float) -> torch.Tensor:
+            """δ solving (JᵀJ + λD) δ = −Jᵀr (D = diag JᵀJ dense, I with CG)."""
+            if dense:
+                chol = torch.linalg.cholesky(A + lam_ * torch.diag(diag))
+                return -torch.cholesky_solve(g[:, None], chol)[:, 0]
+            return -_cg(lambda v: reducer.sum((J.T @ (J @ v.to(J.dtype))).double()) + lam_ * v, g, params.cg_iters)
 
         accepted = False
         for _ in range(12):
-            if dense:
-                try:
-                    chol = torch.linalg.cholesky(A + lam * torch.diag(diag))
-                    delta = -torch.cholesky_solve(g[:, None], chol)[:, 0]
-                except torch.linalg.LinAlgError:
-                    lam *= 4
-                    continue
-            else:
-                delta = -_cg(lambda v: normal_matvec(v, lam), g, params.cg_iters)
+            try:
+                delta = step_for(lam)
+            except torch.linalg.LinAlgError:
+                lam *= 4
+                continue
             trial = theta + delta.to(theta.dtype)
             f1 = sq_norm(trial, batches)
             if f1 == f1 and f1 < f0:  # finite and lower

@@ -104,6 +104,7 @@ def cmd_submit(args) -> int:
     plan = plan_runs(args.config, args.overrides)
     backend_name = args.backend or plan.launch.backend
     backend = _backend(backend_name, plan.launch)
+    backend.check()  # a backend that cannot run here is refused before anything is written
     if args.dry_run:
         print(f"{len(plan.specs)} run(s) on backend '{backend_name}' under {plan.sweep_dir}")
         for spec in plan.specs:

@@ -24,6 +24,14 @@ class Backend:
     def __init__(self, launch_cfg):
         self.launch = launch_cfg
 
+    def check(self) -> None:
+        """Refuse, before anything is written, a backend that cannot run here.
+
+        Raises :class:`~insr_hpc.errors.InsrError` with one line naming what is missing
+        and how to get it (a command not on PATH, a package not installed, an address
+        that does not answer, a partition that does not exist). Called by ``submit``
+        after planning and before any run directory, spec or state file is created."""
+
     def submit(self, specs: Sequence[RunSpec], sweep_dir: str, progress: bool = True) -> dict[str, str]:
         """Run ``specs`` and wait for them. Returns run_id → final state (done / failed).
 

@@ -1,4 +1,4 @@
-"""``insr-hpc``: run, submit, status, cancel, report, render.
+"""``insr-hpc``: run, submit, status, cancel, report, render, verify.
 
 Exit codes: 0 every run succeeded; 1 some run failed; 2 bad input (one line on
 stderr starting ``insr-hpc: error:``, nothing created or overwritten).
@@ -46,6 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("dir")
     report.add_argument("--no-figures", action="store_true", help="only sweep.zarr, summary.csv and summary.md")
 
+    verify = sub.add_parser("verify", help="check every chunk and committed step of the stores at or under PATH")
+    verify.add_argument("path", help="a store.zarr, a run directory or a sweep directory")
+
     render = sub.add_parser("render", help="evaluate a stored network on a grid of any resolution")
     render.add_argument("store", help="a run's store.zarr")
     render.add_argument("--step", type=int, required=True, help="committed step (PDE) or time index (reconstruction)")
@@ -62,7 +65,9 @@ def _backend(name: str, launch_cfg):
 
 def cmd_run(args) -> int:
     from insr_hpc.plan import plan_runs
-    from insr_hpc.run import clear_outputs, execute
+    from insr_hpc.run import RunDir, check_resumable, execute
+    from insr_hpc.rundir import RunLocked
+    from insr_hpc.runtime import Interrupted, install_stop_handlers
 
     plan = plan_runs(args.config, args.overrides)
     n = len(plan.specs)
@@ -73,33 +78,55 @@ def cmd_run(args) -> int:
         raise InsrError(f"--index: expected 0..{n - 1}, got {index}")
     spec = plan.specs[index]
     cfg = plan.configs[index]
-    spec.save()
+    rd = RunDir(spec.run_dir)
     # Under torchrun / srun / mpiexec with several ranks: join their process group (DDP).
     from insr_hpc.launch.ddp import env_from_launcher, shutdown
 
     env = env_from_launcher(cfg.device, cfg.launch.ddp.backend)
-    if cfg.output.overwrite and (env is None or env.is_main):
-        clear_outputs(spec.run_dir)  # other ranks wait at the run's first barrier
+    main_rank = env is None or env.is_main
+    if main_rank:
+        holder = rd.holder()
+        if holder is not None:
+            raise InsrError(f"run {spec.run_id} is being computed by {_holder(holder)}; wait for it or cancel it")
+        if cfg.output.overwrite:
+            rd.clear_outputs()  # other ranks wait at the run's first barrier
+        else:
+            check_resumable(spec)  # a refused resume changes nothing on disk
+        spec.save()
+    install_stop_handlers(announce=main_rank and sys.stderr.isatty())
     try:
         summary = execute(spec, env=env)
+    except RunLocked as exc:
+        raise InsrError(f"run {spec.run_id} is being computed by {_holder(exc.holder)}; wait for it or cancel it") from None
     except InsrError:
         raise
+    except (Interrupted, KeyboardInterrupt) as exc:
+        print(f"insr-hpc: run {spec.run_id} {exc or 'interrupted'}: state pending; run again to resume", file=sys.stderr)
+        return 130
     except Exception as exc:
         print(f"insr-hpc: run {spec.run_id} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     finally:
         shutdown()
-    if env is not None and not env.is_main:
+    if not main_rank:
         return 0
-    print(f"{spec.run_id}: done, {summary}")
-    print(f"store: {os.path.join(spec.run_dir, 'store.zarr')}")
+    state = rd.read_state()
+    print(f"{spec.run_id}: {state.get('state')}, {summary}")
+    print(f"store: {rd.store}")
     return 0
+
+
+def _holder(holder: dict) -> str:
+    from insr_hpc.rundir import describe_holder
+
+    return f"{describe_holder(holder)} (lock file run.lock)"
 
 
 def cmd_submit(args) -> int:
     from insr_hpc.analysis.status import format_table, run_status
+    from insr_hpc.launch.base import SubmitInterrupted
     from insr_hpc.plan import plan_runs
-    from insr_hpc.run import clear_outputs, read_state, update_state
+    from insr_hpc.run import RunDir, check_resumable
 
     plan = plan_runs(args.config, args.overrides)
     backend_name = args.backend or plan.launch.backend
@@ -113,24 +140,56 @@ def cmd_submit(args) -> int:
         return 0
     if args.no_wait and not getattr(backend, "can_detach", False):
         raise InsrError(f"--no-wait: backend '{backend_name}' runs inside this process; only slurm can detach")
+    # Refusals first, so that a refused submit changes nothing on disk.
+    busy: dict[str, dict] = {}
     for spec, cfg in zip(plan.specs, plan.configs, strict=True):
-        if cfg.output.overwrite:
-            clear_outputs(spec.run_dir)
-    todo = [s for s in plan.specs if read_state(s.run_dir).get("state") != "done"]
-    skipped = len(plan.specs) - len(todo)
+        holder = RunDir(spec.run_dir).holder()
+        if holder is not None:
+            busy[spec.run_id] = holder
+        elif not cfg.output.overwrite:
+            check_resumable(spec)
+    for spec, cfg in zip(plan.specs, plan.configs, strict=True):
+        if cfg.output.overwrite and spec.run_id not in busy:
+            RunDir(spec.run_dir).clear_outputs()
+    for run_id, holder in busy.items():
+        print(f"{run_id}: skipped: being computed by {_holder(holder)}")
+    todo = []
+    for spec in plan.specs:
+        rd = RunDir(spec.run_dir)
+        if spec.run_id in busy:
+            continue
+        with rd.try_lock(command="insr-hpc submit") as mine:
+            if mine is None:  # taken since we looked: another submit started it
+                print(f"{spec.run_id}: skipped: being computed by {_holder(rd.holder() or {})}")
+                continue
+            if rd.read_state().get("state") == "done":
+                continue
+            spec.save()  # visible to `insr-hpc status` before a worker picks it up
+            rd.transition("pending", None, run_id=spec.run_id, backend=backend_name, cancel_requested=False)
+        todo.append(spec)
+    skipped = len(plan.specs) - len(todo) - len(busy)
     if skipped:
         print(f"{skipped} run(s) already done, skipped")
-    for spec in todo:  # visible to `insr-hpc status` before a worker picks them up
-        spec.save()
-        update_state(spec.run_dir, run_id=spec.run_id, state="pending", reason=None, backend=backend_name)
     if args.no_wait:
         backend.submit(todo, plan.sweep_dir, progress=True, wait=False)
         print(f"queued {len(todo)} run(s); follow with: insr-hpc status {plan.sweep_dir}")
         return 0
-    results = backend.submit(todo, plan.sweep_dir, progress=True) if todo else {}
+    try:
+        results = backend.submit(todo, plan.sweep_dir, progress=True) if todo else {}
+    except SubmitInterrupted as stop:
+        print(format_table([run_status(s.run_dir) for s in plan.specs]))
+        print(f"insr-hpc: submit stopped by {signal_name(stop.signum)}: unfinished runs are pending; "
+              f"submit again to resume them", file=sys.stderr)
+        return 128 + stop.signum
     print(format_table([run_status(s.run_dir) for s in plan.specs]))
-    failed = [rid for rid, st in results.items() if st != "done"]
+    failed = [rid for rid, st in results.items() if st not in ("done", "skipped")]
     return 1 if failed else 0
+
+
+def signal_name(signum: int) -> str:
+    import signal
+
+    return signal.Signals(signum).name
 
 
 def cmd_status(args) -> int:
@@ -205,6 +264,17 @@ def cmd_report(args) -> int:
     return 1 if report.bad else 0
 
 
+def cmd_verify(args) -> int:
+    from insr_hpc.analysis.verify import verify
+
+    checks = verify(args.path)
+    for check in checks:
+        print(check.line)
+    bad = sum(not c.ok for c in checks)
+    print(f"{len(checks)} store(s) checked, {bad} damaged" + ("; submit the sweep again to recompute them" if bad else ""))
+    return 1 if bad else 0
+
+
 def cmd_render(args) -> int:
     from insr_hpc.analysis.render import render_to
 
@@ -215,7 +285,7 @@ def cmd_render(args) -> int:
 
 COMMANDS = {
     "run": cmd_run, "submit": cmd_submit, "status": cmd_status, "cancel": cmd_cancel,
-    "report": cmd_report, "render": cmd_render,
+    "report": cmd_report, "render": cmd_render, "verify": cmd_verify,
 }
 
 

@@ -18,6 +18,11 @@ class ConfigError(InsrError):
         super().__init__(f"{key}: {message}" if key else message)
 
 
+class DivergenceError(RuntimeError):
+    """A run diverged (non-finite loss or parameters, an error past its guard bound).
+    The message names the step (or epoch) and the sub-problem; the run ends ``failed``."""
+
+
 def closest(name: str, candidates: Iterable[str]) -> str | None:
     """The candidate nearest to ``name`` by edit similarity, or None if none is close."""
     matches = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.5)

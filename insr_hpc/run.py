@@ -9,20 +9,23 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import time
 import traceback
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
 
 from insr_hpc.catalog import build_config
-from insr_hpc.runtime import RunEnv, select_device
+from insr_hpc.errors import InsrError
+from insr_hpc.rundir import STATES, RunDir, RunLocked, describe_holder
+from insr_hpc.runtime import Interrupted, RunEnv, select_device
 from insr_hpc.workloads import WORKLOADS
 
-STATES = ("pending", "running", "done", "suspect", "failed", "cancelled")
+__all__ = ["STATES", "Interrupted", "RunDir", "RunSpec", "check_resumable", "clear_outputs", "execute",
+           "read_state", "update_state"]
 
 
 @dataclass
@@ -33,10 +36,10 @@ class RunSpec:
     overrides: dict[str, Any] = field(default_factory=dict)  # this sweep point's values
 
     def save(self) -> str:
-        os.makedirs(self.run_dir, exist_ok=True)
-        path = os.path.join(self.run_dir, "spec.json")
-        _atomic_json(path, asdict(self))
-        return path
+        rd = RunDir(self.run_dir)
+        os.makedirs(rd.path, exist_ok=True)
+        _atomic_json(rd.spec, asdict(self))
+        return rd.spec
 
     @classmethod
     def load(cls, path: str) -> RunSpec:
@@ -52,66 +55,109 @@ def _atomic_json(path: str, data: dict) -> None:
 
 
 def read_state(run_dir: str) -> dict[str, Any]:
-    try:
-        with open(os.path.join(run_dir, "run.json"), encoding="utf-8") as fh:
-            return json.load(fh)
-    except (OSError, json.JSONDecodeError):
-        return {"state": "pending"}
+    """The run's ``run.json`` (``{"state": "pending"}`` when there is none)."""
+    return RunDir(run_dir).read_state()
 
 
 def update_state(run_dir: str, **changes: Any) -> dict[str, Any]:
-    state = read_state(run_dir)
-    state.update(changes)
-    state["updated"] = time.time()
-    _atomic_json(os.path.join(run_dir, "run.json"), state)
-    return state
+    """Merge changes into ``run.json``; a ``state`` change must be an allowed transition."""
+    return RunDir(run_dir).update(**changes)
 
 
-# What a run writes into its directory; ``clear_outputs`` removes it to start over.
-RUN_OUTPUTS = ("store.zarr", "store.zarr.partial", "tb", "checkpoint.pt", "run.json", "error.txt")
+RUN_OUTPUTS = RunDir.OUTPUTS
 
 
 def clear_outputs(run_dir: str) -> None:
-    """Delete a run's results so it starts from step 0 (``output.overwrite=true``).
+    """Delete a run's results so it starts from step 0 (``output.overwrite=true``)."""
+    RunDir(run_dir).clear_outputs()
 
-    Done once, by the command that submits the run, never by the run itself: a
-    requeued or restarted run must resume, not wipe what it has already computed."""
-    for name in RUN_OUTPUTS:
-        path = os.path.join(run_dir, name)
-        if os.path.isdir(path):
-            shutil.rmtree(path)
-        elif os.path.exists(path):
-            os.remove(path)
+
+def _reason(exc: BaseException) -> str:
+    """One line for run.json: the exception and, for I/O errors, the path it concerns."""
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    if isinstance(exc, OSError) and exc.filename and str(exc.filename) not in text:
+        text = f"{exc.strerror or text}: '{exc.filename}'"
+    return f"{type(exc).__name__}: {text}".rstrip(": ")
+
+
+def check_resumable(spec: RunSpec) -> None:
+    """Refuse (InsrError naming the key) a spec whose existing store was written with a
+    config that changes results. Reads the store's attributes only; writes nothing."""
+    from insr_hpc.workloads import check_store_resumable
+
+    check_store_resumable(RunDir(spec.run_dir).store, spec.config)
 
 
 def execute(spec: RunSpec, env: RunEnv | None = None, threads: int | None = None) -> dict[str, Any]:
-    """Run one spec in this process. Records running/done/failed in ``run.json``.
+    """Run one spec in this process: the one entry point of every backend and DDP rank.
 
-    Returns the workload's summary; re-raises the workload's exception after recording it.
+    Holds the run's lock (rank 0; :class:`~insr_hpc.rundir.RunLocked` if another live
+    process computes it), refuses a store written with a result-changing config before
+    changing anything, records running → done | suspect | failed (or back to pending
+    when interrupted) in ``run.json``. Returns the workload's summary; re-raises the
+    workload's exception after recording it.
     """
     cfg = build_config(spec.config)
     if threads is None:
         threads = cfg.launch.threads_per_job
     torch.set_num_threads(max(1, threads))
     main = env is None or env.is_main
-    if main:
-        os.makedirs(spec.run_dir, exist_ok=True)
-        update_state(
-            spec.run_dir, run_id=spec.run_id, state="running", host=socket.gethostname(), pid=os.getpid(),
-            started=time.time(), reason=None, overrides=spec.overrides,
-        )
+    rd = RunDir(spec.run_dir)
+
+    def took_over(prev: dict) -> None:
+        print(f"{spec.run_id}: took over the lock of {describe_holder(prev)}, which has gone", flush=True)
+
+    with ExitStack() as stack:
+        refused: BaseException | None = None
+        if main:
+            try:
+                check_resumable(spec)
+                stack.enter_context(rd.lock(command=f"insr-hpc run {spec.run_id}", on_takeover=took_over))
+            except (InsrError, RunLocked) as exc:
+                refused = exc
+        if env is not None and env.world_size > 1 and env.reduce_scalar is not None:
+            # every rank learns whether rank 0 may start, so none waits at a barrier alone
+            if env.reduce_scalar(0.0 if refused is None else 1.0) > 0 and refused is None:
+                raise RuntimeError(f"run {spec.run_id}: rank 0 refused to start it (see rank 0's output)")
+        if refused is not None:
+            raise refused
+        if main:
+            rd.transition("running", run_id=spec.run_id, host=socket.gethostname(), pid=os.getpid(),
+                          started=time.time(), overrides=spec.overrides)
+        return _execute(spec, cfg, rd, env)
+
+
+def _execute(spec: RunSpec, cfg, rd: RunDir, env: RunEnv | None) -> dict[str, Any]:
+    main = env is None or env.is_main
     try:
         env = env or RunEnv(device=select_device(cfg.device))
         summary = WORKLOADS.get(cfg.workload).run(cfg, spec.run_dir, env, spec.run_id)
-    except BaseException as exc:
+    except (Interrupted, KeyboardInterrupt) as exc:
         if main:
-            reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
-            with open(os.path.join(spec.run_dir, "error.txt"), "w", encoding="utf-8") as fh:
-                fh.write(traceback.format_exc())
-            update_state(spec.run_dir, state="failed", reason=reason, ended=time.time())
+            how = str(exc) or "interrupted (Ctrl-C)"
+            rd.transition("pending", f"interrupted: {how}; submit again to resume", ended=time.time())
+        raise
+    except BaseException as exc:
+        if main and not isinstance(exc, SystemExit):
+            reason = _reason(exc)
+            rd.write_error(traceback.format_exc())
+            _record_failure_in_store(rd, reason)
+            rd.transition("failed", reason, ended=time.time())
         raise
     if main:  # a finished run whose results fail a guard rail is "suspect", never "done"
         suspect = summary.get("suspect") if isinstance(summary, dict) else None
-        update_state(spec.run_dir, state="suspect" if suspect else "done", reason=suspect, ended=time.time(),
-                     summary=summary, world_size=env.world_size)
+        rd.transition("suspect" if suspect else "done", suspect, ended=time.time(),
+                      summary=summary, world_size=env.world_size)
     return summary
+
+
+def _record_failure_in_store(rd: RunDir, reason: str) -> None:
+    """Write the failure into the store's attributes too, so the store alone tells."""
+    from insr_hpc.store import StepStore
+
+    if not StepStore.exists(rd.store):
+        return
+    try:
+        StepStore.open(rd.store).mark_failed(reason)
+    except Exception:  # a damaged store or a full disk: run.json still records it
+        pass

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import platform
+import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -29,6 +31,45 @@ def select_device(name: str) -> torch.device:
     return dev
 
 
+class Interrupted(BaseException):
+    """SIGTERM/SIGINT reached a run: it stopped at a step boundary (everything before it
+    committed); the run goes back to ``pending`` and resumes when submitted again."""
+
+
+class _StopRequest:
+    """Set by the signal handlers of :func:`install_stop_handlers`; read at step boundaries."""
+
+    def __init__(self):
+        self.event = threading.Event()
+        self.signum: int | None = None
+
+    def request(self, signum: int) -> None:
+        self.signum = signum
+        self.event.set()
+
+    def is_set(self) -> bool:
+        return self.event.is_set()
+
+
+STOP = _StopRequest()
+
+
+def install_stop_handlers(announce: bool = False) -> None:
+    """SIGTERM/SIGINT stop the run at the next step boundary (checkpointed, state
+    ``pending``) instead of killing it mid-step. A second SIGINT stops at once."""
+
+    def handler(signum, frame):
+        if STOP.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        STOP.request(signum)
+        if announce:
+            print(f"insr-hpc: {signal.Signals(signum).name}: stopping after the current step "
+                  "(Ctrl-C again to stop now)", file=sys.stderr, flush=True)
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
 @dataclass
 class RunEnv:
     """The execution context a workload runs in (one per process / DDP rank)."""
@@ -46,6 +87,19 @@ class RunEnv:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
+
+    def check_stop(self, where: str, before: Callable[[], None] | None = None) -> None:
+        """At a step boundary: raise :class:`Interrupted` if a stop was requested (on any
+        rank: the ranks agree, so all stop after the same step). ``before`` runs first
+        (e.g. a checkpoint)."""
+        flag = STOP.is_set()
+        if self.world_size > 1 and self.reduce_scalar is not None:
+            flag = self.reduce_scalar(1.0 if flag else 0.0) > 0
+        if flag:
+            if before is not None:
+                before()
+            name = signal.Signals(STOP.signum).name if STOP.signum else "a stop request"
+            raise Interrupted(f"stopped by {name} after {where}")
 
 
 def derived_seed(*parts: int) -> int:

@@ -13,6 +13,18 @@ to a temporary name and renames it: a crash leaves each shard either as it was o
 the new step, never torn, so a step never looks complete before all its data is there
 (the same holds for a single-chunk array: its one file is rewritten by rename).
 Version 1 stores (one file per chunk) are still read and resumed as they are.
+
+**Integrity (version 3).** Every chunk carries a crc32c checksum (zarr 3's ``crc32c``
+codec after zstd; shard indices carry their own), so a flipped or truncated chunk fails
+to decode instead of reading as garbage. And every committed step has a digest in
+``checksum`` (crc32 over that step's row of every record array, written just before the
+``committed`` marker), so a chunk that went missing, which zarr would silently read as
+its fill value, shows up too; arrays written once (coordinates, final results) have their
+digests in ``attrs["checksums"]``. :meth:`StepStore.verify` checks all of it and names the
+first committed step that is not intact; :meth:`StepStore.repair` un-commits that step
+and every later one (and deletes the damaged chunk files), so a resumed run recomputes
+them from the last verified step. Versions 1 and 2 have no checksums: only chunks that
+fail to decode are found there.
 """
 
 from __future__ import annotations
@@ -21,6 +33,7 @@ import json
 import os
 import shutil
 import warnings
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,8 +41,12 @@ from typing import Any
 import numpy as np
 import zarr
 
-STORE_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+from insr_hpc.errors import InsrError
+
+STORE_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
+# Arrays of the bookkeeping itself (never part of a step's digest).
+BOOKKEEPING = ("committed", "checksum")
 # A shard holds at most this many bytes of uncompressed consecutive steps. Writing a
 # step rewrites its shard, so this bounds the write cost per step as well as the
 # number of files (advection: every per-step array fits one shard).
@@ -58,8 +75,56 @@ class VarSpec:
         return bool(self.dims) and self.dims[0] == "step"
 
 
-class StoreFormatError(ValueError):
+class StoreFormatError(InsrError, ValueError):
     """The directory is not a store this code can read (missing group, unknown version)."""
+
+
+def _codecs(version: int) -> dict[str, Any]:
+    if version < 3:
+        return {}
+    from zarr.codecs import Crc32cCodec, ZstdCodec
+
+    return {"compressors": (ZstdCodec(level=0), Crc32cCodec())}
+
+
+def digest(arrays: list[np.ndarray]) -> int:
+    """crc32 of the arrays' bytes, in order (the per-step and per-array checksums)."""
+    crc = 0
+    for a in arrays:
+        a = np.asarray(a)
+        if a.dtype.kind in "OUST":  # strings: their UTF-8 text, NUL-separated
+            data = "\0".join(str(x) for x in a.reshape(-1)).encode()
+        else:
+            data = np.ascontiguousarray(a).view(np.uint8).reshape(-1)
+        crc = zlib.crc32(data, crc)
+    return crc & 0xFFFFFFFF
+
+
+@dataclass
+class Verification:
+    """What :meth:`StepStore.verify` found. ``first_bad``: the first committed step that
+    is not intact (None: every committed step is); ``damaged``: array → storage units
+    (``(first, stop)`` record ranges) whose files are missing or fail to decode."""
+
+    path: str
+    version: int
+    committed: int  # leading committed steps as recorded
+    first_bad: int | None = None
+    problems: list[str] = field(default_factory=list)
+    damaged: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
+    static_damage: list[str] = field(default_factory=list)  # arrays written at creation that are damaged
+    final_damage: list[str] = field(default_factory=list)  # final results (written at the end) damaged
+    checksummed: bool = True
+
+    @property
+    def ok(self) -> bool:
+        return self.first_bad is None and not self.damaged and not self.static_damage and not self.final_damage
+
+    def line(self) -> str:
+        if self.ok:
+            how = "checksums match" if self.checksummed else f"decodes (format v{self.version} has no checksums)"
+            return f"ok: {self.path}: {self.committed} committed step(s), {how}"
+        return f"DAMAGED: {self.path}: " + "; ".join(self.problems[:4]) + (" …" if len(self.problems) > 4 else "")
 
 
 def record_shards(n_records: int, chunk: tuple[int, ...], dtype: str, shard_bytes: int = SHARD_BYTES) -> tuple[int, ...]:
@@ -108,12 +173,14 @@ class StepStore:
         if store_version not in READABLE_VERSIONS:
             raise StoreFormatError(f"store_version {store_version} unknown (known: {READABLE_VERSIONS})")
         sharded = store_version >= 2
+        codecs = _codecs(store_version)
         tmp = path + ".partial"
         if os.path.exists(tmp):
             shutil.rmtree(tmp)
         group = zarr.open_group(tmp, mode="w-", zarr_format=3)
         group.attrs.update({**attrs, "store_version": store_version})
         n_records = None
+        checksums: dict[str, int] = {}
         time_along_step = "time" in variables and variables["time"].dims == ("step",)
         for name, spec in variables.items():
             record = bool(spec.dims) and spec.dims[0] in record_dims and name != spec.dims[0]
@@ -136,21 +203,33 @@ class StepStore:
                 fill_value=_fill(spec.dtype) if spec.dtype != "str" else "",
                 dimension_names=spec.dims,
                 attributes=attrs_,
+                **codecs,
             )
             if spec.data is not None:
                 arr[...] = spec.data
+                if store_version >= 3:
+                    checksums[name] = digest([np.asarray(arr[...])])
             if spec.dims and spec.dims[0] == record_dims[0]:
                 n_records = spec.shape[0]
-        if "committed" not in variables:
+        bookkeeping = {"committed": ("uint8", "1 once every array of this step is written")}
+        if store_version >= 3:
+            bookkeeping["checksum"] = ("uint32", "crc32 of this step's row of every record array (0: not committed)")
+        for name, (dtype, long_name) in bookkeeping.items():
+            if name in variables:
+                continue
             group.create_array(
-                "committed",
+                name,
                 shape=(n_records,),
                 chunks=(n_records,) if sharded else (1,),
-                dtype="uint8",
+                dtype=dtype,
                 fill_value=0,
                 dimension_names=(record_dims[0],),
-                attributes={"long_name": "1 once every array of this step is written"},
+                attributes={"long_name": long_name},
+                **codecs,
             )
+        if checksums:
+            group.attrs["checksums"] = checksums
+        group.attrs["record_dim"] = record_dims[0]
         zarr.consolidate_metadata(tmp)
         os.replace(tmp, path)
         return cls.open(path)
@@ -161,11 +240,33 @@ class StepStore:
         try:
             group = zarr.open_group(path, mode=mode, zarr_format=3)
         except (FileNotFoundError, ValueError, KeyError, TypeError) as exc:
-            raise StoreFormatError(f"not a zarr 3 store ({type(exc).__name__}: {exc})") from exc
+            raise StoreFormatError(f"store '{path}': unreadable metadata ({type(exc).__name__}: {_first(exc)})") from None
+        except OSError as exc:
+            raise StoreFormatError(f"store '{path}': cannot read ({exc.strerror or exc})") from None
         version = group.attrs.get("store_version")
         if version not in READABLE_VERSIONS:
-            raise StoreFormatError(f"store_version {version!r} unknown (this code reads {READABLE_VERSIONS})")
+            raise StoreFormatError(f"store '{path}': store_version {version!r} unknown (this code reads {READABLE_VERSIONS})")
+        for name in ("committed",):
+            if name not in group:
+                raise StoreFormatError(f"store '{path}': array '{name}' missing (not a run store, or damaged)")
         return cls(path, group)
+
+    @staticmethod
+    def read_attrs(path: str) -> dict[str, Any]:
+        """The store's attributes from its root ``zarr.json`` alone (cheap: no arrays are
+        opened); StoreFormatError naming the store when the file is unreadable."""
+        meta_path = os.path.join(path, "zarr.json")
+        try:
+            with open(meta_path, encoding="utf-8") as fh:
+                meta = json.load(fh)
+        except OSError as exc:
+            raise StoreFormatError(f"store '{path}': cannot read zarr.json ({exc.strerror or exc})") from None
+        except ValueError as exc:
+            raise StoreFormatError(f"store '{path}': zarr.json is not valid JSON ({_first(exc)})") from None
+        attrs = meta.get("attributes") if isinstance(meta, dict) else None
+        if not isinstance(attrs, dict):
+            raise StoreFormatError(f"store '{path}': zarr.json has no attributes (not a run store)")
+        return attrs
 
     @staticmethod
     def dataset(path: str):
@@ -174,14 +275,14 @@ class StepStore:
         import xarray as xr
 
         if not os.path.isdir(path):
-            raise StoreFormatError("not a directory")
+            raise StoreFormatError(f"store '{path}': not a directory")
         try:
             ds = xr.open_zarr(path, zarr_format=3)
         except Exception as exc:  # unreadable metadata: zarr and json raise many kinds
-            raise StoreFormatError(f"not a readable zarr 3 store ({type(exc).__name__}: {exc})") from exc
+            raise StoreFormatError(f"store '{path}': not a readable zarr 3 store ({type(exc).__name__}: {_first(exc)})") from None
         version = ds.attrs.get("store_version")
         if version not in READABLE_VERSIONS:
-            raise StoreFormatError(f"store_version {version!r} unknown (this code reads {READABLE_VERSIONS})")
+            raise StoreFormatError(f"store '{path}': store_version {version!r} unknown (this code reads {READABLE_VERSIONS})")
         return ds
 
     @property
@@ -216,17 +317,202 @@ class StepStore:
             self.group[name][step] = np.asarray(value)
 
     def commit_step(self, step: int, values: Mapping[str, Any]) -> None:
-        """Write a step's arrays, then mark it complete (the marker is written last)."""
+        """Write a step's arrays, then its digest, then mark it complete (the marker last).
+
+        Arrays along the record dimension that ``values`` leaves out keep their fill value
+        for this step; the digest covers them as such."""
         self.write_step(step, values)
+        if "checksum" in self.group:
+            rows = []
+            for name in self.record_arrays():
+                arr = self.group[name]
+                if name in values:
+                    row = np.asarray(values[name], dtype=arr.dtype).reshape(arr.shape[1:])
+                else:
+                    row = np.full(arr.shape[1:], arr.fill_value, dtype=arr.dtype)
+                rows.append(row)
+            self.group["checksum"][step] = digest(rows)
         self.group["committed"][step] = 1
+
+    def record_arrays(self) -> list[str]:
+        """Arrays along the record dimension whose rows a step writes, sorted by name."""
+        dim = self.record_dim
+        out = []
+        for name, arr in self.group.arrays():
+            dims = arr.metadata.dimension_names or ()
+            if dims and dims[0] == dim and name != dim and name not in BOOKKEEPING and not self._static(name):
+                out.append(name)
+        return sorted(out)
+
+    @property
+    def record_dim(self) -> str:
+        dim = self.group.attrs.get("record_dim")
+        if dim:
+            return str(dim)
+        dims = self.group["committed"].metadata.dimension_names or ("step",)
+        return str(dims[0])
+
+    def _static(self, name: str) -> bool:
+        """Written once at creation (a coordinate along the record dimension, e.g. ``time``)."""
+        return name in (self.group.attrs.get("checksums") or {}) and name not in (self.group.attrs.get("final") or ())
+
+    def write_arrays(self, values: Mapping[str, Any]) -> None:
+        """Write whole arrays that are not per step (final results) and record their digests."""
+        sums = dict(self.group.attrs.get("checksums") or {})
+        for name, value in values.items():
+            self.group[name][...] = value
+            if "checksum" in self.group:
+                sums[name] = digest([np.asarray(self.group[name][...])])
+        if "checksum" in self.group:
+            final = sorted(set(self.group.attrs.get("final") or ()) | set(values))
+            self.group.attrs.update({"checksums": sums, "final": final})
+
+    def mark_failed(self, reason: str) -> None:
+        """Record why the run failed (``attrs["failure"]``); a later complete run clears it."""
+        self.group.attrs.update({"failure": reason, "complete": False})
+        zarr.consolidate_metadata(self.path)
 
     def read_step(self, name: str, step: int) -> np.ndarray:
         return np.asarray(self.group[name][step])
 
     def finish(self, extra_attrs: Mapping[str, Any]) -> None:
         """Record run-level results and refresh consolidated metadata."""
-        self.group.attrs.update(dict(extra_attrs))
+        self.group.attrs.update({"failure": "", **dict(extra_attrs)})
         zarr.consolidate_metadata(self.path)
+
+    # -- integrity ------------------------------------------------------------------
+    def _units(self, name: str) -> list[tuple[int, int]]:
+        """Record ranges ``(first, stop)`` stored together in one file (a chunk or a shard)."""
+        arr = self.group[name]
+        n = arr.shape[0]
+        per = (arr.shards or arr.chunks)[0]
+        return [(a, min(n, a + per)) for a in range(0, n, per)]
+
+    def _unit_file(self, name: str, unit: int) -> str:
+        arr = self.group[name]
+        return os.path.join(self.path, name, "c", str(unit), *(["0"] * (arr.ndim - 1)))
+
+    def verify(self) -> Verification:
+        """Check every chunk of the committed steps (decodes, checksum matches its digest)
+        and every array written once; nothing is changed."""
+        committed_rec = 0
+        report = Verification(self.path, self.version, 0, checksummed="checksum" in self.group)
+        bad_steps: list[int] = []
+
+        def read_units(name: str) -> np.ndarray | None:
+            arr = self.group[name]
+            blocks, damaged = [], []
+            for a, b in self._units(name):
+                try:
+                    blocks.append(np.asarray(arr[a:b]))
+                except Exception as exc:  # crc32c mismatch, truncated file, bad shard index…
+                    damaged.append((a, b))
+                    report.problems.append(f"'{name}' steps {a}..{b - 1}: {_decode_error(exc)}")
+            if damaged:
+                report.damaged[name] = damaged
+                bad_steps.extend(a for a, _ in damaged)
+                return None
+            return np.concatenate(blocks) if len(blocks) > 1 else blocks[0]
+
+        committed = read_units("committed")
+        if committed is not None:
+            done = committed.astype(bool)
+            committed_rec = int(np.argmin(done)) if not done.all() else len(done)
+        report.committed = committed_rec
+        sums = read_units("checksum") if report.checksummed else None
+        rows = {name: read_units(name) for name in self.record_arrays()}
+        if sums is not None and committed is not None and all(v is not None for v in rows.values()):
+            names = sorted(rows)
+            for step in range(committed_rec):
+                if digest([rows[n][step] for n in names]) != int(sums[step]):
+                    culprit = self._culprit(step, names, rows)
+                    report.problems.append(f"step {step}: checksum mismatch{culprit}")
+                    bad_steps.append(step)
+                    break
+        if committed is None or (report.checksummed and sums is None):
+            bad_steps.append(0)
+        for name, expected in (self.group.attrs.get("checksums") or {}).items():
+            if name not in self.group:
+                report.static_damage.append(name)
+                report.problems.append(f"'{name}' is missing")
+                continue
+            try:
+                got = digest([np.asarray(self.group[name][...])])
+            except Exception as exc:
+                got = None
+                report.problems.append(f"'{name}': {type(exc).__name__}: {str(exc)[:80]}")
+            if got != expected:
+                if got is not None:
+                    report.problems.append(f"'{name}': checksum mismatch")
+                if name in (self.group.attrs.get("final") or ()):
+                    report.final_damage.append(name)  # rewritten when the run finishes again
+                else:
+                    report.static_damage.append(name)
+        bad = [b for b in bad_steps if b < max(committed_rec, 1)]
+        report.first_bad = min(bad) if bad else None
+        return report
+
+    def _culprit(self, step: int, names: list[str], rows: dict[str, np.ndarray]) -> str:
+        """Which arrays of a mismatching step hold only their fill value (a lost chunk)."""
+        lost = []
+        for n in names:
+            arr = self.group[n]
+            row = rows[n][step]
+            fill = np.full(row.shape, arr.fill_value, dtype=arr.dtype)
+            if row.size and np.array_equal(row, fill, equal_nan=row.dtype.kind == "f"):
+                lost.append(n)
+        return f" (chunk of {', '.join(repr(n) for n in lost[:3])} missing)" if lost else ""
+
+    def repair(self) -> str | None:
+        """Make the store's committed steps exactly the verified ones: delete damaged chunk
+        files, un-commit the first damaged step and all after it. Returns what was done
+        (None when the store was intact); StoreFormatError if data written once is damaged."""
+        report = self.verify()
+        if report.ok:
+            return None
+        if report.static_damage:
+            raise StoreFormatError(
+                f"store '{self.path}': {', '.join(report.static_damage)} (written once, not per step) "
+                "damaged; start over with output.overwrite=true"
+            )
+        for name in report.final_damage:
+            try:
+                self.group[name][...] = np.full(self.group[name].shape, self.group[name].fill_value)
+            except Exception:
+                shutil.rmtree(os.path.join(self.path, name, "c"), ignore_errors=True)
+        for name, units in report.damaged.items():
+            per = self._units(name)
+            for a, _ in units:
+                path = self._unit_file(name, [u[0] for u in per].index(a))
+                if os.path.exists(path):
+                    os.remove(path)
+        first = report.first_bad if report.first_bad is not None else report.committed
+        n = self.n_steps
+        if "committed" in report.damaged:
+            self.group["committed"][:] = np.zeros(n, dtype="uint8")
+        else:
+            self.group["committed"][first:] = 0
+        if "checksum" in self.group:
+            if "checksum" in report.damaged:
+                self.group["checksum"][:] = np.zeros(n, dtype="uint32")
+            else:
+                self.group["checksum"][first:] = 0
+        self.group.attrs.update({"complete": False})
+        zarr.consolidate_metadata(self.path)
+        what = "; ".join(report.problems[:3])
+        return (f"step {first} of '{self.path}' is not intact ({what}): un-committed steps "
+                f"{first}..{report.committed - 1}, recomputing from step {first}")
+
+
+def _decode_error(exc: BaseException) -> str:
+    text = _first(exc)
+    if "checksum" in text.lower():
+        return "chunk fails its crc32c checksum"
+    return f"chunk does not decode ({type(exc).__name__}: {text[:80]})"
+
+
+def _first(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [""])[0][:160]
 
 
 def json_safe(obj: Any) -> Any:

@@ -6,19 +6,19 @@ A workload entry has ``config_class`` (its typed Config), ``tagged_sections``
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from insr_hpc.config.load import config_to_dict
 from insr_hpc.errors import InsrError
 from insr_hpc.registry import Registry
-from insr_hpc.store import StepStore
+from insr_hpc.store import StepStore, json_safe
 
 WORKLOADS: Registry = Registry("workload", "workload")
 WORKLOADS.default = "pde"
 
 # Keys that may change between a run and its resumption: they do not change results.
-RESUME_FREE = ("name", "launch", "sweep", "device", "output.root", "output.overwrite", "output.log_every", "output.figure_every")
+RESUME_FREE = ("name", "launch", "sweep", "device", "guard", "output.root", "output.overwrite", "output.log_every", "output.figure_every")
 
 
 def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -46,12 +46,26 @@ def check_resumable(stored: Mapping[str, Any], current: Mapping[str, Any], path:
             )
 
 
-def reopen_store(path: str, cfg: Any) -> StepStore | None:
-    """The run's existing store, checked to be resumable with ``cfg``; None if there is none."""
+def check_store_resumable(path: str, config: Mapping[str, Any]) -> None:
+    """Refuse (InsrError) to resume the store at ``path`` with ``config`` (plain data) if
+    it was written with a config that changes results; nothing if there is no store."""
+    if not StepStore.exists(path):
+        return
+    stored = StepStore.read_attrs(path).get("config", {})
+    check_resumable(stored, json_safe(dict(config)), path)
+
+
+def reopen_store(path: str, cfg: Any, log: Callable[[str], None] = print) -> StepStore | None:
+    """The run's existing store, checked to be resumable with ``cfg`` and verified: a
+    committed step whose data is missing or damaged is un-committed (with every step
+    after it), so the run recomputes it; ``log`` says so. None if there is no store."""
     if not StepStore.exists(path):
         return None
     store = StepStore.open(path)
     check_resumable(store.attrs.get("config", {}), config_to_dict(cfg), path)
+    repaired = store.repair()
+    if repaired is not None:
+        log(f"store verification: {repaired}")
     return store
 
 

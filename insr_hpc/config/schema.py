@@ -57,6 +57,16 @@ class OutputConfig:
 
 
 @dataclass
+class GuardConfig:
+    """Divergence guard of a PDE run: a step that breaks it fails the run, uncommitted."""
+
+    max_error: float = 10.0  # fail when the case's first error metric (relative L2 vs the reference) exceeds this; 0 = off
+
+    def validate(self) -> None:
+        require(self.max_error >= 0, "max_error", f"must be >= 0 (0 = off), got {self.max_error}")
+
+
+@dataclass
 class RayConfig:
     address: str | None = None  # None: start a local Ray runtime
     num_cpus: float = 1.0  # per run
@@ -118,6 +128,7 @@ class LaunchConfig:
     workers: int = 0  # local backend: concurrent runs; 0 = cores // threads_per_job
     threads_per_job: int = 1  # torch intra-op threads per run
     max_retries: int = 0
+    grace_s: float = 30.0  # local backend: on SIGTERM/SIGINT a worker gets this long to stop at a step boundary, then is killed
     ray: RayConfig = field(default_factory=RayConfig)
     slurm: SlurmConfig = field(default_factory=SlurmConfig)
     ddp: DDPConfig = field(default_factory=DDPConfig)
@@ -126,6 +137,7 @@ class LaunchConfig:
         require(self.workers >= 0, "workers", f"must be >= 0, got {self.workers}")
         require(self.threads_per_job >= 1, "threads_per_job", f"must be >= 1, got {self.threads_per_job}")
         require(self.max_retries >= 0, "max_retries", f"must be >= 0, got {self.max_retries}")
+        require(self.grace_s >= 0, "grace_s", f"must be >= 0, got {self.grace_s}")
 
 
 @dataclass
@@ -165,5 +177,6 @@ class Config(RunIdentity):
     time: TimeConfig = field(default_factory=TimeConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    guard: GuardConfig = field(default_factory=GuardConfig)
     launch: LaunchConfig = field(default_factory=LaunchConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)

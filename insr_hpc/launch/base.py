@@ -15,6 +15,16 @@ BACKENDS: Registry = Registry("backend", "launch.backend")
 BACKENDS.default = "local"
 
 
+class SubmitInterrupted(Exception):
+    """SIGTERM/SIGINT stopped a waiting ``submit``: its runs were stopped or never started
+    (state ``pending``). ``results`` holds the outcomes of the runs that ended."""
+
+    def __init__(self, signum: int, results: dict[str, str]):
+        self.signum = signum
+        self.results = results
+        super().__init__(f"stopped by signal {signum}")
+
+
 class Backend:
     """Subclasses implement ``submit`` (and may implement ``cancel``)."""
 

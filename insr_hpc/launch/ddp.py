@@ -211,12 +211,23 @@ def main(argv: list[str] | None = None) -> int:
     if len(argv) != 1:
         print("usage: [torchrun … | srun … | mpiexec …] python -m insr_hpc.launch.ddp SPEC.json", file=sys.stderr)
         return 2
+    from insr_hpc.launch.worker import EXIT_LOCKED
+    from insr_hpc.rundir import RunLocked
+    from insr_hpc.runtime import STOP, Interrupted, install_stop_handlers
+
+    install_stop_handlers()  # torchrun forwards SIGTERM to every rank: all stop after one step
     spec = RunSpec.load(argv[0])
     cfg = build_config(spec.config)
     info = detect()
     env = init(info, cfg.device, cfg.launch.ddp.backend)
     try:
         execute(spec, env=env)
+    except RunLocked as exc:
+        print(f"insr-hpc: run {spec.run_id} skipped: {exc}", file=sys.stderr)
+        return EXIT_LOCKED
+    except (Interrupted, KeyboardInterrupt) as exc:
+        print(f"insr-hpc: rank {info.rank}: run {spec.run_id} {exc or 'interrupted'}", file=sys.stderr)
+        return 128 + (STOP.signum or 2)
     except Exception as exc:  # recorded in run.json by execute (rank 0)
         print(f"insr-hpc: rank {info.rank}: run {spec.run_id} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

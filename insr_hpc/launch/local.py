@@ -10,15 +10,19 @@ ranks (``python -m insr_hpc.launch.ddp``), and counts as that many slots.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
 from tqdm import tqdm
 
 from insr_hpc.errors import ConfigError
-from insr_hpc.launch.base import BACKENDS, Backend
-from insr_hpc.run import read_state, update_state
+from insr_hpc.launch.base import BACKENDS, Backend, SubmitInterrupted
+from insr_hpc.launch.worker import EXIT_LOCKED
+from insr_hpc.run import read_state
+from insr_hpc.rundir import RunDir
 
 
 def available_cores() -> int:
@@ -61,51 +65,132 @@ class LocalBackend(Backend):
                 "-m", "insr_hpc.launch.ddp", spec_path]
 
     def _run_one(self, spec) -> str:
+        rd = RunDir(spec.run_dir)
+        if self._stopping is not None:  # submit was stopped before this run started
+            return "pending"
         path = spec.save()
         env = dict(os.environ)
         threads = str(self.launch.threads_per_job)
-        env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads, INSR_HPC_BACKEND="local")
-        with open(os.path.join(spec.run_dir, "log.txt"), "ab") as log:
+        env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads, INSR_HPC_BACKEND="local",
+                   INSR_HPC_PARENT_PID=str(os.getpid()))
+        with open(rd.log, "ab") as log:
             proc = subprocess.Popen(
                 self.command(path),
                 stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
             )
-            update_state(spec.run_dir, backend="local", job_id=str(proc.pid))
+            with self._lock:
+                self._procs[spec.run_id] = proc
+            if self._stopping is not None:  # the signal came while it was starting
+                _signal_group(proc, signal.SIGTERM)
+            holder = rd.holder()
+            if holder is None or holder.get("pid") == proc.pid:  # not another submit's run
+                rd.update(backend="local", job_id=str(proc.pid))
             code = proc.wait()
-        state = read_state(spec.run_dir)
-        if code != 0 and state.get("state") not in ("failed", "cancelled"):
-            reason = f"worker exited with code {code}" + (" (killed by signal)" if code < 0 else "")
-            state = update_state(spec.run_dir, state="failed", reason=reason)
+            with self._lock:
+                self._procs.pop(spec.run_id, None)
+        if code == EXIT_LOCKED:
+            return "skipped"
+        rd.update(backend="local", job_id=str(proc.pid))
+        state = rd.read_state()
+        if code != 0 and state.get("state") == "running":
+            if self._stopping is not None:
+                state = rd.transition("pending", f"interrupted: killed {self.launch.grace_s:g} s after "
+                                      f"{signal.Signals(self._stopping).name} (grace period); submit again to resume")
+            else:
+                reason = f"worker exited with code {code}" + (" (killed by signal)" if code < 0 else "")
+                state = rd.transition("failed", reason)
         return state.get("state", "failed")
 
     def submit(self, specs, sweep_dir, progress=True):
+        """Run the specs, at most ``workers`` at once. SIGTERM/SIGINT stop it: running
+        workers get SIGTERM (they stop at their next step boundary, state ``pending``)
+        and are killed after ``launch.grace_s``; queued runs do not start; then
+        :class:`SubmitInterrupted` (the CLI exits 128 + signal)."""
         results: dict[str, str] = {}
-        with ThreadPoolExecutor(self.workers(len(specs))) as pool:
-            futures = {pool.submit(self._run_one, spec): spec for spec in specs}
-            bar = tqdm(total=len(specs), desc="runs", unit="run", disable=None if progress else True)
-            for fut in as_completed(futures):
-                spec = futures[fut]
-                try:
-                    results[spec.run_id] = fut.result()
-                except OSError as exc:
-                    update_state(spec.run_dir, state="failed", reason=f"could not start worker: {exc}")
-                    results[spec.run_id] = "failed"
-                bar.write(finished_line(spec))
-                bar.update(1)
-            bar.close()
+        self._procs, self._lock, self._stopping = {}, threading.Lock(), None
+        restore = self._install_handlers()
+        try:
+            with ThreadPoolExecutor(self.workers(len(specs))) as pool:
+                futures = {pool.submit(self._run_one, spec): spec for spec in specs}
+                bar = tqdm(total=len(specs), desc="runs", unit="run", disable=None if progress else True)
+                for fut in as_completed(futures):
+                    spec = futures[fut]
+                    try:
+                        results[spec.run_id] = fut.result()
+                    except OSError as exc:
+                        RunDir(spec.run_dir).transition("failed", f"could not start worker: {exc}")
+                        results[spec.run_id] = "failed"
+                    if self._stopping is None or results[spec.run_id] != "pending":
+                        bar.write(finished_line(spec) + (" (another process holds its lock)" if results[spec.run_id] == "skipped" else ""))
+                    bar.update(1)
+                bar.close()
+        finally:
+            restore()
+        if self._stopping is not None:
+            for spec in specs:
+                rd = RunDir(spec.run_dir)
+                if results.get(spec.run_id) == "pending" and rd.read_state().get("state") == "pending" \
+                        and not rd.read_state().get("reason"):
+                    rd.transition("pending", "interrupted: submit was stopped before the run started")
+            raise SubmitInterrupted(self._stopping, results)
         return results
 
-    def cancel(self, states):
-        import signal
+    def _install_handlers(self):
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
 
+        def on_signal(signum, frame):
+            again = self._stopping is not None
+            self._stopping = self._stopping or signum
+            with self._lock:
+                procs = list(self._procs.values())
+            if again:  # a second signal: do not wait for the grace period
+                for proc in procs:
+                    _signal_group(proc, signal.SIGKILL)
+                return
+            print(f"\ninsr-hpc: {signal.Signals(signum).name}: stopping {len(procs)} running run(s) at their next "
+                  f"step (killed after {self.launch.grace_s:g} s); no new runs start", file=sys.stderr, flush=True)
+            for proc in procs:
+                _signal_group(proc, signal.SIGTERM)
+            timer = threading.Timer(self.launch.grace_s, self._kill_all)
+            timer.daemon = True
+            timer.start()
+
+        for sig in previous:
+            signal.signal(sig, on_signal)
+
+        def restore():
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+        return restore
+
+    def _kill_all(self) -> None:
+        with self._lock:
+            procs = list(self._procs.values())
+        for proc in procs:
+            _signal_group(proc, signal.SIGKILL)
+
+    def cancel(self, states):
         cancelled = []
         for st in states:
             pid = st.get("job_id")
             if st.get("backend") == "local" and st.get("state") in ("pending", "running") and pid:
+                rd = RunDir(st["run_dir"])
+                rd.update(cancel_requested=True)
                 try:
                     os.killpg(int(pid), signal.SIGTERM)
                 except (ProcessLookupError, PermissionError):
                     continue
-                update_state(st["run_dir"], state="cancelled", reason="cancelled by user")
+                rd.transition("cancelled", "cancelled by user")
                 cancelled.append(st.get("run_id", pid))
         return cancelled
+
+
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    """Signal the worker's process group (a torchrun worker has ranks below it)."""
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass

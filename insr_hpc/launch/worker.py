@@ -1,12 +1,42 @@
 """``python -m insr_hpc.launch.worker SPEC.json``: execute one saved RunSpec.
 
-Exit 0 when the run completed, 1 when it failed (the reason is in its run.json)."""
+Exit codes: 0 the run ended (done or suspect), 1 it failed (the reason is in its
+run.json), 3 another live process holds the run's lock (nothing was changed),
+143 / 130 it was stopped by SIGTERM / SIGINT at a step boundary (state ``pending``).
+
+SIGTERM and SIGINT stop the run after the step being computed (its store then holds
+every step before the signal); the local backend sends SIGTERM to its workers when
+``submit`` itself is stopped, and kills them after ``launch.grace_s``. The worker also
+asks the kernel for SIGTERM when the process that started it dies, so no worker
+outlives its ``submit``.
+"""
 
 from __future__ import annotations
 
+import ctypes
+import os
+import signal
 import sys
 
+from insr_hpc.rundir import RunLocked
 from insr_hpc.run import RunSpec, execute
+from insr_hpc.runtime import STOP, Interrupted, install_stop_handlers
+
+EXIT_LOCKED = 3
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """SIGTERM to this process when its parent dies (Linux ``prctl``; elsewhere nothing)."""
+    parent = int(os.environ.get("INSR_HPC_PARENT_PID", "0") or 0)
+    if not parent or not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -14,9 +44,17 @@ def main(argv: list[str] | None = None) -> int:
     if len(argv) != 1:
         print("usage: python -m insr_hpc.launch.worker SPEC.json", file=sys.stderr)
         return 2
+    install_stop_handlers()
+    die_with_parent()
     spec = RunSpec.load(argv[0])
     try:
         execute(spec)
+    except RunLocked as exc:
+        print(f"insr-hpc: run {spec.run_id} skipped: {exc}", file=sys.stderr)
+        return EXIT_LOCKED
+    except (Interrupted, KeyboardInterrupt) as exc:
+        print(f"insr-hpc: run {spec.run_id} {exc or 'interrupted'}; submit again to resume", file=sys.stderr)
+        return 128 + (STOP.signum or signal.SIGINT)
     except Exception as exc:  # recorded in run.json by execute
         print(f"insr-hpc: run {spec.run_id} failed: {exc}", file=sys.stderr)
         return 1

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from insr_hpc.errors import DivergenceError
 from insr_hpc.fields import build_model, flatten_params, load_flat_params, param_layout
 from insr_hpc.pde.case import CASES, Case, StepContext, SubProblem
 from insr_hpc.pde.integrators import INTEGRATORS
@@ -121,8 +122,13 @@ class Solver:
             res = self.optimizer.minimize(self.models[sp.field], sp, gen, initial=step == 0, reducer=self.reducer)
             if not all(np.isfinite(res.losses)) or not np.isfinite(res.final_loss):
                 bad = next((i for i, v in enumerate(res.losses) if not np.isfinite(v)), len(res.losses) - 1)
-                raise FloatingPointError(
+                raise DivergenceError(
                     f"step {step}, sub-problem '{sp.name}': non-finite loss at iteration {bad + 1} ({cfg.optim.name})"
+                )
+            bad_params = [n for n, p in self.models[sp.field].named_parameters() if not torch.isfinite(p).all()]
+            if bad_params:
+                raise DivergenceError(
+                    f"step {step}, sub-problem '{sp.name}': non-finite network parameters ({', '.join(bad_params[:3])})"
                 )
             iters[sp.name] = res.iterations
             losses[sp.name] = res.final_loss

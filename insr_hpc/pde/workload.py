@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from insr_hpc.config.load import config_to_dict, config_to_yaml
 from insr_hpc.config.schema import Config
-from insr_hpc.errors import ConfigError
+from insr_hpc.errors import ConfigError, DivergenceError
 from insr_hpc.fields import MODELS
 from insr_hpc.monitor import Monitor
 from insr_hpc.pde.cases import CASES
@@ -124,6 +124,8 @@ def run_pde(cfg: Config, run_dir: str, env: RunEnv, run_id: str = "r000") -> dic
             outputs = solver.case.evaluate(solver.models, cfg.output.resolution, env.device)
             reference = solver.case.reference(t, cfg.output.resolution)
             errors = solver.case.errors(outputs, reference)
+            check_guard(cfg, step, errors, solver.case.error_names[0],
+                        (solver.case.substeps if step else solver.case.initial_substeps)[-1])
             if env.is_main:
                 iters = np.array([result["iterations"].get(s, -1) for s in subs], dtype=np.int32)
                 losses = np.array([result["loss"].get(s, np.nan) for s in subs])
@@ -154,6 +156,8 @@ def run_pde(cfg: Config, run_dir: str, env: RunEnv, run_id: str = "r000") -> dic
                 print(f"{run_id} step {step}/{total - 1} t={t:.4g} {errs} loss={max(result['loss'].values()):.3e} "
                       f"iterations={its} {result['seconds']:.2f}s", flush=True)
             env.barrier()
+            if step < total - 1:
+                env.check_stop(f"step {step}")
         summary = _summary(store, solver.case.error_names)
         if env.is_main:
             if not store.attrs.get("complete"):
@@ -163,6 +167,18 @@ def run_pde(cfg: Config, run_dir: str, env: RunEnv, run_id: str = "r000") -> dic
     finally:
         bar.close()
         monitor.close()
+
+
+def check_guard(cfg: Config, step: int, errors: dict[str, float], primary: str, last_sub: str) -> None:
+    """Fail the step (DivergenceError, before it is committed) when an error metric is not
+    finite or the primary one exceeds ``guard.max_error``."""
+    if not np.isfinite(errors[primary]):
+        raise DivergenceError(f"step {step}, sub-problem '{last_sub}': non-finite {primary} vs the reference")
+    bound = cfg.guard.max_error
+    if bound and errors[primary] > bound:
+        raise DivergenceError(
+            f"step {step}, sub-problem '{last_sub}': {primary}={errors[primary]:.3e} exceeds guard.max_error={bound:g}"
+        )
 
 
 def _summary(store: StepStore, error_names) -> dict[str, Any]:

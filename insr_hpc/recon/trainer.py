@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from insr_hpc.errors import DivergenceError
 from insr_hpc.fields import build_model
 from insr_hpc.fields.registry import latent_dim
 from insr_hpc.recon.config import TrainConfig
@@ -80,7 +81,7 @@ def make_problem(values: np.ndarray, observed: np.ndarray, lat: np.ndarray, lon:
     return problem
 
 
-class DivergedError(RuntimeError):
+class DivergedError(DivergenceError):
     """Training produced a NaN or infinite loss; the message names the epoch."""
 
 

@@ -132,6 +132,12 @@ def run_recon(cfg: ReconConfig, run_dir: str, env: RunEnv, run_id: str = "r000")
         store = store or StepStore.open(path)
     elif os.path.exists(ckpt):
         trainer.load_state_dict(torch.load(ckpt, map_location=env.device, weights_only=False))
+        if trainer.epoch > store.completed_steps():
+            # verification un-committed epochs the checkpoint is past: only training again
+            # from the start reproduces them (checkpoints are not kept per epoch)
+            print(f"{run_id}: epoch {store.completed_steps() + 1} is not intact in the store but the checkpoint "
+                  f"is at epoch {trainer.epoch}: training again from epoch 1", flush=True)
+            trainer = Trainer(cfg.network, cfg.train, problem, cfg.seed, env.device, env)
     start = trainer.epoch
     n_batches = -(-fld.values.shape[0] // cfg.train.batch_steps)
     monitor = Monitor(os.path.join(run_dir, "tb"), start, start * n_batches, cfg.output.log_every, enabled=env.is_main)
@@ -170,6 +176,7 @@ def run_recon(cfg: ReconConfig, run_dir: str, env: RunEnv, run_id: str = "r000")
                 progress.epoch(epoch, values, fld.units, evaluated)
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.2e}", **({"mse": f"{values['mse']:.2e}"} if "mse" in values else {}))
+            env.check_stop(f"epoch {epoch}", before=lambda: _save_checkpoint(ckpt, trainer) if env.is_main else None)
             if stopped is not None:
                 progress.note(f"early stop at epoch {epoch}: no better validation MSE for {cfg.train.patience} epochs")
                 break
@@ -188,8 +195,7 @@ def run_recon(cfg: ReconConfig, run_dir: str, env: RunEnv, run_id: str = "r000")
         final = {"reconstruction": pred, "error": pred - fld.values, "weights": flatten_params(trainer.model)}
         if trainer.codes is not None:
             final["latent_code"] = trainer.codes.detach().cpu().numpy()
-        for name, value in final.items():
-            store.group[name][...] = value
+        store.write_arrays(final)
         errs = metrics.errors(pred, fld.values, fld.valid, observed, problem.lo, problem.hi)
         errs["val_mse"] = metrics.masked_mse(pred, fld.values, val_mask, problem.lo, problem.hi)
         selected = trainer.best["epoch"] if trainer.best is not None and cfg.train.select == "best" else done_epochs
@@ -229,8 +235,7 @@ def _run_classical(cfg: ReconConfig, run_dir: str, env: RunEnv, run_id: str, fld
     errs = metrics.errors(pred, fld.values, fld.valid, observed, lo, hi)
     errs["val_mse"] = metrics.masked_mse(pred, fld.values, val_mask, lo, hi)
     store.commit_step(0, {"loss": np.nan, "lr": np.nan, "seconds": seconds, **errs})
-    store.group["reconstruction"][...] = pred
-    store.group["error"][...] = pred - fld.values
+    store.write_arrays({"reconstruction": pred, "error": pred - fld.values})
     suspect = guard(cfg, pred, fld.valid, fld.values[train_mask], np.array([errs["val_mse"]]), fld.units)
     ProgressLog(run_dir, run_id, 1, 1, True).epoch(1, {"loss": np.nan, "seconds": seconds, **errs}, fld.units, True)
     store.finish({"complete": True, "final_errors": errs, "selected_epoch": 1, "stopped_epoch": 1,

@@ -1,0 +1,283 @@
+"""One run directory: every file name, the run's state and its allowed changes, the lock.
+
+Nothing else spells a run directory's file names (as submitit's ``JobPaths``). The
+state lives in ``run.json`` and changes only through :meth:`RunDir.transition`, which
+refuses a change the life cycle does not allow::
+
+    pending ──▶ running ──▶ done | suspect | failed | cancelled
+       ▲           │
+       └───────────┘  preempted / interrupted: back to pending, resumes from the store
+
+(``failed``, ``cancelled``, ``done`` and ``suspect`` may start again: a re-submit
+resumes or recomputes them; ``verify`` may turn a ``done`` run whose store is damaged
+into ``failed``.)
+
+**One writer per run.** :meth:`RunDir.lock` takes an advisory ``flock`` on ``run.lock``
+and records host and pid in it. The kernel drops the lock when its process dies, so a
+lock left by a killed process is free again; whoever takes it next reads the dead
+holder's host and pid from the file and says it took the lock over. ``flock`` is
+honoured across hosts on NFS (Linux emulates it with POSIX locks) and on Lustre mounted
+with ``-o flock``.
+
+Importing this module is cheap (no torch, no zarr): ``status`` over thousands of runs uses it.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import shutil
+import socket
+import time
+from contextlib import contextmanager
+from typing import Any
+
+STATES = ("pending", "running", "done", "suspect", "failed", "cancelled")
+FINAL = ("done", "suspect", "failed", "cancelled")
+
+# state → the states it may change into (a state may always be rewritten as itself,
+# e.g. to add a job id, except that done/suspect are only ever reached from running).
+TRANSITIONS: dict[str, tuple[str, ...]] = {
+    "pending": ("pending", "running", "failed", "cancelled"),
+    "running": ("running", "pending", "done", "suspect", "failed", "cancelled"),
+    "done": ("pending", "running", "failed"),
+    "suspect": ("pending", "running", "failed"),
+    "failed": ("failed", "pending", "running", "cancelled"),
+    "cancelled": ("cancelled", "pending", "running"),
+}
+
+
+class StateError(RuntimeError):
+    """A state change the run life cycle does not allow (a bug, not bad input)."""
+
+
+class RunLocked(RuntimeError):
+    """Another live process holds this run's lock: it is computing the run right now."""
+
+    def __init__(self, run_dir: str, holder: dict[str, Any]):
+        self.run_dir = run_dir
+        self.holder = holder
+        super().__init__(f"run '{run_dir}' is being computed by {describe_holder(holder)}")
+
+
+def describe_holder(holder: dict[str, Any]) -> str:
+    what = holder.get("command") or "a process"
+    return f"{what} on host {holder.get('host', '?')} pid {holder.get('pid', '?')}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class RunDir:
+    """The files of one run (``root/name/run_id/``) and the operations on its state."""
+
+    SPEC = "spec.json"
+    STATE = "run.json"
+    LOG = "log.txt"
+    ERROR = "error.txt"
+    STORE = "store.zarr"
+    TB = "tb"
+    CHECKPOINT = "checkpoint.pt"
+    LOCK = "run.lock"
+    # What a run writes; ``clear_outputs`` removes it to start over (spec.json, log.txt
+    # and the lock stay: the spec is what will run, the log is the user's history).
+    OUTPUTS = (STORE, STORE + ".partial", TB, CHECKPOINT, STATE, ERROR)
+
+    def __init__(self, path: str):
+        self.path = os.path.abspath(os.fspath(path))
+
+    def __repr__(self) -> str:
+        return f"RunDir({self.path!r})"
+
+    def file(self, name: str) -> str:
+        return os.path.join(self.path, name)
+
+    @property
+    def spec(self) -> str:
+        return self.file(self.SPEC)
+
+    @property
+    def state_file(self) -> str:
+        return self.file(self.STATE)
+
+    @property
+    def log(self) -> str:
+        return self.file(self.LOG)
+
+    @property
+    def error(self) -> str:
+        return self.file(self.ERROR)
+
+    @property
+    def store(self) -> str:
+        return self.file(self.STORE)
+
+    @property
+    def tb(self) -> str:
+        return self.file(self.TB)
+
+    @property
+    def checkpoint(self) -> str:
+        return self.file(self.CHECKPOINT)
+
+    @property
+    def lock_file(self) -> str:
+        return self.file(self.LOCK)
+
+    @staticmethod
+    def is_run_dir(filenames) -> bool:
+        return RunDir.SPEC in filenames or RunDir.STATE in filenames
+
+    # -- state ------------------------------------------------------------------
+    def read_state(self) -> dict[str, Any]:
+        try:
+            with open(self.state_file, encoding="utf-8") as fh:
+                data = json.load(fh)
+        except (OSError, json.JSONDecodeError):
+            return {"state": "pending"}
+        return data if isinstance(data, dict) else {"state": "pending"}
+
+    def update(self, **changes: Any) -> dict[str, Any]:
+        """Merge ``changes`` into run.json (atomically). A ``state`` among them must be
+        an allowed transition (:class:`StateError` otherwise)."""
+        state = self.read_state()
+        if "state" in changes:
+            old, new = state.get("state", "pending"), changes["state"]
+            if new not in STATES:
+                raise StateError(f"{self.path}: unknown state {new!r}")
+            if new != old and new not in TRANSITIONS.get(old, STATES):
+                raise StateError(f"{self.path}: state may not change from {old!r} to {new!r}")
+        state.update(changes)
+        state["updated"] = time.time()
+        self._write_state(state)
+        return state
+
+    def transition(self, state: str, reason: str | None = None, **changes: Any) -> dict[str, Any]:
+        """Change the run's state (and its reason; None clears it)."""
+        return self.update(state=state, reason=reason, **changes)
+
+    def _write_state(self, data: dict[str, Any]) -> None:
+        os.makedirs(self.path, exist_ok=True)
+        text = json.dumps(data, indent=1, default=str)
+        tmp = f"{self.state_file}.{os.getpid()}.tmp"
+        try:
+            with open(tmp, "w", encoding="utf-8") as fh:
+                fh.write(text)
+            os.replace(tmp, self.state_file)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            # Disk full: a new file needs a block the disk no longer has, but run.json
+            # already owns one. Rewrite it in place (not atomic, but the state a full
+            # disk leaves behind must not be a stale "running").
+            try:
+                os.remove(tmp)
+            except OSError:
+                pass
+            compact = json.dumps(data, separators=(",", ":"), default=str)
+            with open(self.state_file, "r+" if os.path.exists(self.state_file) else "w", encoding="utf-8") as fh:
+                fh.write(compact)
+                fh.truncate()
+
+    def clear_outputs(self) -> None:
+        """Delete the run's results so it starts from step 0 (``output.overwrite``).
+
+        Done once, by the command that submits the run, never by the run itself: a
+        requeued or restarted run must resume, not wipe what it has already computed."""
+        for name in self.OUTPUTS:
+            path = self.file(name)
+            if os.path.isdir(path):
+                shutil.rmtree(path)
+            elif os.path.exists(path):
+                os.remove(path)
+
+    def write_error(self, text: str) -> None:
+        try:
+            with open(self.error, "w", encoding="utf-8") as fh:
+                fh.write(text)
+        except OSError:
+            pass  # a full disk must not hide the state change that follows
+
+    # -- the lock -------------------------------------------------------------------
+    def holder(self) -> dict[str, Any] | None:
+        """Who holds the lock now (host, pid, command, since), or None if it is free."""
+        if not os.path.exists(self.lock_file):
+            return None
+        try:
+            fd = os.open(self.lock_file, os.O_RDONLY)
+        except OSError:
+            return None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return self._read_holder() or {"host": "?", "pid": "?"}
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return None
+        finally:
+            os.close(fd)
+
+    def _read_holder(self) -> dict[str, Any] | None:
+        try:
+            with open(self.lock_file, encoding="utf-8") as fh:
+                data = json.loads(fh.read() or "null")
+        except (OSError, json.JSONDecodeError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    @contextmanager
+    def lock(self, command: str = "insr-hpc", wait: bool = False, on_takeover=None):
+        """Hold the run's lock for the ``with`` block. Raises :class:`RunLocked` naming
+        the live holder unless ``wait``. ``on_takeover(previous)`` is called when the
+        lock file names a different process that has gone (a stale lock taken over)."""
+        os.makedirs(self.path, exist_ok=True)
+        fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                raise RunLocked(self.path, self._read_holder() or {}) from None
+            previous = self._read_holder()
+            me = {"host": socket.gethostname(), "pid": os.getpid(), "command": command, "since": time.time()}
+            if previous and (previous.get("host"), previous.get("pid")) != (me["host"], me["pid"]) and on_takeover:
+                gone = previous.get("host") == me["host"] and not _pid_alive(int(previous.get("pid") or 0))
+                if gone or previous.get("host") != me["host"]:
+                    on_takeover(previous)
+            try:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, json.dumps(me).encode(), 0)
+            except OSError:
+                pass  # disk full: the lock itself is held; only its label is missing
+            try:
+                yield me
+            finally:
+                try:
+                    os.ftruncate(fd, 0)  # a free lock names nobody
+                except OSError:
+                    pass
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    @contextmanager
+    def try_lock(self, command: str = "insr-hpc"):
+        """Like :meth:`lock` without waiting, but yields None instead of raising when held."""
+        try:
+            cm = self.lock(command)
+            me = cm.__enter__()
+        except RunLocked:
+            yield None
+            return
+        try:
+            yield me
+        finally:
+            cm.__exit__(None, None, None)

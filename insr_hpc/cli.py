@@ -67,7 +67,7 @@ def cmd_run(args) -> int:
     from insr_hpc.plan import plan_runs
     from insr_hpc.run import RunDir, check_resumable, execute
     from insr_hpc.rundir import RunLocked
-    from insr_hpc.runtime import Interrupted, install_stop_handlers
+    from insr_hpc.runtime import STOP, Interrupted, install_stop_handlers
 
     plan = plan_runs(args.config, args.overrides)
     n = len(plan.specs)
@@ -93,7 +93,7 @@ def cmd_run(args) -> int:
         else:
             check_resumable(spec)  # a refused resume changes nothing on disk
         spec.save()
-    install_stop_handlers(announce=main_rank and sys.stderr.isatty())
+    restore = install_stop_handlers(announce=main_rank and sys.stderr.isatty())
     try:
         summary = execute(spec, env=env)
     except RunLocked as exc:
@@ -102,11 +102,12 @@ def cmd_run(args) -> int:
         raise
     except (Interrupted, KeyboardInterrupt) as exc:
         print(f"insr-hpc: run {spec.run_id} {exc or 'interrupted'}: state pending; run again to resume", file=sys.stderr)
-        return 130
+        return 128 + (STOP.signum or 2)
     except Exception as exc:
         print(f"insr-hpc: run {spec.run_id} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     finally:
+        restore()
         shutdown()
     if not main_rank:
         return 0

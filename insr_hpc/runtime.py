@@ -54,9 +54,11 @@ class _StopRequest:
 STOP = _StopRequest()
 
 
-def install_stop_handlers(announce: bool = False) -> None:
+def install_stop_handlers(announce: bool = False) -> Callable[[], None]:
     """SIGTERM/SIGINT stop the run at the next step boundary (checkpointed, state
-    ``pending``) instead of killing it mid-step. A second SIGINT stops at once."""
+    ``pending``) instead of killing it mid-step. A second SIGINT stops at once.
+    Returns a function that restores the previous handlers and clears the request."""
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
 
     def handler(signum, frame):
         if STOP.is_set() and signum == signal.SIGINT:
@@ -68,6 +70,14 @@ def install_stop_handlers(announce: bool = False) -> None:
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
+
+    def restore() -> None:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+        STOP.event.clear()
+        STOP.signum = None
+
+    return restore
 
 
 @dataclass

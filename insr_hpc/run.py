@@ -72,11 +72,15 @@ def clear_outputs(run_dir: str) -> None:
     RunDir(run_dir).clear_outputs()
 
 
-def _reason(exc: BaseException) -> str:
-    """One line for run.json: the exception and, for I/O errors, the path it concerns."""
+def _reason(exc: BaseException, run_dir: str) -> str:
+    """One line for run.json: the exception and, for I/O errors, the path it concerns
+    (the run directory when the library that failed did not say which file)."""
     text = str(exc).splitlines()[0] if str(exc) else ""
-    if isinstance(exc, OSError) and exc.filename and str(exc.filename) not in text:
-        text = f"{exc.strerror or text}: '{exc.filename}'"
+    if isinstance(exc, OSError):
+        if exc.filename and str(exc.filename) not in text:
+            text = f"{exc.strerror or text}: '{exc.filename}'"
+        elif not exc.filename and run_dir not in text:
+            text = f"{text} (writing under '{run_dir}')"
     return f"{type(exc).__name__}: {text}".rstrip(": ")
 
 
@@ -139,7 +143,7 @@ def _execute(spec: RunSpec, cfg, rd: RunDir, env: RunEnv | None) -> dict[str, An
         raise
     except BaseException as exc:
         if main and not isinstance(exc, SystemExit):
-            reason = _reason(exc)
+            reason = _reason(exc, rd.path)
             rd.write_error(traceback.format_exc())
             _record_failure_in_store(rd, reason)
             rd.transition("failed", reason, ended=time.time())

@@ -225,7 +225,7 @@ def test_run_refuses_while_another_process_holds_the_lock_and_takes_over_a_dead_
     holder = json.loads((run_dir / "run.lock").read_text())
     assert holder["pid"] == first.pid  # the dead holder is still named in the lock file
     assert RunDir(run_dir).holder() is None  # but the kernel released the lock with its process
-    res = cli("run", cfg, "time.steps=5")
+    res = cli("run", cfg)
     assert res.returncode == 0, res.stderr
     assert f"took over the lock of insr-hpc run r000 on host {holder['host']} pid {first.pid}, which has gone" in res.stdout
 
@@ -344,3 +344,78 @@ def test_disk_full_mid_run_fails_naming_the_path_and_resumes_once_space_is_back(
         _same_slow(os.path.join(run_dir, "store.zarr"), slow_reference)
     finally:
         subprocess.run(["umount", "-l", mnt], capture_output=True, timeout=30)
+
+
+# -- the reconstruction workload ------------------------------------------------------------
+RECON = {
+    "workload": "recon", "name": "rc", "seed": 3407, "device": "cpu",
+    "data": {"path": "sample:A1B_north_america.nc", "variable": "air_temperature"},
+    "task": {"name": "task3", "ratio": 0.05},
+    "train": {"epochs": 8, "batch_steps": 40, "eval_every": 4, "checkpoint_every": 2},
+    "network": {"model": "mmgn", "width": 32, "layers": 2, "latent": 8, "input_scale": 64.0},
+    "output": {"figure_every": 0},
+}
+RECON_ARRAYS = ("loss", "val_mse", "reconstruction", "latent_code", "weights")
+
+
+@pytest.fixture(scope="module")
+def recon_reference(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("reconref")
+    cfg = write_config(tmp, dict(RECON, output={**RECON["output"], "root": str(tmp / "runs")}))
+    assert main(["run", cfg]) == 0
+    return str(tmp / "runs" / "rc" / "r000")
+
+
+def _same_recon(run_dir: str, ref_dir: str) -> None:
+    a, b = xr.open_zarr(os.path.join(run_dir, "store.zarr")), xr.open_zarr(os.path.join(ref_dir, "store.zarr"))
+    assert a.attrs["complete"] and a.committed.values.all()
+    for name in RECON_ARRAYS:
+        np.testing.assert_array_equal(a[name].values, b[name].values)
+
+
+def test_recon_sigkill_at_random_moments_resumes_equal(tmp_path, recon_reference):
+    rng = random.Random(7)
+    cfg = write_config(tmp_path, dict(RECON, output={**RECON["output"], "root": str(tmp_path / "runs")}))
+    run_dir = tmp_path / "runs" / "rc" / "r000"
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=REPO)
+    kills = 0
+    for _ in range(3):
+        target = min(8, _committed(run_dir) + rng.randint(1, 3))
+        proc = subprocess.Popen([sys.executable, "-m", "insr_hpc", "run", cfg], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: _committed(run_dir) >= target or proc.poll() is not None, 300, "epochs to commit")
+        time.sleep(rng.random() * 0.5)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait()
+    assert kills >= 2
+    assert cli("run", cfg).returncode == 0
+    _same_recon(str(run_dir), recon_reference)
+
+
+def test_recon_damaged_final_results_and_epochs_are_recomputed(tmp_path, recon_reference):
+    root = tmp_path / "runs"
+    shutil.copytree(os.path.dirname(os.path.dirname(recon_reference)), root)
+    run_dir = root / "rc" / "r000"
+    store = str(run_dir / "store.zarr")
+    cfg = write_config(tmp_path, dict(RECON, output={**RECON["output"], "root": str(root)}))
+    _flip_file(_chunk(store, "reconstruction"))  # a final result: rewritten from the checkpoint
+    assert cli("verify", str(root)).returncode == 1
+    res = cli("run", cfg)
+    assert res.returncode == 0, res.stderr
+    assert "store verification" in res.stdout
+    _same_recon(str(run_dir), recon_reference)
+    os.remove(_chunk(store, "loss"))  # every epoch's loss: the checkpoint is past it, train again
+    assert cli("verify", str(root)).returncode == 1
+    res = cli("run", cfg)
+    assert res.returncode == 0, res.stderr
+    assert "training again from epoch 1" in res.stdout
+    _same_recon(str(run_dir), recon_reference)
+    assert cli("verify", str(root)).returncode == 0
+
+
+def _flip_file(path: str) -> None:
+    data = bytearray(open(path, "rb").read())
+    data[len(data) // 2] ^= 0x40
+    open(path, "wb").write(bytes(data))

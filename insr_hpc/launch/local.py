@@ -81,7 +81,7 @@ class LocalBackend(Backend):
             with self._lock:
                 self._procs[spec.run_id] = proc
             if self._stopping is not None:  # the signal came while it was starting
-                _signal_group(proc, signal.SIGTERM)
+                _signal_group(proc, self._stopping)
             holder = rd.holder()
             if holder is None or holder.get("pid") == proc.pid:  # not another submit's run
                 rd.update(backend="local", job_id=str(proc.pid))
@@ -121,7 +121,9 @@ class LocalBackend(Backend):
                         RunDir(spec.run_dir).transition("failed", f"could not start worker: {exc}")
                         results[spec.run_id] = "failed"
                     if self._stopping is None or results[spec.run_id] != "pending":
-                        bar.write(finished_line(spec) + (" (another process holds its lock)" if results[spec.run_id] == "skipped" else ""))
+                        bar.write(finished_line(spec) if results[spec.run_id] != "skipped" else
+                                  f"{spec.run_id}: skipped: being computed by another process (its lock: "
+                                  f"{RunDir(spec.run_dir).lock_file}); state now {read_state(spec.run_dir).get('state')}")
                     bar.update(1)
                 bar.close()
         finally:
@@ -151,8 +153,8 @@ class LocalBackend(Backend):
                 return
             print(f"\ninsr-hpc: {signal.Signals(signum).name}: stopping {len(procs)} running run(s) at their next "
                   f"step (killed after {self.launch.grace_s:g} s); no new runs start", file=sys.stderr, flush=True)
-            for proc in procs:
-                _signal_group(proc, signal.SIGTERM)
+            for proc in procs:  # the same signal: the runs' state says which one stopped them
+                _signal_group(proc, signum)
             timer = threading.Timer(self.launch.grace_s, self._kill_all)
             timer.daemon = True
             timer.start()

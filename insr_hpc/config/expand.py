@@ -1,0 +1,169 @@
+"""Typed, validated configs of every sweep point, without a full OmegaConf build per point.
+
+A full build (:func:`~insr_hpc.config.load.build_config`: structured merge, conversion,
+validation) costs tens of milliseconds; a 10 000-point sweep cannot pay it per point.
+Points are grouped by what changes the *shape* of their config: the workload, the tag of
+a tagged section (``network.model``, ``problem.case`` …) and whole blocks (a mapping as a
+swept value). The first point of each group is built in full; every other point of the
+group differs from it only at leaf keys, so it is that point's config with those leaves
+replaced. Each distinct (field, value) is converted once by OmegaConf against its field
+(same types, same conversions as a full build), and every patched config then goes
+through the same :func:`~insr_hpc.config.load.check_config` as a full build.
+
+Anything the patch cannot reproduce exactly (a key that is not a plain field, a value
+OmegaConf rejects, an interpolation, a check that fails) falls back to the full build of
+that point, so errors are exactly those of a full build; they name the sweep point.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import functools
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from insr_hpc.config.load import Catalog, _is_node, build_config, check_config, node_ids
+from insr_hpc.config.sweep import SweepPoint, apply_point
+from insr_hpc.errors import ConfigError
+
+_FAIL = object()  # "cannot patch this exactly": build the point in full
+
+
+def expand_configs(
+    raw: Mapping[str, Any], points: Sequence[SweepPoint], catalog: Catalog, incremental: bool = True
+) -> list[Any]:
+    """The validated Config of every point, in order. ``incremental=False`` builds each in
+    full (the reference the incremental path must equal)."""
+    exact = not incremental or _has_interpolation(raw)  # "${…}" may tie any key to a swept one
+    reps: dict[tuple, tuple[SweepPoint, Any, set[int]]] = {}
+    converted: dict[tuple, Any] = {}
+    templates: dict[type, Any] = {}
+    configs = []
+    for point in points:
+        cfg = None
+        shape = _shape(point, raw, catalog)
+        if not exact and shape in reps:
+            cfg = _patched(*reps[shape], point, catalog, converted, templates)
+        if cfg is None:
+            cfg = _full(raw, point, catalog)
+            if shape not in reps:
+                reps[shape] = (point, cfg, node_ids(cfg))  # kept alive: the ids stay its objects'
+
+        configs.append(cfg)
+    return configs
+
+
+def _full(raw: Mapping[str, Any], point: SweepPoint, catalog: Catalog) -> Any:
+    try:
+        return build_config(apply_point(raw, point), catalog)
+    except ConfigError as exc:
+        where = f" (sweep point {point.run_id})" if point.overrides else ""
+        message = str(exc)[len(exc.key) + 2 :] if exc.key else str(exc)
+        raise ConfigError(exc.key, f"{message}{where}") from None
+
+
+_SCALARS = frozenset((str, int, float, bool, type(None)))
+
+
+def _canon(value: Any) -> Any:
+    """A hashable stand-in for ``value``: equal exactly when the values are equal and of
+    the same types (1, 1.0 and True are three values here)."""
+    if type(value) in _SCALARS:
+        return (type(value).__name__, value)
+    return json.dumps(value, sort_keys=True, default=repr)
+
+
+def _shape(point: SweepPoint, raw: Mapping[str, Any], catalog: Catalog) -> tuple:
+    """The overrides of ``point`` that select classes or replace whole blocks."""
+    workload = point.overrides.get("workload", raw.get("workload", "pde"))
+    try:
+        tagged = catalog.tagged_sections(workload) if isinstance(workload, str) else {}
+    except ConfigError:  # an unknown workload: the full build says so
+        tagged = {}
+    out = []
+    for key, value in point.overrides.items():
+        top, _, rest = key.partition(".")
+        if isinstance(value, Mapping) or top == "workload" or (top in tagged and rest in ("", tagged[top][0])):
+            out.append((key, _canon(value)))
+    return tuple(out)
+
+
+def _patched(rep_point: SweepPoint, rep_cfg: Any, rep_ids: set[int], point: SweepPoint, catalog: Catalog,
+             converted: dict, templates: dict) -> Any:
+    """``rep_cfg`` with the leaves where ``point`` differs from ``rep_point`` replaced, and
+    checked; None when that would not be exactly the full build of ``point``. Only the
+    sub-configs on the replaced paths are new objects, so only they are checked again
+    (the others passed every check as parts of ``rep_cfg``)."""
+    cfg = rep_cfg
+    for key, value in point.overrides.items():
+        if key in rep_point.overrides and _canon(rep_point.overrides[key]) == _canon(value):
+            continue
+        if isinstance(value, str) and "${" in value:
+            return None
+        cfg = _replace(cfg, key.split("."), value, converted, templates)
+        if cfg is _FAIL:
+            return None
+    try:
+        check_config(cfg, catalog, checked=rep_ids)
+    except ConfigError:
+        return None  # the full build raises it, with its exact wording
+    return cfg
+
+
+def _replace(obj: Any, parts: list[str], value: Any, converted: dict, templates: dict) -> Any:
+    """A copy of dataclass ``obj`` with the field at ``parts`` set to ``value`` (converted
+    for its type); the untouched branches are shared."""
+    if not _is_node(obj) or parts[0] not in _field_names(type(obj)):
+        return _FAIL
+    head, current = parts[0], getattr(obj, parts[0])
+    if len(parts) > 1:
+        new = _replace(current, parts[1:], value, converted, templates)
+    elif _is_node(current) or isinstance(current, Mapping) or isinstance(value, Mapping):
+        return _FAIL  # a mapping merges into what is there: leave it to the full build
+    else:
+        new = _convert(obj, head, value, converted, templates)
+    if new is _FAIL:
+        return _FAIL
+    if hasattr(obj, "__dict__"):  # a shallow copy, as copy.copy, without its machinery
+        out = object.__new__(type(obj))
+        out.__dict__.update(obj.__dict__)
+    else:
+        out = copy.copy(obj)
+    object.__setattr__(out, head, new)
+    return out
+
+
+@functools.cache
+def _field_names(cls: type) -> frozenset[str]:
+    return frozenset(f.name for f in dataclasses.fields(cls))
+
+
+def _convert(owner: Any, name: str, value: Any, converted: dict, templates: dict) -> Any:
+    """``value`` as OmegaConf converts it for field ``name`` of ``owner``'s class."""
+    cls = type(owner)
+    key = (cls, name, _canon(value))
+    if key not in converted:
+        if cls not in templates:
+            templates[cls] = OmegaConf.structured(owner)
+        try:
+            merged = OmegaConf.merge(templates[cls], {name: value})
+            converted[key] = getattr(OmegaConf.to_object(merged), name)
+        except OmegaConfBaseException:
+            converted[key] = _FAIL
+    result = converted[key]
+    return copy.deepcopy(result) if isinstance(result, list) else result
+
+
+def _has_interpolation(tree: Any) -> bool:
+    if isinstance(tree, str):
+        return "${" in tree
+    if isinstance(tree, Mapping):
+        return any(_has_interpolation(v) for v in tree.values())
+    if isinstance(tree, list | tuple):
+        return any(_has_interpolation(v) for v in tree)
+    return False

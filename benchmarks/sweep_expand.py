@@ -138,7 +138,7 @@ def bench_status(n: int, work: str) -> str:
                            [(n, files, f"{best['wall']:.2f}", f"{best['rss_mb']:.0f}")])
     return (
         f"`insr-hpc status DIR` over {n} run directories: copies of one real tiny advection run "
-        "(2 steps; run.json, spec.json, log.txt and its store, TensorBoard logs left out), "
+        "(2 steps; run.json, spec.json and its store of 16 arrays, TensorBoard logs left out), "
         "page cache warm, best of 2, in a fresh interpreter (start and imports included).\n\n"
         f"{table}\n\nLoad average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores "
         "(the machine is shared: figures are upper bounds)."

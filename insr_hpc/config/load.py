@@ -113,7 +113,7 @@ _NODE_TYPES: dict[type, bool] = {}
 _SCALARS = frozenset((str, int, float, bool, type(None)))
 
 
-def _is_node(obj: Any) -> bool:
+def is_node(obj: Any) -> bool:
     """Whether ``obj`` is a dataclass instance (a sub-config); cached per type."""
     kind = type(obj)
     known = _NODE_TYPES.get(kind)
@@ -134,7 +134,7 @@ def _validate_tree(obj: Any, prefix: str, skip: Container[int]) -> None:
             raise ConfigError(key, msg) from None
     for name, _ in _fields(type(obj)):
         value = getattr(obj, name)
-        if _is_node(value) and id(value) not in skip:
+        if is_node(value) and id(value) not in skip:
             _validate_tree(value, f"{prefix}{name}.", skip)
 
 
@@ -149,7 +149,7 @@ def _check_node(obj: Any, key: str, names: Mapping[str, Any], skip: Container[in
         if kind in _SCALARS:
             if kind is float and not math.isfinite(value) and (math.isnan(value) or not meta.get(ALLOW_INF)):
                 raise ConfigError(f"{key}{name}", f"must be a finite number, got {value}")
-        elif _is_node(value):
+        elif is_node(value):
             if id(value) not in skip:
                 _check_node(value, f"{key}{name}.", names, skip)
         else:
@@ -164,7 +164,7 @@ def _check_values(obj: Any, key: str, names: Mapping[str, Any], skip: Container[
     if isinstance(obj, float):
         if math.isnan(obj) or (math.isinf(obj) and not allow_inf):
             raise ConfigError(key, f"must be a finite number, got {obj}")
-    elif _is_node(obj):
+    elif is_node(obj):
         if id(obj) not in skip:
             _check_node(obj, f"{key}.", names, skip)
     elif isinstance(obj, Mapping):
@@ -199,7 +199,7 @@ def node_ids(obj: Any) -> set[int]:
     out = {id(obj)}
     for name, _ in _fields(type(obj)):
         value = getattr(obj, name)
-        if _is_node(value):
+        if is_node(value):
             out |= node_ids(value)
     return out
 
@@ -283,7 +283,7 @@ def config_to_dict(cfg: Any, shared: dict[int, dict] | None = None) -> dict[str,
 def _plain(value: Any, shared: dict[int, dict] | None = None) -> Any:
     if type(value) in _SCALARS:
         return value
-    if _is_node(value):
+    if is_node(value):
         if shared is not None and id(value) in shared:
             return shared[id(value)]
         out = {name: _plain(getattr(value, name), shared) for name, _ in _fields(type(value))}

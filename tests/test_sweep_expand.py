@@ -58,11 +58,12 @@ def test_incremental_expansion_equals_full_build_per_point(tmp_path, monkeypatch
 
 def test_incremental_converts_values_as_omegaconf_does(tmp_path):
     # an int for a float field, a string for a float field, a whole block as a swept value
-    path = _mixed(tmp_path, grid={"time.dt": [1, "0.5"], "optim.lr": ["1e-3", 0.01]},
+    path = _mixed(tmp_path, grid={"time.dt": [1, "0.5"], "optim.lr": ["1e-3", 0.01], "problem.mu": [0.0, -0.0]},
                   zip={"network": [{"model": "siren", "width": 8}, {"model": "siren", "depth": 1}]})
     fast, full = plan_runs(path), plan_runs(path, incremental=False)
     assert _spec_data(fast) == _spec_data(full)
     assert [c.time.dt for c in fast.configs][:2] == [1.0, 1.0] and type(fast.configs[0].time.dt) is float
+    assert {json.dumps(c.problem.mu) for c in fast.configs} == {"0.0", "-0.0"}
 
 
 BAD_POINTS = [

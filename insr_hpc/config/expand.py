@@ -84,11 +84,12 @@ _SCALARS = frozenset((str, int, float, bool, type(None)))
 
 
 def _canon(value: Any) -> Any:
-    """A hashable stand-in for ``value``: equal exactly when the values are equal and of
-    the same types (1, 1.0 and True are three values here)."""
+    """A hashable stand-in for ``value``: equal exactly when the values are the same, of
+    the same types, in the same order (1, 1.0 and True are three values here; so are 0.0
+    and -0.0; a NaN equals a NaN)."""
     if type(value) in _SCALARS:
-        return (type(value).__name__, value)
-    return json.dumps(value, sort_keys=True, default=repr)
+        return (type(value).__name__, repr(value))
+    return json.dumps(value, default=repr)
 
 
 def _shape(point: SweepPoint, raw: Mapping[str, Any], catalog: Catalog) -> tuple:

@@ -208,13 +208,18 @@ def cmd_status(args) -> int:
 
 
 def _add_job_states(states: list[dict]) -> None:
-    """Ask each backend that can (slurm) for its live job state: ``job_state`` in each dict."""
+    """Ask each backend that can (slurm) for its live job state: ``job_state`` in each dict.
+    The launch layer (it imports torch) is imported only when some run has a job on a
+    backend other than local (local's job id is a pid, checked by run_status)."""
+    live_states = [st for st in states if st.get("job_id") and st.get("backend") not in (None, "local")]
+    if not live_states:
+        return
     from insr_hpc.config.schema import LaunchConfig
     from insr_hpc.launch import BACKENDS
 
     groups: dict[str, list[dict]] = {}
-    for st in states:
-        if st.get("job_id") and st.get("backend") in BACKENDS:
+    for st in live_states:
+        if st.get("backend") in BACKENDS:
             groups.setdefault(st["backend"], []).append(st)
     for name, group in groups.items():
         backend = BACKENDS.get(name)(LaunchConfig())
@@ -290,9 +295,22 @@ COMMANDS = {
 }
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Like ``parse_args``, with ``key=value`` overrides accepted anywhere after the
+    command (``submit CFG --dry-run time.dt=0.1``), kept in command-line order."""
+    args, extra = _parser().parse_known_args(argv)
+    if hasattr(args, "overrides"):
+        late = [a for a in extra if not a.startswith("-")]
+        args.overrides = list(args.overrides) + late
+        extra = [a for a in extra if a.startswith("-")]
+    if extra:
+        raise InsrError(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
-        args = _parser().parse_args(argv)
+        args = parse_args(argv)
         return COMMANDS[args.command](args)
     except InsrError as exc:
         print(f"insr-hpc: error: {exc}", file=sys.stderr)

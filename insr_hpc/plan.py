@@ -10,8 +10,9 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from insr_hpc.catalog import build_config
-from insr_hpc.config import apply_point, config_to_dict, load_raw, sweep_points
+from insr_hpc.catalog import CATALOG
+from insr_hpc.config import config_to_dict, load_raw, sweep_points
+from insr_hpc.config.expand import expand_configs
 from insr_hpc.errors import ConfigError, InsrError
 from insr_hpc.run import RunSpec
 
@@ -27,29 +28,50 @@ class Plan:
         return self.configs[0].launch
 
 
-def plan_runs(config_path: str, overrides: Sequence[str] = ()) -> Plan:
+def plan_runs(config_path: str, overrides: Sequence[str] = (), incremental: bool = True) -> Plan:
     raw = load_raw(config_path, overrides)
     points = sweep_points(raw)
-    specs, configs = [], []
-    for point in points:
-        try:
-            cfg = build_config(apply_point(raw, point))
-        except ConfigError as exc:
-            where = f" (sweep point {point.run_id})" if point.overrides else ""
-            raise ConfigError(exc.key, f"{str(exc)[len(exc.key) + 2:]}{where}") from None
-        run_dir = os.path.abspath(os.path.join(cfg.output.root, cfg.name, point.run_id))
-        specs.append(RunSpec(point.run_id, run_dir, config_to_dict(cfg), dict(point.overrides)))
-        configs.append(cfg)
+    configs = expand_configs(raw, points, CATALOG, incremental=incremental)
     from insr_hpc.launch import BACKENDS
 
-    for cfg in configs:
-        BACKENDS.get(cfg.launch.backend)
-    roots = {os.path.abspath(os.path.join(c.output.root, c.name)) for c in configs}
-    if len(roots) != 1:
+    for backend in {c.launch.backend for c in configs}:
+        BACKENDS.get(backend)
+    roots = {(c.output.root, c.name) for c in configs}
+    if len({os.path.abspath(os.path.join(*r)) for r in roots}) != 1:
         raise ConfigError("sweep", "output.root and name may not be swept (all runs share one sweep directory)")
-    sweep_dir = roots.pop()
+    root, name = roots.pop()
+    sweep_dir = os.path.abspath(os.path.join(root, name))
     check_writable(sweep_dir, "output.root")
+    check_name_lengths(sweep_dir, name, [p.run_id for p in points])
+    shared: dict[int, dict] = {}  # points share their unchanged sections: so do their dicts (read-only)
+    specs = [
+        RunSpec(p.run_id, os.path.join(sweep_dir, p.run_id), config_to_dict(cfg, shared), dict(p.overrides))
+        for p, cfg in zip(points, configs, strict=True)
+    ]
     return Plan(specs, configs, sweep_dir)
+
+
+def check_name_lengths(sweep_dir: str, name: str, run_ids: Sequence[str]) -> None:
+    """``name`` and every run id are single directory names: each must fit the file
+    system's limit on a name (PC_NAME_MAX of the nearest existing ancestor)."""
+    limit = _name_max(sweep_dir)
+    if len(os.fsencode(name)) > limit:
+        raise ConfigError("name", f"{len(os.fsencode(name))} bytes long; the file system under "
+                          f"'{os.path.dirname(sweep_dir)}' allows at most {limit} in a directory name")
+    longest = max(run_ids, key=lambda r: len(os.fsencode(r)), default="")
+    if len(os.fsencode(longest)) > limit:
+        raise ConfigError("sweep", f"run id '{longest[:40]}…' is {len(os.fsencode(longest))} bytes long; "
+                          f"the file system allows at most {limit} (use sweep.labels for shorter names)")
+
+
+def _name_max(path: str) -> int:
+    probe = path
+    while not os.path.exists(probe) and os.path.dirname(probe) != probe:
+        probe = os.path.dirname(probe)
+    try:
+        return os.pathconf(probe, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        return 255
 
 
 def check_writable(path: str, key: str) -> None:

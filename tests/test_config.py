@@ -12,6 +12,12 @@ from insr_hpc.config import apply_point, load_raw, sweep_points
 from insr_hpc.errors import ConfigError, InsrError
 from insr_hpc.plan import plan_runs
 
+SMALL_RECON = {
+    "name": "rec", "workload": "recon", "device": "cpu",
+    "data": {"path": "sample:A1B_north_america.nc", "variable": "air_temperature"},
+    "network": {"model": "siren"}, "train": {"epochs": 1},
+}
+
 
 def test_defaults_and_overrides_are_typed(tmp_path):
     path = write_config(tmp_path, SMALL_ADVECTION)
@@ -112,18 +118,46 @@ BAD_INPUTS = [
     ("unknown integrator", ["run", "CFG", "integrator.name=leapfrog"], "integrator.name: unknown integrator"),
     ("unwritable root", ["run", "CFG", "output.root=BLOCK/x"], "output.root: cannot create"),
     ("bad override", ["run", "CFG", "time.dt"], "expected key=value"),
+    # issue 12: validation before anything exists
+    ("empty file", ["submit", "EMPTY", "--dry-run"], "config file 'EMPTY' is empty"),
+    ("nan in the file", ["run", "NAN"], "problem.speed: must be a finite number, got nan"),
+    ("inf in the file", ["submit", "INF", "--dry-run"], "problem.sigma: must be a finite number, got inf"),
+    ("nan in an override", ["run", "CFG", "problem.speed=nan"], "problem.speed: must be a finite number, got nan"),
+    ("-inf in an override", ["submit", "CFG", "time.dt=-inf"], "time.dt: must be a finite number, got -inf"),
+    ("nan in a sweep", ["submit", "CFG", "sweep.grid.optim.lr=[0.1,nan]", "--dry-run"],
+     "optim.lr: must be a finite number, got nan (sweep point r001-lr=nan)"),
+    ("unknown name in a map", ["submit", "RECON", "train.lr_by_model.sirne=1e-3", "--dry-run"],
+     "train.lr_by_model.sirne: unknown model 'sirne' (known: "),
+    ("missing data variable", ["submit", "RECON", "--dry-run", "data.variable=air_temperatur"],
+     "data.variable: 'air_temperatur': not in 'sample:A1B_north_america.nc' (variables: air_temperature,"),
+    ("name dot", ["run", "CFG", "name=."], "name: '.' is not a directory of its own"),
+    ("name dotdot", ["submit", "CFG", "name=.."], "name: '..' is not a directory of its own"),
+    ("name with separator", ["run", "CFG", "name=a/b"], "name: must be one directory name, without '/'"),
+    ("name too long", ["submit", "CFG", "name=" + "n" * 300], "name: 300 bytes long; the file system under"),
+    ("override after a flag", ["submit", "CFG", "--dry-run", "time.dt=0"], "time.dt: must be > 0"),
+    ("override after --index", ["run", "CFG", "--index", "0", "network.width=0"], "network.width: must be >= 1"),
 ]
 
 
 @pytest.mark.parametrize("label, args, fragment", BAD_INPUTS, ids=[b[0] for b in BAD_INPUTS])
 def test_cli_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, label, args, fragment):
+    before_parent = sorted(os.listdir(tmp_path.parent))
     out = tmp_path / "out"
     cfg = write_config(tmp_path, dict(SMALL_ADVECTION, output={"root": str(out)}))
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\ntime: {dt: 0.1\n  steps: 3\n")
     block = tmp_path / "block"
     block.write_text("")
-    args = [a.replace("CFG", cfg).replace("BAD", str(bad)).replace("BLOCK", str(block)) for a in args]
+    files = {
+        "CFG": cfg, "BAD": str(bad), "BLOCK": str(block),
+        "EMPTY": _text(tmp_path / "empty.yaml", "# nothing but a comment\n"),
+        "NAN": write_config(tmp_path, dict(SMALL_ADVECTION, output={"root": str(out)},
+                                           problem={"case": "advection", "speed": float("nan")}), "nan.yaml"),
+        "INF": _text(tmp_path / "inf.yaml", (open(cfg).read() + "\n").replace("problem:\n", "problem:\n  sigma: .inf\n")),
+        "RECON": write_config(tmp_path, dict(SMALL_RECON, output={"root": str(out)}), "recon.yaml"),
+    }
+    args = [_fill(a, files) for a in args]
+    fragment = _fill(fragment, files)
     before = sorted(os.listdir(tmp_path))
     res = cli(*args, cwd=str(tmp_path))
     assert res.returncode == 2, res.stderr
@@ -131,3 +165,15 @@ def test_cli_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, label, ar
     assert len(lines) == 1 and lines[0].startswith("insr-hpc: error: "), res.stderr
     assert fragment in lines[0]
     assert sorted(os.listdir(tmp_path)) == before and not out.exists()
+    assert sorted(os.listdir(tmp_path.parent)) == before_parent  # name=.. would land here
+
+
+def _text(path, text: str) -> str:
+    path.write_text(text)
+    return str(path)
+
+
+def _fill(arg: str, files: dict[str, str]) -> str:
+    for key, path in files.items():
+        arg = arg.replace(key, path)
+    return arg

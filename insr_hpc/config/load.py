@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import os
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from typing import Any, Protocol
 
 import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from insr_hpc.config.schema import Config
+from insr_hpc.config.schema import ALLOW_INF, KEYS_OF, Config
 from insr_hpc.errors import ConfigError, InsrError, did_you_mean
 
 
@@ -47,8 +48,8 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
         raise InsrError(f"config file '{path}': YAML syntax error{where}: {problem}") from None
     except OSError as exc:
         raise InsrError(f"config file '{path}': cannot read ({exc.strerror})") from None
-    if data is None:
-        data = {}
+    if data is None or data == {}:  # an empty file (or only comments) would silently run the defaults
+        raise InsrError(f"config file '{path}' is empty: expected a mapping of sections (name, problem, …)")
     if not isinstance(data, dict):
         raise InsrError(f"config file '{path}': expected a mapping of sections at top level")
     return data
@@ -102,9 +103,27 @@ def _nested_dataclasses(cls: type) -> dict[str, type]:
     return {name: hint for name, hint in hints.items() if dataclasses.is_dataclass(hint)}
 
 
-def _validate_tree(obj: Any, prefix: str) -> None:
-    if not dataclasses.is_dataclass(obj):
-        return
+@functools.cache
+def _fields(cls: type) -> tuple[tuple[str, Mapping[str, Any]], ...]:
+    """(name, metadata) of every field of dataclass ``cls`` (dataclasses.fields, cached)."""
+    return tuple((f.name, f.metadata) for f in dataclasses.fields(cls))
+
+
+_NODE_TYPES: dict[type, bool] = {}
+_SCALARS = frozenset((str, int, float, bool, type(None)))
+
+
+def is_node(obj: Any) -> bool:
+    """Whether ``obj`` is a dataclass instance (a sub-config); cached per type."""
+    kind = type(obj)
+    known = _NODE_TYPES.get(kind)
+    if known is None:
+        known = _NODE_TYPES[kind] = hasattr(kind, "__dataclass_fields__") and not isinstance(obj, type)
+    return known
+
+
+def _validate_tree(obj: Any, prefix: str, skip: Container[int]) -> None:
+    """``validate()`` of ``obj`` and of every sub-config under it whose id is not in ``skip``."""
     validate = getattr(obj, "validate", None)
     if validate is not None:
         try:
@@ -113,12 +132,88 @@ def _validate_tree(obj: Any, prefix: str) -> None:
             key = f"{prefix}{exc.key}" if exc.key else prefix.rstrip(".")
             msg = str(exc)[len(exc.key) + 2 :] if exc.key else str(exc)
             raise ConfigError(key, msg) from None
-    for f in dataclasses.fields(obj):
-        _validate_tree(getattr(obj, f.name), f"{prefix}{f.name}.")
+    for name, _ in _fields(type(obj)):
+        value = getattr(obj, name)
+        if is_node(value) and id(value) not in skip:
+            _validate_tree(value, f"{prefix}{name}.", skip)
+
+
+def _check_node(obj: Any, key: str, names: Mapping[str, Any], skip: Container[int]) -> None:
+    """Generic checks of every value of a typed config: numbers are finite (a field whose
+    metadata has ``allow_inf`` may be ±inf, never NaN) and the keys of a map whose field
+    metadata names a tagged section (``keys_of="network"``) are names of its registry.
+    Sub-configs whose id is in ``skip`` are not visited."""
+    for name, meta in _fields(type(obj)):
+        value = getattr(obj, name)
+        kind = type(value)
+        if kind in _SCALARS:
+            if kind is float and not math.isfinite(value) and (math.isnan(value) or not meta.get(ALLOW_INF)):
+                raise ConfigError(f"{key}{name}", f"must be a finite number, got {value}")
+        elif is_node(value):
+            if id(value) not in skip:
+                _check_node(value, f"{key}{name}.", names, skip)
+        else:
+            section = meta.get(KEYS_OF)
+            if section is not None and isinstance(value, Mapping):
+                _check_names(value, f"{key}{name}", names[section][1])
+            _check_values(value, f"{key}{name}", names, skip, bool(meta.get(ALLOW_INF)))
+
+
+def _check_values(obj: Any, key: str, names: Mapping[str, Any], skip: Container[int], allow_inf: bool) -> None:
+    """:func:`_check_node` for a value inside a map or list."""
+    if isinstance(obj, float):
+        if math.isnan(obj) or (math.isinf(obj) and not allow_inf):
+            raise ConfigError(key, f"must be a finite number, got {obj}")
+    elif is_node(obj):
+        if id(obj) not in skip:
+            _check_node(obj, f"{key}.", names, skip)
+    elif isinstance(obj, Mapping):
+        for k, v in obj.items():
+            _check_values(v, f"{key}.{k}", names, skip, allow_inf)
+    elif isinstance(obj, list | tuple):
+        for i, v in enumerate(obj):
+            _check_values(v, f"{key}[{i}]", names, skip, allow_inf)
+
+
+def _check_names(mapping: Mapping, key: str, registry: Any) -> None:
+    for name in mapping:
+        if name not in registry:
+            try:
+                registry.get(name)
+            except ConfigError as exc:  # its message lists the known names and the closest
+                raise ConfigError(f"{key}.{name}", str(exc)[len(exc.key) + 2 :]) from None
+
+
+def check_config(obj: Any, catalog: Catalog, checked: Container[int] = ()) -> None:
+    """Every check of a typed config beyond its types: each dataclass's ``validate()``,
+    finite numbers, registry names used as map keys. Shared by :func:`build_config` and
+    the incremental sweep expansion, so that both refuse exactly the same configs.
+    ``checked``: ids of sub-configs (dataclass objects) that passed already, skipped."""
+    names = catalog.tagged_sections(obj.workload)
+    _check_node(obj, "", names, checked)  # first: validate() would misread a NaN
+    _validate_tree(obj, "", checked)
+
+
+def node_ids(obj: Any) -> set[int]:
+    """Ids of ``obj`` and every dataclass object under it (for ``check_config(checked=…)``)."""
+    out = {id(obj)}
+    for name, _ in _fields(type(obj)):
+        value = getattr(obj, name)
+        if is_node(value):
+            out |= node_ids(value)
+    return out
 
 
 def build_config(data: Mapping[str, Any], catalog: Catalog) -> Any:
     """Validate a plain nested dict into a typed Config object."""
+    obj = typed_config(data, catalog)
+    check_config(obj, catalog)
+    return obj
+
+
+def typed_config(data: Mapping[str, Any], catalog: Catalog) -> Any:
+    """A plain nested dict as a typed Config object: keys and types checked, values
+    converted (OmegaConf), not yet validated (see :func:`check_config`)."""
     data = dict(data)
     workload = data.get("workload", "pde")
     if not isinstance(workload, str):
@@ -151,7 +246,6 @@ def build_config(data: Mapping[str, Any], catalog: Catalog) -> Any:
         key = getattr(exc, "full_key", None) or ""
         first = str(exc).splitlines()[0]
         raise ConfigError(str(key), _explain_type_error(first)) from None
-    _validate_tree(obj, "")
     return obj
 
 
@@ -175,9 +269,32 @@ def load_raw(path: str | os.PathLike, overrides: Sequence[str] = ()) -> dict[str
     return merge_dicts(read_yaml(path), parse_overrides(overrides))
 
 
-def config_to_dict(cfg: Any) -> dict[str, Any]:
-    """A validated Config back to plain data (YAML/JSON-safe)."""
-    return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)
+def config_to_dict(cfg: Any, shared: dict[int, dict] | None = None) -> dict[str, Any]:
+    """A validated Config back to plain data (YAML/JSON-safe): what
+    ``OmegaConf.to_container(OmegaConf.structured(cfg))`` gives, without its cost.
+
+    ``shared``: one dict over many configs that share sub-config objects (an expanded
+    sweep): each sub-config is converted once and its dict is shared by every result that
+    holds it, so treat the results as read-only. The configs must stay alive meanwhile
+    (the dict is keyed by object id)."""
+    return _plain(cfg, shared)
+
+
+def _plain(value: Any, shared: dict[int, dict] | None = None) -> Any:
+    if type(value) in _SCALARS:
+        return value
+    if is_node(value):
+        if shared is not None and id(value) in shared:
+            return shared[id(value)]
+        out = {name: _plain(getattr(value, name), shared) for name, _ in _fields(type(value))}
+        if shared is not None:
+            shared[id(value)] = out
+        return out
+    if isinstance(value, Mapping):
+        return {k: _plain(v, shared) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v, shared) for v in value]
+    return value
 
 
 def config_to_yaml(cfg: Any) -> str:
@@ -188,6 +305,7 @@ __all__ = [
     "Catalog",
     "Config",
     "build_config",
+    "check_config",
     "config_to_dict",
     "config_to_yaml",
     "load_config",
@@ -195,4 +313,5 @@ __all__ = [
     "merge_dicts",
     "parse_overrides",
     "read_yaml",
+    "typed_config",
 ]

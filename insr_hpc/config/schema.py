@@ -9,10 +9,19 @@ which raises :class:`~insr_hpc.errors.ConfigError` naming the field.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
 from insr_hpc.errors import ConfigError
+
+
+# Field metadata understood by the loader (insr_hpc.config.load.check_config):
+ALLOW_INF = "allow_inf"  # this float may be ±inf (NaN never is; every other number must be finite)
+KEYS_OF = "keys_of"  # this map's keys are names of the registry of that tagged section, e.g. "network"
+
+# Names that would not be one plain directory under output.root.
+_NOT_A_NAME = (".", "..")
 
 
 def require(cond: bool, key: str, message: str) -> None:
@@ -151,6 +160,17 @@ class SweepConfig:
     labels: dict[str, Any] = field(default_factory=dict)  # key → a run-id name per value
 
 
+def check_name(name: str) -> None:
+    """``name`` must be one plain directory name (the sweep directory under output.root);
+    its length against the file system's limit is checked where the root is known."""
+    require(bool(name), "name", "must be a non-empty directory name")
+    require(name not in _NOT_A_NAME, "name", f"'{name}' is not a directory of its own (the sweep directory must lie "
+            "inside output.root)")
+    seps = sorted({"/", "\\", os.sep, os.altsep or "/"} & set(name))
+    require(not seps, "name", f"must be one directory name, without {' or '.join(repr(c) for c in seps)}, got {name!r}")
+    require("\0" not in name, "name", f"must not contain a NUL character, got {name!r}")
+
+
 @dataclass
 class RunIdentity:
     """The top-level keys every workload's config shares (subclasses add sections)."""
@@ -161,7 +181,7 @@ class RunIdentity:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
 
     def validate(self) -> None:
-        require(bool(self.name) and "/" not in self.name, "name", "must be a non-empty name without '/'")
+        check_name(self.name)
         dev = self.device
         ok = dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())
         require(ok, "device", f"expected auto, cpu, cuda or cuda:N, got '{dev}'")

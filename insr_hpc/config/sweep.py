@@ -9,13 +9,13 @@ mapping) is otherwise named by its tag (``model``, ``case`` or ``name``).
 
 from __future__ import annotations
 
+import copy
+import functools
 import itertools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-
-from omegaconf import OmegaConf
 
 from insr_hpc.config.load import merge_dicts
 from insr_hpc.errors import ConfigError
@@ -27,7 +27,7 @@ class SweepPoint:
     overrides: dict[str, Any]  # dotted key → value
     labels: dict[str, str] | None = None  # dotted key → this value's name in the run id
 
-    @property
+    @functools.cached_property  # a frozen dataclass: computed once
     def run_id(self) -> str:
         if not self.overrides:
             return f"r{self.index:03d}"
@@ -106,15 +106,28 @@ def sweep_points(raw: Mapping[str, Any]) -> list[SweepPoint]:
 
 
 def apply_point(raw: Mapping[str, Any], point: SweepPoint) -> dict[str, Any]:
-    """The raw config of one sweep point: overrides applied, ``sweep`` removed."""
+    """The raw config of one sweep point: overrides applied, ``sweep`` removed.
+
+    Each dotted key is set in turn, as ``OmegaConf.from_dotlist`` would (a mapping set
+    onto a mapping merges into it), then the result is merged into the base config."""
     base = {k: v for k, v in raw.items() if k != "sweep"}
-    dotted = OmegaConf.to_container(
-        OmegaConf.from_dotlist([f"{k}={_yaml_value(v)}" for k, v in point.overrides.items()])
-    )
+    dotted: dict[str, Any] = {}
+    for key, value in point.overrides.items():
+        set_dotted(dotted, key, value)
     return merge_dicts(base, dotted)
 
 
-def _yaml_value(value: Any) -> str:
-    import json
-
-    return json.dumps(value)
+def set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
+    """``tree[a][b][c] = value`` for ``key = "a.b.c"``, creating the mappings between."""
+    *parents, leaf = key.split(".")
+    node = tree
+    for part in parents:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = node[part] = {}
+        node = child
+    value = copy.deepcopy(value) if isinstance(value, Mapping | list) else value
+    if isinstance(value, Mapping) and isinstance(node.get(leaf), Mapping):
+        node[leaf] = merge_dicts(node[leaf], value)
+    else:
+        node[leaf] = value

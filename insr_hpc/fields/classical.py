@@ -16,11 +16,11 @@ Distances are chords on the unit sphere, so longitude wraps around.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from insr_hpc.config.schema import require
+from insr_hpc.config.schema import ALLOW_INF, require
 from insr_hpc.fields.registry import MODELS
 
 
@@ -95,7 +95,7 @@ class Kriging:
     @dataclass
     class Params:
         model: str = "kriging"
-        nu: float = 1.5  # Matérn smoothness: 0.5, 1.5, 2.5 (inf: squared exponential)
+        nu: float = field(default=1.5, metadata={ALLOW_INF: True})  # Matérn smoothness: 0.5, 1.5, 2.5 (inf: squared exponential)
         length_scale: float = 0.1  # initial range, chord units of the unit sphere (0.1 ≈ 5.7°)
         nugget: float = 1e-3  # initial white-noise variance (standardised units)
         fit_every: int = 1  # time steps between hyperparameter fits (others reuse the last fit)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from insr_hpc.config.schema import LaunchConfig, RunIdentity, SweepConfig, require
+from insr_hpc.config.schema import KEYS_OF, LaunchConfig, RunIdentity, SweepConfig, require
 from insr_hpc.errors import ConfigError
 
 TASKS = ("task1", "task2", "task3", "task4")
@@ -70,7 +70,7 @@ class TrainConfig:
     batch_steps: int = 16  # time steps per optimiser step (all their observed points)
     lr: float = 5e-3
     # network.model → lr, overriding ``lr`` (SIREN at 5e-3 collapses to a constant field)
-    lr_by_model: dict[str, float] = field(default_factory=lambda: {"siren": 1e-4})
+    lr_by_model: dict[str, float] = field(default_factory=lambda: {"siren": 1e-4}, metadata={KEYS_OF: "network"})
     weight_decay: float = 1e-5
     lr_decay: float = 0.99  # multiplied into the lr after every epoch
     loss_reduction: str = "sum"  # L1 over the batch's points: sum (the authors') | mean

@@ -112,8 +112,7 @@ def _axis_of(name: str, attrs: dict[str, Any]) -> str | None:
 def _field_array(ds, path: str, variable: str):
     """The variable as a (time, lat, lon) DataArray, lazily, and its source dims by role."""
     if variable not in ds.data_vars:
-        known = ", ".join(sorted(str(v) for v in ds.data_vars))
-        raise InsrError(f"data.variable '{variable}': not in '{path}' (variables: {known})")
+        raise InsrError(_not_in_file(path, variable, ds.data_vars))
     da = ds[variable]
     roles: dict[str, str] = {}
     for dim in da.dims:
@@ -137,19 +136,37 @@ def _field_array(ds, path: str, variable: str):
     return da.transpose(roles["time"], roles["lat"], roles["lon"]), roles
 
 
-_CHECKED: dict[tuple, None] = {}
+_CHECKED: dict[tuple, dict[str, str | None]] = {}
 
 
 def check_field(path: str, variable: str) -> None:
     """Fail (one line) unless ``path`` holds ``variable`` with lat/lon dimensions; reads
-    metadata only. Results are cached per file modification time (a sweep checks once)."""
+    metadata only. Each file is opened once per modification time, and every variable of
+    it checked then: a sweep (over variables too) opens it once."""
     real = check_path(path)
-    key = (real, variable, os.path.getmtime(real))
-    if key in _CHECKED:
-        return
-    with _open(path) as ds:
-        _field_array(ds, path, variable)
-    _CHECKED[key] = None
+    key = (path, real, os.path.getmtime(real))
+    if key not in _CHECKED:
+        with _open(path) as ds:
+            outcome: dict[str, str | None] = {}
+            for name in map(str, ds.data_vars):
+                try:
+                    _field_array(ds, path, name)
+                    outcome[name] = None
+                except InsrError as exc:
+                    outcome[name] = str(exc)
+        _CHECKED[key] = outcome
+    outcome = _CHECKED[key]
+    if variable not in outcome:
+        raise InsrError(_not_in_file(path, variable, outcome))
+    if outcome[variable] is not None:
+        raise InsrError(outcome[variable])
+
+
+def _not_in_file(path: str, variable: str, known) -> str:
+    from insr_hpc.errors import did_you_mean
+
+    names = sorted(map(str, known))
+    return f"data.variable '{variable}': not in '{path}' (variables: {', '.join(names)}){did_you_mean(variable, names)}"
 
 
 def load_field(path: str, variable: str) -> Field:

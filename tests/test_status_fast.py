@@ -12,6 +12,7 @@ import pytest
 import zarr
 from _small import REPO
 
+from insr_hpc import store_small
 from insr_hpc.analysis import status
 from insr_hpc.store import StepStore, VarSpec
 
@@ -52,7 +53,7 @@ def _with_zarr(run_dir: str) -> dict:
     return out
 
 
-@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("version", [1, 2, 3])
 @pytest.mark.parametrize("committed", [0, 1, 3, STEPS])
 def test_status_figures_equal_zarrs(tmp_path, version, committed):
     run_dir = _store(str(tmp_path / "r"), version, committed)
@@ -62,7 +63,7 @@ def test_status_figures_equal_zarrs(tmp_path, version, committed):
     assert got["steps_done"] == committed
     for name in ("committed", "loss", "rel_l2", "iterations", "field", "step"):  # every array, bit for bit
         path = os.path.join(run_dir, "store.zarr", name)
-        ours, theirs = status._read_small(path), np.asarray(zarr.open_array(path, mode="r")[:])
+        ours, theirs = store_small.read_small(path), np.asarray(zarr.open_array(path, mode="r")[:])
         assert ours.dtype == theirs.dtype and ours.shape == theirs.shape, name
         np.testing.assert_array_equal(ours, theirs)
 
@@ -70,12 +71,20 @@ def test_status_figures_equal_zarrs(tmp_path, version, committed):
 def test_plain_layout_only_for_one_plain_chunk(tmp_path):
     run_dir = _store(str(tmp_path / "r"), 2, 1)
     meta = lambda name: open(os.path.join(run_dir, "store.zarr", name, "zarr.json"), "rb").read()  # noqa: E731
-    assert status._plain_layout(meta("loss")) is not None  # format 2: one chunk
+    assert store_small._plain_layout(meta("loss")) is not None  # format 2: one chunk
     v1 = _store(str(tmp_path / "v1"), 1, 1)
-    assert status._plain_layout(open(os.path.join(v1, "store.zarr", "loss", "zarr.json"), "rb").read()) is None
+    assert store_small._plain_layout(open(os.path.join(v1, "store.zarr", "loss", "zarr.json"), "rb").read()) is None
     big = json.loads(meta("loss"))
-    big["codecs"].append({"name": "crc32c"})  # a codec it does not decode itself: zarr reads it
-    assert status._plain_layout(json.dumps(big).encode()) is None
+    big["codecs"].append({"name": "gzip", "configuration": {"level": 1}})  # a codec it does not decode itself: zarr reads it
+    assert store_small._plain_layout(json.dumps(big).encode()) is None
+    v3 = _store(str(tmp_path / "v3"), 3, 2)  # format 3: bytes, zstd, crc32c; a flipped bit is caught
+    chunk = os.path.join(v3, "store.zarr", "loss", "c", "0", "0")
+    assert store_small._plain_layout(open(os.path.join(v3, "store.zarr", "loss", "zarr.json"), "rb").read())[3] == (True, True)
+    data = bytearray(open(chunk, "rb").read())
+    data[5] ^= 1
+    open(chunk, "wb").write(bytes(data))
+    with pytest.raises(ValueError, match="fails its crc32c checksum"):
+        store_small.read_small(os.path.join(v3, "store.zarr", "loss"))
 
 
 def test_status_command_imports_no_torch(tmp_path):

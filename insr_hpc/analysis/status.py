@@ -1,11 +1,9 @@
 """``insr-hpc status DIR``: every run under DIR, its state and progress.
 
 Reads only ``run.json`` and three small per-step arrays of the store (``committed``,
-``loss``, the error series), never the store's group metadata or its large arrays, and
-imports neither torch nor the workloads: 2 000 runs take a second or two
-(benchmarks/sweep_expand.py). A small array stored as one plain chunk (bytes, then
-zstd: every per-step series of a format-2 store) is decoded directly; any other
-layout is read through zarr.
+``loss``, the error series) through :mod:`insr_hpc.store_small`, never the store's group
+metadata or its large arrays, and imports neither torch nor the workloads: 2 000 runs
+take a second or two (benchmarks/sweep_expand.py).
 """
 
 from __future__ import annotations
@@ -17,6 +15,8 @@ import socket
 from typing import Any
 
 import numpy as np
+
+from insr_hpc.store_small import read_small
 
 
 def find_runs(root: str) -> list[str]:
@@ -50,65 +50,6 @@ def _read_state(run_dir: str) -> dict[str, Any]:
         return {"state": "pending"}
 
 
-_METADATA: dict[bytes, Any] = {}  # zarr.json bytes → layout (or None): the runs of a sweep share them
-
-
-def _codecs_plain(codecs: list) -> bool | None:
-    """True for [bytes, zstd], False for [bytes] (little-endian or single-byte), else None."""
-    names = [c.get("name") for c in codecs]
-    if names not in (["bytes"], ["bytes", "zstd"]):
-        return None
-    if (codecs[0].get("configuration") or {}).get("endian", "little") != "little":
-        return None
-    return len(names) == 2
-
-
-def _plain_layout(raw: bytes) -> tuple[np.dtype, tuple[int, ...], Any, bool] | None:
-    """(dtype, shape, fill value, zstd?) of a zarr 3 array stored as one chunk encoded by
-    ``bytes`` (little-endian) and optionally ``zstd``; None for any other layout."""
-    if raw not in _METADATA:
-        layout = None
-        try:
-            meta = json.loads(raw)
-            shape = tuple(meta["shape"])
-            zstd = _codecs_plain(meta["codecs"])
-            plain = (meta.get("zarr_format") == 3 and meta["chunk_grid"]["name"] == "regular"
-                     and tuple(meta["chunk_grid"]["configuration"]["chunk_shape"]) == shape
-                     and meta["chunk_key_encoding"] == {"name": "default", "configuration": {"separator": "/"}}
-                     and zstd is not None and not meta.get("storage_transformers")
-                     and isinstance(meta["data_type"], str) and isinstance(meta["fill_value"], int | float | str))
-            if plain:
-                fill = meta["fill_value"]
-                layout = (np.dtype(meta["data_type"]).newbyteorder("<"), shape,
-                          float(fill) if isinstance(fill, str) else fill, zstd)  # "NaN", "Infinity"
-        except (ValueError, KeyError, TypeError, AttributeError):
-            layout = None
-        _METADATA[raw] = layout
-    return _METADATA[raw]
-
-
-def _read_small(path: str) -> np.ndarray:
-    """The whole array at ``path`` (a zarr 3 array directory)."""
-    with open(os.path.join(path, "zarr.json"), "rb") as fh:
-        layout = _plain_layout(fh.read())
-    if layout is None:
-        import zarr
-
-        return np.asarray(zarr.open_array(path, mode="r")[:])
-    dtype, shape, fill, zstd = layout
-    chunk = os.path.join(path, "c", *(["0"] * len(shape)))
-    try:
-        with open(chunk, "rb") as fh:
-            data = fh.read()
-    except FileNotFoundError:  # never written: the fill value
-        return np.full(shape, fill, dtype=dtype)
-    if zstd:
-        import numcodecs
-
-        data = numcodecs.Zstd().decode(data)
-    return np.frombuffer(data, dtype=dtype).reshape(shape)
-
-
 def run_status(run_dir: str) -> dict[str, Any]:
     state = _read_state(run_dir)
     state.setdefault("run_id", os.path.basename(run_dir))
@@ -117,15 +58,15 @@ def run_status(run_dir: str) -> dict[str, Any]:
     path = os.path.join(run_dir, "store.zarr")
     if os.path.exists(os.path.join(path, "zarr.json")):
         try:
-            done = _read_small(os.path.join(path, "committed")).astype(bool)
+            done = read_small(os.path.join(path, "committed")).astype(bool)
             n = int(np.argmin(done)) if not done.all() else len(done)
             state["steps_done"], state["steps_total"] = n, len(done)
             if n:
-                loss = np.asarray(_read_small(os.path.join(path, "loss"))[n - 1], dtype=float)
+                loss = np.asarray(read_small(os.path.join(path, "loss"))[n - 1], dtype=float)
                 state["last_loss"] = float(np.nanmax(loss)) if np.isfinite(loss).any() else None
                 for name in ("rel_l2", "mse", "error"):
                     if os.path.isdir(os.path.join(path, name)):  # the last evaluated value (recon: every few epochs)
-                        seen = np.asarray(_read_small(os.path.join(path, name))[:n], dtype=float).reshape(n, -1)[:, 0]
+                        seen = np.asarray(read_small(os.path.join(path, name))[:n], dtype=float).reshape(n, -1)[:, 0]
                         finite = np.flatnonzero(np.isfinite(seen))
                         if finite.size:
                             state["last_error"] = (name, float(seen[finite[-1]]))

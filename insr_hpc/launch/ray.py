@@ -29,7 +29,8 @@ import json
 import os
 import shlex
 import socket
-import threading
+import subprocess
+import sys
 import time
 import uuid
 from dataclasses import asdict
@@ -43,6 +44,7 @@ from insr_hpc.run import RunSpec, read_state, update_state
 POLL_S = 0.5
 CANCEL_WAIT_S = 15.0
 PROBE_TIMEOUT_S = 3.0
+LOOKUP_TIMEOUT_S = 10.0
 LIVE = ("pending", "running")
 
 
@@ -85,28 +87,27 @@ def dashboard_url(address: str) -> str | None:
         return address.rstrip("/")
     if scheme == "ray":
         return None  # the Ray Client port: the job server needs the GCS or dashboard address
-    from ray._private import ray_constants
-    from ray._raylet import GcsClient
+    # Asked in a child process: GcsClient retries a port that is no GCS for ~40 s and
+    # logs from C++ threads; the child is bounded and its output discarded.
+    try:
+        out = subprocess.run([sys.executable, "-c", _DASHBOARD_LOOKUP, f"{host}:{port}"], capture_output=True,
+                             text=True, timeout=LOOKUP_TIMEOUT_S, env=dict(os.environ, RAY_USAGE_STATS_ENABLED="0"))
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    value = out.stdout.strip().splitlines()[-1] if out.returncode == 0 and out.stdout.strip() else ""
+    return f"http://{value}" if value else None
 
-    from insr_hpc.launch.ray_cluster import use_ray_token
 
-    use_ray_token()
-    found: list[bytes | None] = []
-
-    def lookup() -> None:
-        try:
-            found.append(GcsClient(address=f"{host}:{port}").internal_kv_get(
-                ray_constants.DASHBOARD_ADDRESS.encode(), ray_constants.KV_NAMESPACE_DASHBOARD, timeout=PROBE_TIMEOUT_S
-            ))
-        except Exception:  # not a GCS, or no answer in time
-            found.append(None)
-
-    # GcsClient retries a port that is not a GCS for ~40 s; a daemon thread bounds the wait.
-    worker = threading.Thread(target=lookup, daemon=True)
-    worker.start()
-    worker.join(PROBE_TIMEOUT_S)
-    value = found[0] if found else None
-    return f"http://{value.decode()}" if value else None
+_DASHBOARD_LOOKUP = """
+import sys
+from ray._private import ray_constants
+from ray._raylet import GcsClient
+from insr_hpc.launch.ray_cluster import use_ray_token
+use_ray_token()
+value = GcsClient(address=sys.argv[1]).internal_kv_get(
+    ray_constants.DASHBOARD_ADDRESS.encode(), ray_constants.KV_NAMESPACE_DASHBOARD, timeout=5)
+print(value.decode() if value else "", flush=True)
+"""
 
 
 def _execute_spec(spec_data: dict[str, Any], threads: int) -> str:

@@ -121,8 +121,10 @@ def test_ray_not_installed_is_refused(tmp_path):
 def test_gang_that_cannot_fit_is_refused(head, tmp_path):
     overrides = tiny(str(tmp_path), "launch.ddp.nproc_per_node=3", "launch.ray.num_cpus=1",
                      f"launch.ray.address={head.address}")
-    with pytest.raises(InsrError, match=r"launch.ddp: 3 ranks × 1 CPU do not fit on one node .*at most 2 CPU"):
-        main(["submit", CONFIG, *overrides, "--backend", "ray"])
+    assert main(["submit", CONFIG, *overrides, "--backend", "ray"]) == 1
+    state = read_state(os.path.join(tmp_path, "advection", "r000"))
+    assert state["state"] == "failed"
+    assert state["reason"].startswith("launch.ddp: 3 ranks × 1 CPU do not fit on one node of the Ray cluster (at most 2 CPU)")
 
 
 # -- data-parallel runs as a gang ------------------------------------------------------------

@@ -264,6 +264,9 @@ class RayBackend(Backend):
         if ray.is_initialized():
             return ray, False
         if rc.address:
+            from insr_hpc.launch.ray_cluster import use_ray_token
+
+            use_ray_token()  # Ray does not send this machine's token to an explicit address by itself
             try:
                 ray.init(address=rc.address, log_to_driver=False, configure_logging=False)
             except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -331,7 +334,13 @@ class RayBackend(Backend):
 
         ``ray_job``: the Ray job this driver is (a detached sweep); run.json keeps it as
         ``job_id``, the task id goes to ``ray_task``."""
-        launch = self._task(ray)
+        try:
+            launch = self._task(ray)
+        except InsrError as exc:  # a gang this cluster cannot hold: each run says why
+            for spec in specs:
+                spec.save()
+                update_state(spec.run_dir, run_id=spec.run_id, backend="ray", state="failed", reason=str(exc))
+            return {spec.run_id: "failed" for spec in specs}
         refs: dict[Any, RunSpec] = {}
         results: dict[str, str] = {}
         for spec in specs:

@@ -102,8 +102,12 @@ _DASHBOARD_LOOKUP = """
 import sys
 from ray._private import ray_constants
 from ray._raylet import GcsClient
-from insr_hpc.launch.ray_cluster import use_ray_token
-use_ray_token()
+try:  # as ray_cluster.use_ray_token, without importing insr_hpc (and torch)
+    from ray._private.authentication.authentication_token_setup import (
+        maybe_enable_token_auth_if_token_available as token)
+    token(warn_if_disabled=False)
+except ImportError:
+    pass
 value = GcsClient(address=sys.argv[1]).internal_kv_get(
     ray_constants.DASHBOARD_ADDRESS.encode(), ray_constants.KV_NAMESPACE_DASHBOARD, timeout=5)
 print(value.decode() if value else "", flush=True)

@@ -52,6 +52,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.fixture(scope="module")
+def single(tmp_path_factory) -> np.ndarray:
+    """Weights of the reference run in this process (seed 0, 128 samples, 1 thread)."""
+    root = str(tmp_path_factory.mktemp("single"))
+    assert main(["run", CONFIG, *tiny(root, "sampling.interior=128", "seed=0")]) == 0
+    return _weights(os.path.join(root, "advection", "r000"))
+
+
 def _weights(run_dir: str) -> np.ndarray:
     return xr.open_zarr(os.path.join(run_dir, "store.zarr"))["weights"].values
 
@@ -136,20 +144,16 @@ def test_gang_that_cannot_fit_is_refused(head, tmp_path):
 # -- data-parallel runs as a gang ------------------------------------------------------------
 
 
-def test_ddp_two_ranks_on_ray_match_one_process(head, tmp_path):
-    one = str(tmp_path / "one")
-    assert main(["run", CONFIG, *tiny(one, "sampling.interior=128")]) == 0
-    two = str(tmp_path / "two")
-    overrides = tiny(two, "sampling.interior=128", "launch.ddp.nproc_per_node=2", "launch.ray.num_cpus=1",
-                     f"launch.ray.address={head.address}")
+def test_ddp_two_ranks_on_ray_match_one_process(head, single, tmp_path):
+    overrides = tiny(str(tmp_path), "sampling.interior=128", "seed=0", "launch.ddp.nproc_per_node=2",
+                     "launch.ray.num_cpus=1", f"launch.ray.address={head.address}")
     assert main(["submit", CONFIG, *overrides, "--backend", "ray"]) == 0
-    run_one, run_two = (os.path.join(r, "advection", "r000") for r in (one, two))
-    state = read_state(run_two)
+    state = read_state(os.path.join(tmp_path, "advection", "r000"))
     assert state["state"] == "done" and state["world_size"] == 2
     assert state["ray_gang"] == "2 ranks, STRICT_PACK" and state["attempts"] == 1
-    w1, w2 = _weights(run_one), _weights(run_two)
-    assert np.abs(w1[-1] - w1[0]).max() > 1e-3  # training moved the weights
-    np.testing.assert_allclose(w2, w1, rtol=0, atol=1e-5)
+    weights = _weights(os.path.join(tmp_path, "advection", "r000"))
+    assert np.abs(single[-1] - single[0]).max() > 1e-3  # training moved the weights
+    np.testing.assert_allclose(weights, single, rtol=0, atol=1e-5)
 
 
 # -- detached sweeps -------------------------------------------------------------------------
@@ -157,7 +161,7 @@ def test_ddp_two_ranks_on_ray_match_one_process(head, tmp_path):
 
 def _detach(tmp_path, head, *extra: str, steps: int = 2) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "insr_hpc", "submit", CONFIG,
-           *tiny(str(tmp_path / "runs"), "sweep.grid.seed=[0,1]", "launch.ray.num_cpus=1",
+           *tiny(str(tmp_path / "runs"), "sweep.grid.seed=[0,1]", "sampling.interior=128", "launch.ray.num_cpus=1",
                  f"launch.ray.address={head.address}", *extra, steps=steps),
            "--backend", "ray", "--no-wait"]
     return subprocess.Popen(cmd, cwd=str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -168,9 +172,7 @@ def _ray_job(run_dir: str) -> str | None:
     return read_state(run_dir).get("ray_job")
 
 
-def test_detached_sweep_survives_submitter_sigkill(head, tmp_path):
-    ref = str(tmp_path / "ref")
-    assert main(["run", CONFIG, *tiny(ref, "seed=0")]) == 0
+def test_detached_sweep_survives_submitter_sigkill(head, single, tmp_path):
     proc = _detach(tmp_path, head)
     sweep = str(tmp_path / "runs" / "advection")
     run0 = os.path.join(sweep, "r000-seed=0")
@@ -198,7 +200,7 @@ def test_detached_sweep_survives_submitter_sigkill(head, tmp_path):
         assert st["job_id"] == sid and st["backend"] == "ray" and st["attempts"] == 1
         assert xr.open_zarr(os.path.join(r, "store.zarr"))["committed"].values.tolist() == [1, 1, 1]
     # The cluster ran exactly what this process runs: same seed, same threads, same weights.
-    np.testing.assert_allclose(_weights(run0), _weights(os.path.join(ref, "advection", "r000")), rtol=0, atol=1e-7)
+    np.testing.assert_allclose(_weights(run0), single, rtol=0, atol=1e-7)
     res = cli("status", sweep)  # from another shell, afterwards
     assert res.returncode == 0, res.stdout + res.stderr
     assert res.stdout.count(f"ray/{sid} (SUCCEEDED)") == 2

@@ -112,9 +112,16 @@ def expand_nodelist(nodelist: str) -> list[str]:
 def _mpi_rank_size() -> tuple[int, int] | None:
     # Launched by an MPI starter (hydra/mpich, Open MPI, PMIx)? Only then import mpi4py.
     markers = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "MPI_LOCALRANKID")
-    if not any(k in os.environ for k in markers):
+    found = [k for k in markers if k in os.environ]
+    if not found:
         return None
-    from mpi4py import MPI
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        from insr_hpc.errors import InsrError
+
+        raise InsrError(f"started by an MPI launcher ({found[0]} is set) but mpi4py is not installed "
+                        f"(pip install 'insr-hpc[cluster]')") from None
 
     comm = MPI.COMM_WORLD
     return comm.Get_rank(), comm.Get_size()

@@ -340,9 +340,9 @@ def run_in_allocation(config: str, overrides: list[str], join_timeout: float = J
         workers = start_workers(others, head, os.path.join(temp_dir, "workers.log"))
         alive = wait_for_nodes(head.address, hosts, join_timeout, workers)
         print(f"ray cluster: {len(alive)} node(s) joined: {', '.join(alive)}", flush=True)
-        cmd = [sys.executable, "-m", "insr_hpc", "submit", config, *overrides, "--backend", "ray",
-               f"launch.ray.address={head.address}"]
-        print("ray cluster: " + " ".join(cmd[1:]), flush=True)
+        cmd = [sys.executable, "-m", "insr_hpc", "submit", config, *overrides, f"launch.ray.address={head.address}",
+               "--backend", "ray"]
+        print("ray cluster: insr-hpc " + " ".join(cmd[3:]), flush=True)
         code = subprocess.call(cmd, env=node_env())
     finally:
         if workers is not None:

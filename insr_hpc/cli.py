@@ -223,7 +223,12 @@ COMMANDS = {
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        args = _parser().parse_args(argv)
+        args, extra = _parser().parse_known_args(argv)
+        # `submit CONFIG --backend ray key=value`: overrides after an option are overrides too.
+        if extra and hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
+            args.overrides += extra
+        elif extra:
+            raise InsrError(f"unrecognized arguments: {' '.join(extra)}")
         return COMMANDS[args.command](args)
     except InsrError as exc:
         print(f"insr-hpc: error: {exc}", file=sys.stderr)

@@ -160,10 +160,11 @@ def test_ddp_two_ranks_on_ray_match_one_process(head, single, tmp_path):
 
 
 def _detach(tmp_path, head, *extra: str, steps: int = 2) -> subprocess.Popen:
+    # As docs/cluster.md writes it: the address after the options.
     cmd = [sys.executable, "-m", "insr_hpc", "submit", CONFIG,
            *tiny(str(tmp_path / "runs"), "sweep.grid.seed=[0,1]", "sampling.interior=128", "launch.ray.num_cpus=1",
-                 f"launch.ray.address={head.address}", *extra, steps=steps),
-           "--backend", "ray", "--no-wait"]
+                 *extra, steps=steps),
+           "--backend", "ray", "--no-wait", f"launch.ray.address={head.address}"]
     return subprocess.Popen(cmd, cwd=str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)
 
@@ -241,6 +242,14 @@ def test_join_check_names_the_nodes_missing(head):
     with pytest.raises(InsrError, match=r"node\(s\) ghost-a, ghost-b did not join the head within 2 s "
                                         r"\(joined: 127\.0\.0\.1\)"):
         wait_for_nodes(head.address, [head.node_name, "ghost-b", "ghost-a"], timeout=2)
+
+
+def test_detect_reads_the_ray_gang_variables():
+    from insr_hpc.launch.ddp import ProcessGroupInfo, RayGang, detect
+
+    place = RayGang(3, 4, 1, "10.0.0.7", 29611).env()
+    assert place["INSR_RAY_RANK"] == "3" and place["INSR_RAY_MASTER_PORT"] == "29611"
+    assert detect(place) == ProcessGroupInfo("ray", 3, 4, 1, "10.0.0.7", 29611)
 
 
 def test_ports_differ_between_jobs():

@@ -39,13 +39,6 @@ def head():
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
-def cli(*args: str, cwd: str | None = None) -> subprocess.CompletedProcess:
-    """``insr-hpc ARGS`` in a fresh interpreter, from another shell as it were (this
-    environment: PYTHONPATH as conftest set it, for Ray's job client too)."""
-    return subprocess.run([sys.executable, "-m", "insr_hpc", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=300)
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -67,18 +60,14 @@ def _weights(run_dir: str) -> np.ndarray:
 # -- capability checks: one line, exit 2, nothing created ----------------------------------
 
 
-def _refused(tmp_path, *args: str, capsys=None) -> str:
-    """``submit --backend ray ARGS``: in this process when ``capsys`` is given, else as a user runs it."""
+def _refused(tmp_path, *args: str, capsys) -> str:
+    """``submit --backend ray ARGS``: exit 2, one error line, nothing written."""
     root = tmp_path / "out"
     overrides = [a for a in args if not a.startswith("--")]
     flags = [a for a in args if a.startswith("--")]
-    argv = ["submit", CONFIG, *tiny(str(root)), *overrides, "--backend", "ray", *flags]
-    if capsys is not None:
-        capsys.readouterr()
-        code, err = main(argv), capsys.readouterr().err
-    else:
-        res = cli(*argv, cwd=str(tmp_path))
-        code, err = res.returncode, res.stderr
+    capsys.readouterr()
+    code = main(["submit", CONFIG, *tiny(str(root)), *overrides, "--backend", "ray", *flags])
+    err = capsys.readouterr().err
     assert code == 2, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("insr-hpc: error: "), err
@@ -110,12 +99,19 @@ def test_no_wait_without_address_is_refused(tmp_path, capsys):
     assert "--no-wait: the ray backend needs launch.ray.address" in line
 
 
-def test_no_wait_without_job_server_is_refused(tmp_path):
-    with socket.socket() as s:  # something answers TCP there, but it is no Ray job server
+def test_no_wait_on_the_local_backend_is_refused(tmp_path, capsys):
+    root = tmp_path / "out"
+    assert main(["submit", CONFIG, *tiny(str(root)), "--backend", "local", "--no-wait"]) == 2
+    assert "insr-hpc: error: --no-wait: backend 'local' runs inside this process" in capsys.readouterr().err
+    assert not root.exists()
+
+
+def test_no_wait_without_job_server_is_refused(tmp_path, capsys):
+    with socket.socket() as s:  # something answers TCP there, but it is no Ray head
         s.bind(("127.0.0.1", 0))
         s.listen()
         port = s.getsockname()[1]
-        line = _refused(tmp_path, f"launch.ray.address=127.0.0.1:{port}", "--no-wait")
+        line = _refused(tmp_path, f"launch.ray.address=127.0.0.1:{port}", "--no-wait", capsys=capsys)
     assert f"--no-wait: no Ray job server answers for launch.ray.address '127.0.0.1:{port}'" in line
 
 
@@ -159,11 +155,10 @@ def test_ddp_two_ranks_on_ray_match_one_process(head, single, tmp_path):
 # -- detached sweeps -------------------------------------------------------------------------
 
 
-def _detach(tmp_path, head, *extra: str, steps: int = 2) -> subprocess.Popen:
+def _detach(tmp_path, head) -> subprocess.Popen:
     # As docs/cluster.md writes it: the address after the options.
     cmd = [sys.executable, "-m", "insr_hpc", "submit", CONFIG,
-           *tiny(str(tmp_path / "runs"), "sweep.grid.seed=[0,1]", "sampling.interior=128", "launch.ray.num_cpus=1",
-                 *extra, steps=steps),
+           *tiny(str(tmp_path / "runs"), "sweep.grid.seed=[0,1]", "sampling.interior=128", "launch.ray.num_cpus=1"),
            "--backend", "ray", "--no-wait", f"launch.ray.address={head.address}"]
     return subprocess.Popen(cmd, cwd=str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)
@@ -173,7 +168,7 @@ def _ray_job(run_dir: str) -> str | None:
     return read_state(run_dir).get("ray_job")
 
 
-def test_detached_sweep_survives_submitter_sigkill(head, single, tmp_path):
+def test_detached_sweep_survives_submitter_sigkill(head, single, tmp_path, capsys):
     proc = _detach(tmp_path, head)
     sweep = str(tmp_path / "runs" / "advection")
     run0 = os.path.join(sweep, "r000-seed=0")
@@ -202,23 +197,22 @@ def test_detached_sweep_survives_submitter_sigkill(head, single, tmp_path):
         assert xr.open_zarr(os.path.join(r, "store.zarr"))["committed"].values.tolist() == [1, 1, 1]
     # The cluster ran exactly what this process runs: same seed, same threads, same weights.
     np.testing.assert_allclose(_weights(run0), single, rtol=0, atol=1e-7)
-    res = cli("status", sweep)  # from another shell, afterwards
-    assert res.returncode == 0, res.stdout + res.stderr
-    assert res.stdout.count(f"ray/{sid} (SUCCEEDED)") == 2
-    assert res.stdout.count(" done ") == 2
+    capsys.readouterr()
+    assert main(["status", sweep]) == 0  # the submitter is gone: run.json and the job server tell
+    out = capsys.readouterr().out
+    assert out.count(f"ray/{sid} (SUCCEEDED)") == 2 and out.count(" done ") == 2
 
 
 def test_cancel_detached_sweep(head, tmp_path, capsys):
-    proc = _detach(tmp_path, head, "optim.max_iters=40", steps=200)
-    out, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 0, out
-    assert b"queued 2 run(s)" in out
+    overrides = tiny(str(tmp_path / "runs"), "sweep.grid.seed=[0,1]", "launch.ray.num_cpus=1", "optim.max_iters=40",
+                     f"launch.ray.address={head.address}", steps=200)
+    assert main(["submit", CONFIG, *overrides, "--backend", "ray", "--no-wait"]) == 0
+    assert "queued 2 run(s)" in capsys.readouterr().out
     sweep = str(tmp_path / "runs" / "advection")
     runs = find_runs(sweep)
     wait_for(lambda: any(run_status(r)["steps_done"] >= 1 for r in runs), 240, "a run to commit a step")
-    res = cli("cancel", sweep)
-    assert res.returncode == 0, res.stdout + res.stderr
-    assert "cancelled 2 run(s)" in res.stdout
+    assert main(["cancel", sweep]) == 0
+    assert "cancelled 2 run(s)" in capsys.readouterr().out
     sid = read_state(runs[0])["ray_job"]
     assert job_client(head.dashboard_url).get_job_status(sid).value == "STOPPED"
     steps = [run_status(r)["steps_done"] for r in runs]

@@ -218,7 +218,7 @@ def test_cancel_detached_sweep(head, tmp_path, capsys):
     steps = [run_status(r)["steps_done"] for r in runs]
     for r in runs:
         st = read_state(r)
-        assert st["state"] == "cancelled" and f"ray job {sid} stopped" in st["reason"], st
+        assert st["state"] == "cancelled" and st["reason"].startswith("cancelled by user"), st
     time.sleep(3)
     assert [run_status(r)["steps_done"] for r in runs] == steps  # nothing computes any more
     assert all(read_state(r)["state"] == "cancelled" for r in runs)

@@ -123,15 +123,19 @@ def _execute_spec(spec_data: dict[str, Any], threads: int) -> str:
     update_state(spec.run_dir, backend="ray", host=os.uname().nodename, attempts=attempts)
     try:
         execute(spec, threads=threads)
-    except BaseException as exc:  # our errors take constructor arguments Ray cannot unpickle
+    except Exception as exc:  # our errors take constructor arguments Ray cannot unpickle
         _mark_if_cancelled(spec.run_dir)
         raise RuntimeError(f"{type(exc).__name__}: {exc}") from None
+    except BaseException:  # a cancellation (KeyboardInterrupt) or the worker exiting: Ray's own
+        _mark_if_cancelled(spec.run_dir)
+        raise
     return read_state(spec.run_dir).get("state", "done")
 
 
 def _mark_if_cancelled(run_dir: str) -> None:
     """A run stopped by ``insr-hpc cancel`` was cancelled, whatever the exception says."""
-    if read_state(run_dir).get("cancel_requested"):
+    state = read_state(run_dir)
+    if state.get("cancel_requested") and state.get("state") != "cancelled":
         update_state(run_dir, state="cancelled", reason="cancelled by user")
 
 
@@ -159,10 +163,14 @@ def _execute_rank(spec_data: dict[str, Any], place: dict[str, str], threads: int
         env = ddp.init(info, cfg.device, cfg.launch.ddp.backend, progress=False)
         try:
             execute(spec, env=env, threads=threads)
-        except BaseException as exc:
+        except Exception as exc:
             if info.rank == 0:
                 _mark_if_cancelled(spec.run_dir)
             raise RuntimeError(f"rank {info.rank}: {type(exc).__name__}: {exc}") from None
+        except BaseException:
+            if info.rank == 0:
+                _mark_if_cancelled(spec.run_dir)
+            raise
         finally:
             ddp.shutdown()
     finally:
@@ -185,7 +193,8 @@ def _execute_gang(spec_data: dict[str, Any], bundle: dict[str, float], world: in
     spec = RunSpec(**spec_data)
     attempts = int(read_state(spec.run_dir).get("attempts", 0)) + 1
     update_state(spec.run_dir, backend="ray", attempts=attempts, ray_gang=f"{world} ranks, {strategy}")
-    pg = placement_group([dict(bundle)] * world, strategy=strategy, name=f"insr-{spec.run_id}")
+    # Unnamed: a retry after a crashed attempt must not collide with that attempt's group.
+    pg = placement_group([dict(bundle)] * world, strategy=strategy)
     try:
         ray.get(pg.ready())
         nodes = placement_group_table(pg)["bundles_to_node_id"]
@@ -365,6 +374,7 @@ class RayBackend(Backend):
 
     def _wait(self, ray, refs: dict, progress: bool) -> dict[str, str]:
         results: dict[str, str] = {}
+        cancelled: set = set()
         pending = list(refs)
         while pending:
             ready, pending = ray.wait(pending, num_returns=len(pending), timeout=POLL_S)
@@ -375,8 +385,11 @@ class RayBackend(Backend):
                     print(f"{spec.run_id}: {results[spec.run_id]} (ray task {ref.task_id().hex()[:12]})", flush=True)
             for ref in pending:
                 spec = refs[ref]
-                if read_state(spec.run_dir).get("cancel_requested"):
-                    ray.cancel(ref, force=True)
+                if read_state(spec.run_dir).get("cancel_requested") and ref not in cancelled:
+                    # A gang is interrupted, not killed: its `finally` removes the placement
+                    # group (which ends its ranks); killing it would leave the group held.
+                    ray.cancel(ref, force=self.launch.ddp.world_size == 1)
+                    cancelled.add(ref)
         return results
 
     @staticmethod

@@ -258,18 +258,18 @@ def wait_for_nodes(address: str, names: list[str], timeout: float = JOIN_TIMEOUT
     """Until every node in ``names`` is ALIVE; raises InsrError naming the ones missing."""
     deadline = time.time() + timeout
     alive: list[str] = []
+    why = f"within {timeout:.0f} s"
     while time.time() < deadline:
         alive = alive_node_names(address)
         if not set(names) - set(alive):
             return alive
-        if workers is not None and workers.poll() is not None:
-            break  # the worker step ended: no more will join
+        if workers is not None and workers.poll() is not None:  # no more will join
+            why = f"(their srun step ended with code {workers.returncode})"
+            break
         time.sleep(1.0)
     missing = sorted(set(names) - set(alive))
-    raise InsrError(
-        f"ray cluster: node(s) {', '.join(missing)} did not join the head within {timeout:.0f} s "
-        f"(joined: {', '.join(alive) or 'none'})"
-    )
+    raise InsrError(f"ray cluster: node(s) {', '.join(missing)} did not join the head {why} "
+                    f"(joined: {', '.join(alive) or 'none'})")
 
 
 def start_workers(hosts: list[str], head: RayHead, log_path: str) -> subprocess.Popen | None:

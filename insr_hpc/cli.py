@@ -33,7 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     submit.add_argument("--backend", default=None, help="local | ray | slurm (default: launch.backend)")
     submit.add_argument("--dry-run", action="store_true", help="print the runs and exit")
     submit.add_argument(
-        "--no-wait", action="store_true", help="slurm: return once the jobs are queued (follow with `insr-hpc status`)"
+        "--no-wait", action="store_true", help="slurm, ray: return once the runs are queued on the cluster (follow with `insr-hpc status`)"
     )
 
     status = sub.add_parser("status", help="state and progress of every run under DIR")
@@ -132,15 +132,17 @@ def cmd_submit(args) -> int:
     plan = plan_runs(args.config, args.overrides)
     backend_name = args.backend or plan.launch.backend
     backend = _backend(backend_name, plan.launch)
+    if args.no_wait and not getattr(backend, "can_detach", False):
+        raise InsrError(f"--no-wait: backend '{backend_name}' runs inside this process; only slurm and ray can detach")
     backend.check()  # a backend that cannot run here is refused before anything is written
+    if args.no_wait and hasattr(backend, "check_detach"):
+        backend.check_detach()
     if args.dry_run:
         print(f"{len(plan.specs)} run(s) on backend '{backend_name}' under {plan.sweep_dir}")
         for spec in plan.specs:
             values = ", ".join(f"{k}={v}" for k, v in spec.overrides.items())
             print(f"  {spec.run_id}  {values}")
         return 0
-    if args.no_wait and not getattr(backend, "can_detach", False):
-        raise InsrError(f"--no-wait: backend '{backend_name}' runs inside this process; only slurm can detach")
     # Refusals first, so that a refused submit changes nothing on disk.
     busy: dict[str, dict] = {}
     for spec, cfg in zip(plan.specs, plan.configs, strict=True):
@@ -208,7 +210,7 @@ def cmd_status(args) -> int:
 
 
 def _add_job_states(states: list[dict]) -> None:
-    """Ask each backend that can (slurm) for its live job state: ``job_state`` in each dict.
+    """Ask each backend that can (slurm, ray) for its live job state: ``job_state`` in each dict.
     The launch layer (it imports torch) is imported only when some run has a job on a
     backend other than local (local's job id is a pid, checked by run_status)."""
     live_states = [st for st in states if st.get("job_id") and st.get("backend") not in (None, "local")]

@@ -42,6 +42,10 @@ class Backend:
         that does not answer, a partition that does not exist). Called by ``submit``
         after planning and before any run directory, spec or state file is created."""
 
+    def check_detach(self) -> None:
+        """Like :meth:`check`, for ``submit --no-wait`` (called after it): refuse when the
+        runs could not outlive this process (e.g. no cluster service to hand them to)."""
+
     def submit(self, specs: Sequence[RunSpec], sweep_dir: str, progress: bool = True) -> dict[str, str]:
         """Run ``specs`` and wait for them. Returns run_id → final state (done / failed).
 

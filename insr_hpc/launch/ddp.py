@@ -7,7 +7,11 @@ Launchers recognised, in this order:
   address and a free port and broadcasts them;
 * **Slurm** (``srun`` with several tasks) — ``SLURM_PROCID``, ``SLURM_NTASKS``,
   ``SLURM_LOCALID``; master = first host of ``SLURM_JOB_NODELIST``, port derived from
-  the job id (override with ``MASTER_PORT``).
+  the job id (override with ``MASTER_PORT``);
+* **Ray** (the ray backend's gang of rank tasks in a placement group) — ``INSR_RAY_RANK``,
+  ``INSR_RAY_WORLD_SIZE``, ``INSR_RAY_LOCAL_RANK``, ``INSR_RAY_MASTER_ADDR``,
+  ``INSR_RAY_MASTER_PORT``, set by each rank task from :class:`RayGang` (rank 0's node
+  address and a free port there, found by a probe task in rank 0's bundle).
 
 gloo on CPU, NCCL on CUDA. Gradients are averaged with one ``all_reduce`` of the
 flattened gradient vector per iteration (``reduce_grads``) rather than by wrapping the
@@ -40,7 +44,7 @@ from insr_hpc.runtime import RunEnv
 class ProcessGroupInfo:
     """Where this process sits in the job, and how to reach rank 0."""
 
-    launcher: str  # torchrun | mpi | slurm | single
+    launcher: str  # torchrun | mpi | slurm | ray | single
     rank: int
     world_size: int
     local_rank: int
@@ -50,6 +54,36 @@ class ProcessGroupInfo:
 
 def _env_int(env, key: str) -> int:
     return int(env[key])
+
+
+@dataclass(frozen=True)
+class RayGang:
+    """A rank's place in a Ray gang, as the ray backend hands it to the rank's task."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+    master_addr: str
+    master_port: int
+
+    PREFIX = "INSR_RAY_"
+
+    def env(self) -> dict[str, str]:
+        """The variables :func:`detect` reads (set by the rank task around the run)."""
+        return {f"{self.PREFIX}{k.upper()}": str(v) for k, v in self.__dict__.items()}
+
+    @classmethod
+    def from_env(cls, env) -> RayGang | None:
+        if f"{cls.PREFIX}RANK" not in env:
+            return None
+        return cls(
+            _env_int(env, f"{cls.PREFIX}RANK"), _env_int(env, f"{cls.PREFIX}WORLD_SIZE"),
+            _env_int(env, f"{cls.PREFIX}LOCAL_RANK"), env[f"{cls.PREFIX}MASTER_ADDR"],
+            _env_int(env, f"{cls.PREFIX}MASTER_PORT"),
+        )
+
+    def info(self) -> ProcessGroupInfo:
+        return ProcessGroupInfo("ray", self.rank, self.world_size, self.local_rank, self.master_addr, self.master_port)
 
 
 def expand_nodelist(nodelist: str) -> list[str]:
@@ -78,9 +112,16 @@ def expand_nodelist(nodelist: str) -> list[str]:
 def _mpi_rank_size() -> tuple[int, int] | None:
     # Launched by an MPI starter (hydra/mpich, Open MPI, PMIx)? Only then import mpi4py.
     markers = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "MPI_LOCALRANKID")
-    if not any(k in os.environ for k in markers):
+    found = [k for k in markers if k in os.environ]
+    if not found:
         return None
-    from mpi4py import MPI
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        from insr_hpc.errors import InsrError
+
+        raise InsrError(f"started by an MPI launcher ({found[0]} is set) but mpi4py is not installed "
+                        f"(pip install 'insr-hpc[cluster]')") from None
 
     comm = MPI.COMM_WORLD
     return comm.Get_rank(), comm.Get_size()
@@ -89,6 +130,9 @@ def _mpi_rank_size() -> tuple[int, int] | None:
 def detect(env=None) -> ProcessGroupInfo:
     """Read the launcher's variables (``env`` defaults to ``os.environ``)."""
     env = os.environ if env is None else env
+    gang = RayGang.from_env(env)
+    if gang is not None:
+        return gang.info()
     if "RANK" in env and "WORLD_SIZE" in env and "MASTER_ADDR" in env:
         return ProcessGroupInfo(
             "torchrun", _env_int(env, "RANK"), _env_int(env, "WORLD_SIZE"), int(env.get("LOCAL_RANK", 0)),

@@ -67,7 +67,7 @@ def describe_holder(holder: dict[str, Any]) -> str:
     return f"{what} on host {holder.get('host', '?')} pid {holder.get('pid', '?')}"
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -249,7 +249,7 @@ class RunDir:
             previous = self._read_holder()
             me = {"host": socket.gethostname(), "pid": os.getpid(), "command": command, "since": time.time()}
             if previous and (previous.get("host"), previous.get("pid")) != (me["host"], me["pid"]) and on_takeover:
-                gone = previous.get("host") == me["host"] and not _pid_alive(int(previous.get("pid") or 0))
+                gone = previous.get("host") == me["host"] and not pid_alive(int(previous.get("pid") or 0))
                 if gone or previous.get("host") != me["host"]:
                     on_takeover(previous)
             try:

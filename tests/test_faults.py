@@ -21,7 +21,7 @@ from _small import REPO, SMALL_ADVECTION, cli, write_config
 from conftest import wait_for
 
 from insr_hpc.cli import main
-from insr_hpc.rundir import RunDir, _pid_alive
+from insr_hpc.rundir import RunDir, pid_alive
 from insr_hpc.store import StepStore
 
 STEPS = 6
@@ -218,7 +218,7 @@ def test_run_refuses_while_another_process_holds_the_lock_and_takes_over_a_dead_
         wait_for(lambda: _committed(run_dir) >= 1, 300, "the first run to commit a step")
         res = cli("run", cfg)
         assert res.returncode == 2
-        assert f"is being computed by insr-hpc run r000 on host" in res.stderr and f"pid {first.pid}" in res.stderr
+        assert "is being computed by insr-hpc run r000 on host" in res.stderr and f"pid {first.pid}" in res.stderr
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait()
@@ -265,7 +265,7 @@ def test_signal_to_submit_stops_workers_at_a_step_and_resubmit_finishes(tmp_path
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 128 + sig, out
     assert time.time() - t0 < 60  # at the next step boundary, not after the grace period
-    assert not _pid_alive(worker)
+    assert not pid_alive(worker)
     a, b = RunDir(first).read_state(), RunDir(second).read_state()
     assert a["state"] == "pending" and a["reason"].startswith(f"interrupted: stopped by {sig.name} after step"), a
     assert b["state"] == "pending" and "before the run started" in b["reason"]
@@ -292,7 +292,7 @@ def test_sigkill_to_submit_at_random_moments_leaves_no_orphan_and_resumes_equal(
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         # the worker learns of its parent's death (PR_SET_PDEATHSIG) and stops at a step
-        wait_for(lambda: not _pid_alive(worker), 60, "the orphaned worker to stop")
+        wait_for(lambda: not pid_alive(worker), 60, "the orphaned worker to stop")
         state = RunDir(run_dir).read_state()
         trials.append(state["state"] == "pending" and "interrupted" in state["reason"])
     assert trials and all(trials), trials

@@ -8,7 +8,6 @@ take a second or two (benchmarks/sweep_expand.py).
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import socket
@@ -16,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from insr_hpc.rundir import RunDir, pid_alive
 from insr_hpc.store_small import read_small
 
 
@@ -23,7 +23,7 @@ def find_runs(root: str) -> list[str]:
     """Run directories (those holding spec.json or run.json) under ``root``, sorted."""
     found = []
     for dirpath, dirnames, filenames in os.walk(root):
-        if "spec.json" in filenames or "run.json" in filenames:
+        if RunDir.is_run_dir(filenames):
             found.append(dirpath)
             dirnames[:] = []  # a run directory holds no nested runs
         else:
@@ -31,31 +31,13 @@ def find_runs(root: str) -> list[str]:
     return sorted(found)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _read_state(run_dir: str) -> dict[str, Any]:
-    """run.json as :func:`insr_hpc.run.read_state` reads it (that module imports torch)."""
-    try:
-        with open(os.path.join(run_dir, "run.json"), encoding="utf-8") as fh:
-            return json.load(fh)
-    except (OSError, json.JSONDecodeError):
-        return {"state": "pending"}
-
-
 def run_status(run_dir: str) -> dict[str, Any]:
-    state = _read_state(run_dir)
+    rd = RunDir(run_dir)
+    state = rd.read_state()
     state.setdefault("run_id", os.path.basename(run_dir))
     state["run_dir"] = run_dir
     state.update(steps_done=0, steps_total=None, last_loss=None, last_error=None)
-    path = os.path.join(run_dir, "store.zarr")
+    path = rd.store
     if os.path.exists(os.path.join(path, "zarr.json")):
         try:
             done = read_small(os.path.join(path, "committed")).astype(bool)
@@ -75,7 +57,7 @@ def run_status(run_dir: str) -> dict[str, Any]:
             state["store_error"] = f"{type(exc).__name__}: {exc}"
     # A local run whose process vanished without recording why.
     if state.get("state") == "running" and state.get("host") == socket.gethostname() and state.get("pid"):
-        if state.get("backend", "local") == "local" and not _pid_alive(int(state["pid"])):
+        if state.get("backend", "local") == "local" and not pid_alive(int(state["pid"])):
             state["state"] = "failed"
             state["reason"] = f"process {state['pid']} is gone (killed?); submit again to resume"
     return state

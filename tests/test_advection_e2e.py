@@ -48,7 +48,7 @@ def test_error_vs_analytic_is_far_below_a_wrong_answer(run_dir):
 def test_store_round_trip_rebuilds_the_network(run_dir):
     ds = xr.open_zarr(os.path.join(run_dir, "store.zarr"))
     assert ds.field.dims == ("step", "x") and "time" in ds.field.coords
-    assert ds.attrs["complete"] is True and ds.attrs["store_version"] == 2
+    assert ds.attrs["complete"] is True and ds.attrs["store_version"] == 3
     layout = ds.attrs["param_layout"]
     assert layout[0]["name"].startswith("u.") and sum(e["size"] for e in layout) == ds.sizes["parameter"]
     cfg = ds.attrs["config"]

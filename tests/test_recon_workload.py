@@ -43,7 +43,7 @@ def finished(tmp_path_factory):
 def test_store_opens_with_xarray_and_beats_the_mean_field(finished):
     run_dir, summary = finished
     ds = xr.open_zarr(os.path.join(run_dir, "store.zarr"))
-    assert ds.attrs["complete"] and ds.attrs["store_kind"] == "recon" and ds.attrs["store_version"] == 2
+    assert ds.attrs["complete"] and ds.attrs["store_kind"] == "recon" and ds.attrs["store_version"] == 3
     assert ds.reconstruction.dims == ("time", "latitude", "longitude") and ds.reconstruction.shape == (240, 37, 49)
     assert ds.reconstruction.attrs["units"] == "K" and ds.latitude.attrs["units"] == "degrees_north"
     assert ds.time.dt.year[0] == 1860  # CF time decoded from the source's units and calendar

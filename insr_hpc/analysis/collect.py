@@ -94,8 +94,9 @@ def collect_run(run_dir: str, root: str) -> RunRecord:
         return rec  # failed or pending before its store was created: present, no series
     try:
         ds = StepStore.dataset(path)
-    except StoreFormatError as exc:
-        raise BadStore(str(exc)) from exc
+    except StoreFormatError as exc:  # the report prefixes the path itself
+        msg = str(exc)
+        raise BadStore(msg.removeprefix(f"store '{path}': ")) from exc
     attrs = ds.attrs
     rec.workload = str(attrs.get("workload", rec.workload))
     if rec.workload not in PRIMARY_ERROR:

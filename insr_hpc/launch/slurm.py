@@ -232,6 +232,17 @@ class RunJob(Checkpointable):
             ddp.shutdown()
         return "done"
 
+    def checkpoint(self, spec_data: dict[str, Any]):  # type: ignore[override]
+        """Called by submitit on USR2 (rank 0), before it requeues the job: record the
+        preemption first, so run.json is right even when the signal lands before
+        ``__call__`` has started (a time-limit warning early in the job)."""
+        self._requeueing = True
+        try:
+            update_state(spec_data["run_dir"], state="pending", reason=PREEMPTED_USR2)
+        except OSError:
+            pass
+        return super().checkpoint(spec_data)
+
     def _install_signal_handlers(self) -> None:
         preempted = signal.getsignal(signal.SIGUSR2)  # submitit's checkpoint-and-requeue
         self._requeueing = False
@@ -261,7 +272,10 @@ def _exit_state(run_dir: str, exc: SystemExit) -> dict[str, Any]:
         return {"state": "failed", "reason": "terminated by Slurm (SIGTERM); submit again to resume from the store"}
     if isinstance(exc, JobRequeued):
         return {"state": "pending", "reason": "preempted: requeued by Slurm (SIGTERM), resumes from its store"}
-    return {"state": "pending", "reason": "preempted: requeued, resumes from its store"}
+    return {"state": "pending", "reason": PREEMPTED_USR2}
+
+
+PREEMPTED_USR2 = "preempted: USR2 (preemption, time limit or signal), requeued; resumes from its store"
 
 
 def squeue_states(job_ids: Sequence[str]) -> dict[str, str]:

@@ -81,7 +81,7 @@ def test_interrupted_job_is_requeued_and_resumes_exactly(slurm_cluster, tmp_path
     assert steps_before >= 2
 
 
-LONG = 60  # steps: the job must outlive the signal, which slurmctld sends on its 30 s tick
+LONG = 100  # steps: the job must outlive the signal, which slurmctld sends on its 30 s tick (5–35 s in)
 
 
 def test_time_limit_signal_requeues_and_resumes_exactly(slurm_cluster, tmp_path, capsys):
@@ -93,6 +93,6 @@ def test_time_limit_signal_requeues_and_resumes_exactly(slurm_cluster, tmp_path,
     job_id = read_state(run_dir)["job_id"]
     wait_requeued_and_release(job_id, run_dir, capsys, time_limit_min=10)
     assert committed_steps(run_dir) < LONG + 1
-    wait_done(run_dir)
+    wait_done(run_dir, timeout=400)
     assert_resumed_exactly(run_dir, ref, steps=LONG)
     assert "this job is timed-out" in job_log(run_dir)  # submitit saw the time limit, not a preemption

@@ -203,9 +203,9 @@ def _being_requeued() -> bool:
 class RunJob(Checkpointable):
     """What each Slurm task executes: one RunSpec (rank ``SLURM_PROCID`` of a DDP run).
 
-    Checkpointable: on USR2 submitit calls ``checkpoint`` (inherited), which resubmits
-    this object with the same spec, requeues the job and exits; the store holds
-    everything done so far. SIGTERM (which submitit would ignore) ends the run at once,
+    Checkpointable: on USR2 submitit calls ``checkpoint``, which records the preemption
+    and resubmits this object with the same spec; submitit requeues the job and exits;
+    the store holds everything done so far. SIGTERM (which submitit would ignore) ends the run at once,
     so ``scancel`` stops it now rather than after Slurm's KillWait."""
 
     def __call__(self, spec_data: dict[str, Any]) -> str:
@@ -238,7 +238,8 @@ class RunJob(Checkpointable):
         ``__call__`` has started (a time-limit warning early in the job)."""
         self._requeueing = True
         try:
-            update_state(spec_data["run_dir"], state="pending", reason=PREEMPTED_USR2)
+            if read_state(spec_data["run_dir"]).get("state") != "done":  # a signal just after the end
+                update_state(spec_data["run_dir"], state="pending", reason=PREEMPTED_USR2)
         except OSError:
             pass
         return super().checkpoint(spec_data)

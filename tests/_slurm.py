@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import sys
 import time
 
 import numpy as np
@@ -110,6 +111,19 @@ def wait_done(run_dir: str, timeout: float = 240) -> None:
 def reference_weights(root: str, steps: int = STEPS) -> xr.Dataset:
     """The same run uninterrupted, in this process."""
     assert main(["run", CONFIG, *overrides(root, steps=steps)]) == 0
+    return xr.open_zarr(os.path.join(root, "advection", "r000", "store.zarr"))
+
+
+def start_reference(root: str, steps: int = STEPS) -> subprocess.Popen:
+    """The uninterrupted run in a background process (overlapping a Slurm job's wait);
+    :func:`finish_reference` collects it."""
+    return subprocess.Popen([sys.executable, "-m", "insr_hpc", "run", CONFIG, *overrides(root, steps=steps)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def finish_reference(proc: subprocess.Popen, root: str, timeout: float = 600) -> xr.Dataset:
+    out, _ = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, out[-3000:]
     return xr.open_zarr(os.path.join(root, "advection", "r000", "store.zarr"))
 
 

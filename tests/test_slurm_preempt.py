@@ -19,10 +19,12 @@ from _slurm import (
     STEPS,
     assert_resumed_exactly,
     committed_steps,
+    finish_reference,
     job_log,
     reference_weights,
     require_partitions,
     scontrol_job,
+    start_reference,
     submit_no_wait,
     wait_done,
     wait_for,
@@ -81,18 +83,24 @@ def test_interrupted_job_is_requeued_and_resumes_exactly(slurm_cluster, tmp_path
     assert steps_before >= 2
 
 
-LONG = 100  # steps: the job must outlive the signal, which slurmctld sends on its 30 s tick (5–35 s in)
+# Steps: the job must outlive the signal, which slurmctld sends on its 30 s time-limit
+# tick: due 15 s into the job (late enough for a slow interpreter start: before submitit
+# installs its handler, USR2 would kill the process), sent 15–45 s in.
+LONG = 180
 
 
 def test_time_limit_signal_requeues_and_resumes_exactly(slurm_cluster, tmp_path, capsys):
-    """A 1-minute limit with USR2 55 s before it: due 5 s into the job, sent on
-    slurmctld's next time-limit check (every 30 s), so 5–35 s in."""
-    run_dir = submit_no_wait(str(tmp_path / "job"), "launch.slurm.time_min=1", "launch.slurm.signal_delay_s=55",
+    """A 1-minute limit with USR2 45 s before it."""
+    run_dir = submit_no_wait(str(tmp_path / "job"), "launch.slurm.time_min=1", "launch.slurm.signal_delay_s=45",
                              steps=LONG)
-    ref = reference_weights(str(tmp_path / "ref"), steps=LONG)  # computed while the job runs
-    job_id = read_state(run_dir)["job_id"]
-    wait_requeued_and_release(job_id, run_dir, capsys, time_limit_min=10)
-    assert committed_steps(run_dir) < LONG + 1
-    wait_done(run_dir, timeout=400)
-    assert_resumed_exactly(run_dir, ref, steps=LONG)
+    ref = start_reference(str(tmp_path / "ref"), steps=LONG)  # computed while the job runs
+    try:
+        job_id = read_state(run_dir)["job_id"]
+        wait_requeued_and_release(job_id, run_dir, capsys, time_limit_min=10)
+        assert committed_steps(run_dir) < LONG + 1
+        wait_done(run_dir, timeout=400)
+    except BaseException:
+        ref.kill()
+        raise
+    assert_resumed_exactly(run_dir, finish_reference(ref, str(tmp_path / "ref")), steps=LONG)
     assert "this job is timed-out" in job_log(run_dir)  # submitit saw the time limit, not a preemption

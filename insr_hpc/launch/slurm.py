@@ -250,8 +250,17 @@ class RunJob(Checkpointable):
 
         def on_usr2(signum, frame):
             self._requeueing = True  # the requeue's own SIGTERM must not cut the handler short
-            if callable(preempted):
+            if not callable(preempted):
+                return
+            try:
                 preempted(signum, frame)
+            except subprocess.CalledProcessError:
+                # submitit's `scontrol requeue` can be killed by the requeue it asked for
+                # (Slurm signals every process of the step, that one too) before it
+                # returns: the job is requeued all the same.
+                if _being_requeued():
+                    raise JobRequeued(143) from None
+                raise
 
         def on_term(signum, frame):
             if self._requeueing:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -72,7 +73,7 @@ def executor_parameters(launch_cfg, job_name: str = "insr-hpc") -> dict[str, Any
     return params
 
 
-def sbatch_text(launch_cfg, folder: str, n_runs: int = 1, command: str = "python -m submitit.core._submit FOLDER") -> str:
+def sbatch_text(launch_cfg, folder: str, n_runs: int = 1, command: str = "python -u -m insr_hpc.slurm_entry FOLDER") -> str:
     """The sbatch script submitted for ``n_runs`` runs (a job array when > 1).
 
     Golden-file tested, so a change to what reaches a cluster shows up as a diff."""
@@ -110,8 +111,25 @@ def forward_batch_signals(text: str) -> str:
 def _executor_class():
     import submitit
 
+    import submitit.slurm.slurm as submitit_slurm
+
     class Executor(submitit.SlurmExecutor):
         """submitit's executor, with the batch shell passing USR2 on to the step."""
+
+        def _internal_process_submissions(self, delayed_submissions):
+            # For a job array submitit builds a fresh executor by the module-level name
+            # SlurmExecutor; make that this class for the call, so arrays get the same
+            # sbatch text and command as single jobs.
+            plain = submitit_slurm.SlurmExecutor
+            submitit_slurm.SlurmExecutor = type(self)
+            try:
+                return super()._internal_process_submissions(delayed_submissions)
+            finally:
+                submitit_slurm.SlurmExecutor = plain
+
+        @property
+        def _submitit_command_str(self) -> str:  # USR2 caught from the start (insr_hpc/slurm_entry.py)
+            return " ".join([self.python, "-u -m insr_hpc.slurm_entry", shlex.quote(str(self.folder))])
 
         def _make_submission_file_text(self, command: str, uid: str) -> str:
             return forward_batch_signals(super()._make_submission_file_text(command, uid))
@@ -218,6 +236,8 @@ class RunJob(Checkpointable):
         cfg = build_config(spec.config)
         job = submitit.JobEnvironment()
         self._install_signal_handlers()
+        if os.environ.pop("INSR_EARLY_USR2", None):  # arrived before submitit's handler: deliver it now
+            signal.raise_signal(signal.SIGUSR2)
         info = ddp.detect()
         env = ddp.init(info, cfg.device, cfg.launch.ddp.backend, progress=False)
         if env.is_main:

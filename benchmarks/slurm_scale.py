@@ -130,7 +130,14 @@ def main(argv: list[str] | None = None) -> int:
     t_finish = time.perf_counter() - t0
     rows.append((f"until {args.finish} runs done", f"{t_finish:.1f}", "tiny runs: interpreter + imports dominate"))
 
-    running = [read_state(r)["job_id"] for r in runs if read_state(r).get("state") == "running"][: args.kill]
+    from insr_hpc.launch.slurm import squeue_states
+
+    ids = [read_state(r)["job_id"] for r in runs]
+    deadline = time.time() + 60
+    running: list[str] = []
+    while time.time() < deadline and not running:  # tasks Slurm runs now (run.json may still say pending)
+        live = squeue_states(ids)
+        running = [j for j in ids if live.get(j) == "RUNNING"][: args.kill]
     if running:
         subprocess.run(["scancel", *running], check=False, timeout=60)
         deadline = time.time() + 60

@@ -162,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     body = (
         markdown_table(("phase", "seconds", "what"), rows)
         + f"\n\n{args.runs} runs of `time.steps=1` (width-4 SIREN) on the dev cluster ({slurm_nodes()}), "
-        f"{args.kill} running tasks killed with a plain `scancel` as the fault; `status` and `cancel` are timed as "
+        f"{len(running)} running tasks killed with a plain `scancel` as the fault "
+        f"(their run.json states after: {[read_state(r).get('state') for r in runs if read_state(r).get('job_id') in running]}); `status` and `cancel` are timed as "
         "CLI commands (a fresh interpreter, imports included). Preliminary: the machine was shared with other "
         "jobs (load above its core count); rerun for figures to publish."
     )

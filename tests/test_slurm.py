@@ -57,11 +57,14 @@ def test_sweep_is_one_job_array_and_resubmit_skips_done(slurm_cluster, tmp_path,
         weights.append(ds["weights"].values[-1])
     assert all(not np.allclose(weights[0], w) for w in weights[1:]), "different seeds gave equal weights"
     assert len(glob.glob(os.path.join(sweep, "slurm", "*_log.out"))) >= 4  # logs live with the sweep
+    (array_id,) = array_ids
+    with open(os.path.join(sweep, "slurm", f"{array_id}_submission.sh"), encoding="utf-8") as fh:
+        script = fh.read()  # arrays get the same script as single jobs: USR2 caught early, passed on by bash
+    assert "-m insr_hpc.slurm_entry" in script and "trap 'kill -USR2 \"$SRUN_PID\"" in script, script
 
     capsys.readouterr()
     assert main(["status", sweep]) == 0
     table = capsys.readouterr().out
-    (array_id,) = array_ids
     assert f"slurm/{array_id}_0 (COMPLETED)" in table  # squeue's state beside run.json's
 
     assert main(["submit", CONFIG, *overrides, "--backend", "slurm"]) == 0

@@ -99,7 +99,8 @@ class SlurmConfig:
     mem_gb: float = 0.0
     account: str | None = None
     qos: str | None = None
-    array_parallelism: int = 64  # array tasks running at once (sbatch --array=0-N%k)
+    array_parallelism: int = 64  # runs of the sweep running at once, over all its arrays (--array=…%k)
+    max_array_size: int = 0  # tasks per job array; 0: the cluster's MaxArraySize (larger sweeps: several arrays)
     extra_sbatch: list[str] = field(default_factory=list)  # "key=value" → "#SBATCH --key=value"
     setup: list[str] = field(default_factory=list)  # shell lines run before the job (module load …)
     signal_delay_s: int = 90  # USR2 this many seconds before the time limit: checkpoint + requeue
@@ -109,6 +110,7 @@ class SlurmConfig:
             require(getattr(self, key) >= 1, key, f"must be >= 1, got {getattr(self, key)}")
         require(self.gpus_per_node >= 0, "gpus_per_node", f"must be >= 0, got {self.gpus_per_node}")
         require(self.mem_gb >= 0, "mem_gb", f"must be >= 0, got {self.mem_gb}")
+        require(self.max_array_size >= 0, "max_array_size", f"must be >= 0 (0: the cluster's MaxArraySize), got {self.max_array_size}")
         require(self.signal_delay_s >= 0, "signal_delay_s", f"must be >= 0, got {self.signal_delay_s}")
         for line in self.extra_sbatch:
             ok = isinstance(line, str) and line.lstrip("-").split("=", 1)[0].strip() != ""

@@ -109,6 +109,25 @@ def expand_nodelist(nodelist: str) -> list[str]:
     return hosts
 
 
+def node_address(node: str) -> str:
+    """Where to reach Slurm node ``node``: its name when that resolves (the usual case),
+    else the node's ``NodeAddr`` from ``scontrol show node`` (node names that are not
+    host names, as on the dev cluster's several nodes on one machine)."""
+    try:
+        socket.gethostbyname(node)
+        return node
+    except OSError:
+        pass
+    try:
+        out = subprocess.run(["scontrol", "show", "node", "-o", node], capture_output=True, text=True, timeout=10)
+        match = re.search(r"\bNodeAddr=(\S+)", out.stdout)
+        if match:
+            return match.group(1)
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return node
+
+
 def _mpi_rank_size() -> tuple[int, int] | None:
     # Launched by an MPI starter (hydra/mpich, Open MPI, PMIx)? Only then import mpi4py.
     markers = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "MPI_LOCALRANKID")
@@ -147,7 +166,7 @@ def detect(env=None) -> ProcessGroupInfo:
         port = int(env.get("MASTER_PORT", 20000 + job % 20000))
         return ProcessGroupInfo(
             "slurm", _env_int(env, "SLURM_PROCID"), _env_int(env, "SLURM_NTASKS"), int(env.get("SLURM_LOCALID", 0)),
-            env.get("MASTER_ADDR", hosts[0]), port,
+            env.get("MASTER_ADDR") or node_address(hosts[0]), port,
         )
     return ProcessGroupInfo("single", 0, 1, 0, "127.0.0.1", 0)
 

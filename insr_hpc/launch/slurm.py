@@ -1,27 +1,36 @@
-"""Slurm through submitit: a sweep is one job array, preemption requeues and resumes.
+"""Slurm through submitit: a sweep is job arrays, preemption requeues and resumes.
 
 Resources come from ``launch.slurm`` (and ``launch.ddp`` for data-parallel runs: one
-task per rank). Logs and submitit's pickles live in ``<sweep>/slurm/``. On USR2
-(preemption, or ``signal_delay_s`` before the time limit) submitit calls
-:meth:`RunJob.checkpoint`, which hands back the same RunSpec; the requeued job
-resumes from the store's last committed step, so no committed step is computed twice
-and none is lost. Job states come from ``squeue`` (no accounting database needed).
+task per rank). Logs and submitit's pickles live in ``<sweep>/slurm/``. A sweep larger
+than the cluster's ``MaxArraySize`` is split into several arrays (:func:`plan_arrays`),
+chained so that ``array_parallelism`` caps the whole sweep. On USR2 (preemption with
+``preempt_send_user_signal``, ``signal_delay_s`` before the time limit, or a signal to
+the batch shell, which the sbatch script passes on to the step) submitit calls
+:meth:`RunJob.checkpoint`, which hands back the same RunSpec; the requeued job resumes
+from the store's last committed step, so no committed step is computed twice and none
+is lost. A SIGTERM that comes with a requeue (``scontrol requeue``, preemption without
+the user signal) is told apart from a cancel by asking Slurm. Job states come from
+``squeue`` (no accounting database needed).
 """
 
 from __future__ import annotations
 
+import math
 import os
+import re
+import shlex
 import shutil
 import signal
 import subprocess
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from insr_hpc.errors import InsrError
 from insr_hpc.launch.base import BACKENDS, Backend
 from insr_hpc.run import RunSpec, execute, read_state, update_state
+from insr_hpc.rundir import RunLocked
 
 try:  # submitit is an optional dependency (the ``cluster`` extra)
     from submitit.helpers import Checkpointable
@@ -65,8 +74,8 @@ def executor_parameters(launch_cfg, job_name: str = "insr-hpc") -> dict[str, Any
     return params
 
 
-def sbatch_text(launch_cfg, folder: str, n_runs: int = 1, command: str = "python -m submitit.core._submit FOLDER") -> str:
-    """The sbatch script submitit writes for ``n_runs`` runs (a job array when > 1).
+def sbatch_text(launch_cfg, folder: str, n_runs: int = 1, command: str = "python -u -m insr_hpc.slurm_entry FOLDER") -> str:
+    """The sbatch script submitted for ``n_runs`` runs (a job array when > 1).
 
     Golden-file tested, so a change to what reaches a cluster shows up as a diff."""
     from submitit.slurm.slurm import _make_sbatch_string
@@ -74,19 +83,148 @@ def sbatch_text(launch_cfg, folder: str, n_runs: int = 1, command: str = "python
     params = executor_parameters(launch_cfg)
     if n_runs > 1:
         params["map_count"] = n_runs
-    return _make_sbatch_string(command=command, folder=folder, **params)
+    return forward_batch_signals(_make_sbatch_string(command=command, folder=folder, **params))
+
+
+_FORWARD = """\
+# A signal to the batch shell (scancel --signal=USR2 --batch) goes on to the job step,
+# where submitit checkpoints and requeues; a bare bash would die of it (job FAILED).
+# srun runs in the background so that bash runs the trap at once, not after srun.
+{srun} &
+SRUN_PID=$!
+trap 'kill -USR2 "$SRUN_PID" 2>/dev/null' USR2
+while :; do
+    wait "$SRUN_PID"; rc=$?
+    kill -0 "$SRUN_PID" 2>/dev/null || break
+done
+exit "$rc"
+"""
+
+
+def forward_batch_signals(text: str) -> str:
+    """Rewrite submitit's sbatch text so that USR2 to the batch shell reaches the step."""
+    lines = text.split("\n")
+    idx = max(i for i, line in enumerate(lines) if line.startswith("srun "))
+    lines[idx] = _FORWARD.format(srun=lines[idx]).rstrip("\n")
+    return "\n".join(lines)
+
+
+def _executor_class():
+    import submitit
+
+    import submitit.slurm.slurm as submitit_slurm
+
+    class Executor(submitit.SlurmExecutor):
+        """submitit's executor, with the batch shell passing USR2 on to the step."""
+
+        def _internal_process_submissions(self, delayed_submissions):
+            # For a job array submitit builds a fresh executor by the module-level name
+            # SlurmExecutor; make that this class for the call, so arrays get the same
+            # sbatch text and command as single jobs.
+            plain = submitit_slurm.SlurmExecutor
+            submitit_slurm.SlurmExecutor = type(self)
+            try:
+                return super()._internal_process_submissions(delayed_submissions)
+            finally:
+                submitit_slurm.SlurmExecutor = plain
+
+        @property
+        def _submitit_command_str(self) -> str:  # USR2 caught from the start (insr_hpc/slurm_entry.py)
+            return " ".join([self.python, "-u -m insr_hpc.slurm_entry", shlex.quote(str(self.folder))])
+
+        def _make_submission_file_text(self, command: str, uid: str) -> str:
+            return forward_batch_signals(super()._make_submission_file_text(command, uid))
+
+    return Executor
+
+
+def scontrol_config() -> dict[str, str]:
+    """``scontrol show config`` as key → value (empty when no controller answers)."""
+    try:
+        out = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    conf = {}
+    for line in out.stdout.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            conf[key.strip()] = value.strip()
+    return conf
+
+
+def cluster_max_array_size(default: int = 1001) -> int:
+    """The cluster's MaxArraySize: an array holds at most this many tasks (0 … size-1)."""
+    value = scontrol_config().get("MaxArraySize", "")
+    return int(value) if value.isdigit() and int(value) > 0 else default
+
+
+@dataclass(frozen=True)
+class ArrayPlan:
+    """One job array of a sweep: runs ``start:stop``, at most ``throttle`` at once,
+    started after array number ``after`` (index into the plan) has ended, if any."""
+
+    start: int
+    stop: int
+    throttle: int
+    after: int | None
+
+
+def plan_arrays(n_runs: int, max_size: int, parallelism: int) -> list[ArrayPlan]:
+    """Split ``n_runs`` into arrays of at most ``max_size`` tasks, ``parallelism`` at once overall.
+
+    The arrays are laid out in L = min(#arrays, ceil(parallelism / max_size)) lanes;
+    the parallelism is shared out over the lanes (each lane's share ≤ max_size, as an
+    array's ``%k`` cannot exceed its size usefully) and the arrays of a lane run one
+    after another (``--dependency=afterany:<previous array of the lane>``). So at any
+    time at most one array per lane runs, with at most its lane's share of tasks: the
+    sum never exceeds ``parallelism``. With parallelism ≤ max_size (the usual case)
+    there is one lane: arrays in sequence, each ``%parallelism``."""
+    if n_runs <= 0:
+        return []
+    chunks = [(a, min(a + max_size, n_runs)) for a in range(0, n_runs, max_size)]
+    lanes = max(1, min(len(chunks), math.ceil(parallelism / max_size)))
+    share = [parallelism // lanes + (1 if j < parallelism % lanes else 0) for j in range(lanes)]
+    plans = []
+    for i, (a, b) in enumerate(chunks):
+        lane = i % lanes
+        plans.append(ArrayPlan(a, b, max(1, min(share[lane], b - a)), i - lanes if i >= lanes else None))
+    return plans
 
 
 class JobTerminated(SystemExit):
     """SIGTERM reached the run: scancel, or the time limit / a preemption without USR2."""
 
 
+class JobRequeued(SystemExit):
+    """SIGTERM reached the run because Slurm is requeueing its job (``scontrol requeue``,
+    preemption in REQUEUE mode): the next instance resumes from the store."""
+
+
+def _being_requeued() -> bool:
+    """Is this job's SIGTERM part of a requeue? Slurm has then already counted the
+    restart: ``Restarts`` in ``scontrol show job`` exceeds ``SLURM_RESTART_COUNT``
+    (what it was when this instance started), or the job is already back to PENDING."""
+    job_id = os.environ.get("SLURM_JOB_ID")
+    if not job_id:
+        return False
+    try:
+        out = subprocess.run(["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+    fields = dict(re.findall(r"(\w+)=(\S*)", out))
+    restarts = fields.get("Restarts", "0")
+    started_at = os.environ.get("SLURM_RESTART_COUNT", "0")
+    if restarts.isdigit() and started_at.isdigit() and int(restarts) > int(started_at):
+        return True
+    return fields.get("JobState") in ("PENDING", "REQUEUED", "REQUEUE_HOLD", "PREEMPTED")
+
+
 class RunJob(Checkpointable):
     """What each Slurm task executes: one RunSpec (rank ``SLURM_PROCID`` of a DDP run).
 
-    Checkpointable: on USR2 submitit calls ``checkpoint`` (inherited), which resubmits
-    this object with the same spec, requeues the job and exits; the store holds
-    everything done so far. SIGTERM (which submitit would ignore) ends the run at once,
+    Checkpointable: on USR2 submitit calls ``checkpoint``, which records the preemption
+    and resubmits this object with the same spec; submitit requeues the job and exits;
+    the store holds everything done so far. SIGTERM (which submitit would ignore) ends the run at once,
     so ``scancel`` stops it now rather than after Slurm's KillWait."""
 
     def __call__(self, spec_data: dict[str, Any]) -> str:
@@ -99,12 +237,16 @@ class RunJob(Checkpointable):
         cfg = build_config(spec.config)
         job = submitit.JobEnvironment()
         self._install_signal_handlers()
+        if os.environ.pop("INSR_EARLY_USR2", None):  # arrived before submitit's handler: deliver it now
+            signal.raise_signal(signal.SIGUSR2)
         info = ddp.detect()
         env = ddp.init(info, cfg.device, cfg.launch.ddp.backend, progress=False)
         if env.is_main:
             update_state(spec.run_dir, backend="slurm", job_id=str(job.job_id), host=job.hostname)
         try:
             execute(spec, env=env, threads=int(os.environ.get("SLURM_CPUS_PER_TASK", cfg.launch.threads_per_job)))
+        except RunLocked:  # another live process computes this run: leave its state alone
+            return "skipped"
         except SystemExit as exc:
             if env.is_main:
                 update_state(spec.run_dir, **_exit_state(spec.run_dir, exc))
@@ -113,18 +255,43 @@ class RunJob(Checkpointable):
             ddp.shutdown()
         return "done"
 
+    def checkpoint(self, spec_data: dict[str, Any]):  # type: ignore[override]
+        """Called by submitit on USR2 (rank 0), before it requeues the job: record the
+        preemption first, so run.json is right even when the signal lands before
+        ``__call__`` has started (a time-limit warning early in the job)."""
+        self._requeueing = True
+        try:
+            if read_state(spec_data["run_dir"]).get("state") != "done":  # a signal just after the end
+                update_state(spec_data["run_dir"], state="pending", reason=PREEMPTED_USR2)
+        except OSError:
+            pass
+        return super().checkpoint(spec_data)
+
     def _install_signal_handlers(self) -> None:
         preempted = signal.getsignal(signal.SIGUSR2)  # submitit's checkpoint-and-requeue
         self._requeueing = False
 
         def on_usr2(signum, frame):
             self._requeueing = True  # the requeue's own SIGTERM must not cut the handler short
-            if callable(preempted):
+            if not callable(preempted):
+                return
+            try:
                 preempted(signum, frame)
+            except subprocess.CalledProcessError:
+                # submitit's `scontrol requeue` can be killed by the requeue it asked for
+                # (Slurm signals every process of the step, that one too) before it
+                # returns: the job is requeued all the same.
+                if _being_requeued():
+                    raise JobRequeued(143) from None
+                raise
 
         def on_term(signum, frame):
-            if not self._requeueing:
-                raise JobTerminated(143)
+            if self._requeueing:
+                return  # submitit's own requeue (after USR2): its handler exits
+            if _being_requeued():
+                self._requeueing = True
+                raise JobRequeued(143)
+            raise JobTerminated(143)
 
         signal.signal(signal.SIGUSR2, on_usr2)
         signal.signal(signal.SIGTERM, on_term)
@@ -136,7 +303,12 @@ def _exit_state(run_dir: str, exc: SystemExit) -> dict[str, Any]:
         return {"state": "cancelled", "reason": "cancelled by user (scancel)"}
     if isinstance(exc, JobTerminated):
         return {"state": "failed", "reason": "terminated by Slurm (SIGTERM); submit again to resume from the store"}
-    return {"state": "pending", "reason": "preempted: requeued, resumes from its store"}
+    if isinstance(exc, JobRequeued):
+        return {"state": "pending", "reason": "preempted: requeued by Slurm (SIGTERM), resumes from its store"}
+    return {"state": "pending", "reason": PREEMPTED_USR2}
+
+
+PREEMPTED_USR2 = "preempted: USR2 (preemption, time limit or signal), requeued; resumes from its store"
 
 
 def squeue_states(job_ids: Sequence[str]) -> dict[str, str]:
@@ -162,27 +334,108 @@ def squeue_states(job_ids: Sequence[str]) -> dict[str, str]:
     return states
 
 
+def compress_job_ids(job_ids) -> list[str]:
+    """``["7_0", "7_1", "7_2", "7_5", "9"]`` → ``["7_[0-2,5]", "9"]``: one scancel
+    argument (one controller RPC) per array rather than per task."""
+    arrays: dict[str, list[int]] = {}
+    plain = []
+    for j in job_ids:
+        head, sep, task = str(j).partition("_")
+        if sep and task.isdigit():
+            arrays.setdefault(head, []).append(int(task))
+        else:
+            plain.append(str(j))
+    out = []
+    for head, tasks in arrays.items():
+        tasks = sorted(set(tasks))
+        ranges, lo = [], tasks[0]
+        for prev, cur in zip(tasks, tasks[1:] + [None]):
+            if cur != prev + 1 if cur is not None else True:
+                ranges.append(f"{lo}-{prev}" if prev > lo else f"{lo}")
+                lo = cur
+        out.append(f"{head}_[{','.join(ranges)}]")
+    return out + plain
+
+
 @BACKENDS.register("slurm")
 class SlurmBackend(Backend):
     name = "slurm"
     can_detach = True  # `submit --no-wait` returns after sbatch
 
+    def check(self) -> None:
+        """sbatch/squeue on PATH, submitit importable, the partition exists, GPUs exist
+        when asked for: refused with one line before any file is written."""
+        missing = [cmd for cmd in ("sbatch", "squeue", "scontrol", "sinfo") if shutil.which(cmd) is None]
+        if missing:
+            raise InsrError(
+                f"launch.backend: 'slurm' needs {', '.join(missing)} on PATH (run on a Slurm login node, "
+                "or install the client: apt-get install slurm-client; a test cluster: slurm/dev-cluster.sh start)"
+            )
+        try:
+            import submitit  # noqa: F401
+        except ImportError:
+            raise InsrError("launch.backend: 'slurm' needs submitit (pip install 'insr-hpc[cluster]')") from None
+        sc = self.launch.slurm
+        try:
+            out = subprocess.run(["sinfo", "-h", "-o", "%R|%G"], capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise InsrError(f"launch.backend: 'slurm': sinfo failed: {exc}") from None
+        if out.returncode != 0:
+            last = (out.stderr.strip().splitlines() or ["no output"])[-1]
+            raise InsrError(f"launch.backend: 'slurm': no Slurm controller answers sinfo ({last[:200]})")
+        gres: dict[str, set[str]] = {}
+        for line in out.stdout.splitlines():
+            part, _, g = line.strip().partition("|")
+            if part:
+                gres.setdefault(part, set()).add(g)
+        if sc.partition is not None and sc.partition not in gres:
+            raise InsrError(
+                f"launch.slurm.partition: no partition '{sc.partition}' on this cluster "
+                f"(partitions: {', '.join(sorted(gres)) or 'none'})"
+            )
+        if sc.gpus_per_node > 0:
+            pool = gres.get(sc.partition) if sc.partition else set().union(*gres.values()) if gres else set()
+            if not any(re.search(r"gpu", g or "") for g in pool):
+                where = f"partition '{sc.partition}'" if sc.partition else "this cluster"
+                raise InsrError(
+                    f"launch.slurm.gpus_per_node: {sc.gpus_per_node} requested but the nodes of {where} have no GPUs "
+                    "(sinfo %G shows no gpu GRES); set launch.slurm.gpus_per_node=0 or pick a GPU partition"
+                )
+
     def _executor(self, sweep_dir: str, name: str):
         if shutil.which("sbatch") is None:
             raise InsrError("launch.backend: 'slurm' needs sbatch on PATH (is this a Slurm login node?)")
         try:
-            import submitit
+            import submitit  # noqa: F401
         except ImportError:
             raise InsrError("launch.backend: 'slurm' needs submitit (pip install 'insr-hpc[cluster]')") from None
-        ex = submitit.SlurmExecutor(folder=os.path.join(sweep_dir, "slurm"), max_num_timeout=3)
+        ex = _executor_class()(folder=os.path.join(sweep_dir, "slurm"), max_num_timeout=3)
         ex.update_parameters(**executor_parameters(self.launch, job_name=name))
         return ex
+
+    def max_array_size(self) -> int:
+        """Tasks per array: the cluster's MaxArraySize, lowered by ``launch.slurm.max_array_size``."""
+        cluster = cluster_max_array_size()
+        own = self.launch.slurm.max_array_size
+        return min(cluster, own) if own else cluster
 
     def _submit_jobs(self, specs: Sequence[RunSpec], sweep_dir: str) -> dict[str, Any]:
         for spec in specs:
             spec.save()
         name = f"insr-{os.path.basename(sweep_dir)}"
-        jobs = self._executor(sweep_dir, name).map_array(RunJob(), [asdict(s) for s in specs])
+        executor = self._executor(sweep_dir, name)
+        base = executor_parameters(self.launch, job_name=name)
+        plans = plan_arrays(len(specs), self.max_array_size(), self.launch.slurm.array_parallelism)
+        self.arrays: list[str] = []  # array job ids of this submission, in plan order
+        jobs: list[Any] = []
+        for plan in plans:
+            extra = dict(base.get("additional_parameters", {}))
+            if plan.after is not None:
+                extra["dependency"] = f"afterany:{self.arrays[plan.after]}"
+            executor.update_parameters(array_parallelism=plan.throttle, additional_parameters=extra or None)
+            chunk = executor.map_array(RunJob(), [asdict(s) for s in specs[plan.start : plan.stop]])
+            jobs += chunk
+            self.arrays.append(str(chunk[0].job_id).split("_")[0])
         for spec, job in zip(specs, jobs, strict=True):
             # The job may already be running (and writing run.json): keep its state.
             cur = read_state(spec.run_dir).get("state")
@@ -229,7 +482,8 @@ class SlurmBackend(Backend):
         """Final state of one job, or None while Slurm still runs (or requeued) it."""
         if job.paths.result_pickle.exists():
             try:
-                job.result()
+                if job.result() == "skipped":  # another process held the run's lock
+                    return "skipped"
             except Exception as exc:  # the run's exception, or submitit's "not requeued"
                 state = read_state(spec.run_dir)
                 if state.get("state") != "failed":
@@ -266,7 +520,7 @@ class SlurmBackend(Backend):
             if st.get("run_id") in ids:  # read by the job as it exits: it was cancelled, not failed
                 update_state(st["run_dir"], cancel_requested=True)
         try:
-            out = subprocess.run(["scancel", *ids.values()], capture_output=True, text=True, timeout=60)
+            out = subprocess.run(["scancel", *compress_job_ids(ids.values())], capture_output=True, text=True, timeout=120)
         except OSError as exc:
             raise InsrError(f"cancel: cannot run scancel: {exc}") from None
         if out.returncode != 0 and out.stderr.strip():

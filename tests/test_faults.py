@@ -251,7 +251,7 @@ def _same_slow(store: str, ref: str) -> None:
     np.testing.assert_array_equal(da.weights.values, db.weights.values)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, pytest.param(signal.SIGINT, marks=pytest.mark.slow)], ids=["SIGTERM", "SIGINT"])
 def test_signal_to_submit_stops_workers_at_a_step_and_resubmit_finishes(tmp_path, slow_reference, sig):
     cfg = _cfg(tmp_path, SLOW, tmp_path / "runs", launch={"workers": 1, "grace_s": 60},
                sweep={"grid": {"seed": [0, 1]}})
@@ -373,6 +373,7 @@ def _same_recon(run_dir: str, ref_dir: str) -> None:
         np.testing.assert_array_equal(a[name].values, b[name].values)
 
 
+@pytest.mark.slow
 def test_recon_sigkill_at_random_moments_resumes_equal(tmp_path, recon_reference):
     rng = random.Random(7)
     cfg = write_config(tmp_path, dict(RECON, output={**RECON["output"], "root": str(tmp_path / "runs")}))

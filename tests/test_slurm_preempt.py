@@ -91,6 +91,7 @@ def test_interrupted_job_is_requeued_and_resumes_exactly(slurm_cluster, tmp_path
 LONG = 180
 
 
+@pytest.mark.slow
 def test_time_limit_signal_requeues_and_resumes_exactly(slurm_cluster, tmp_path, capsys):
     """A 1-minute limit with USR2 55 s before it."""
     run_dir = submit_no_wait(str(tmp_path / "job"), "launch.slurm.time_min=1", "launch.slurm.signal_delay_s=55",

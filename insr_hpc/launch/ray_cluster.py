@@ -290,8 +290,11 @@ def start_workers(hosts: list[str], head: RayHead, log_path: str) -> subprocess.
 
 
 def _node_ip(host: str) -> str:
+    """The node's IP: its name resolved, else its Slurm ``NodeAddr`` (as for DDP ranks)."""
+    from insr_hpc.launch.ddp import node_address
+
     try:
-        return socket.gethostbyname(host)
+        return socket.gethostbyname(node_address(host))
     except OSError as exc:
         raise InsrError(f"ray cluster: cannot resolve node '{host}': {exc}") from None
 

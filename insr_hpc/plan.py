@@ -48,6 +48,9 @@ def plan_runs(config_path: str, overrides: Sequence[str] = (), incremental: bool
         RunSpec(p.run_id, os.path.join(sweep_dir, p.run_id), config_to_dict(cfg, shared), dict(p.overrides))
         for p, cfg in zip(points, configs, strict=True)
     ]
+    from insr_hpc.launch.packing import check_packing
+
+    check_packing(specs, configs)
     return Plan(specs, configs, sweep_dir)
 
 

@@ -24,7 +24,7 @@ from insr_hpc.rundir import STATES, RunDir, RunLocked, describe_holder
 from insr_hpc.runtime import Interrupted, RunEnv, select_device
 from insr_hpc.workloads import WORKLOADS
 
-__all__ = ["STATES", "Interrupted", "RunDir", "RunSpec", "check_resumable", "clear_outputs", "execute",
+__all__ = ["STATES", "Interrupted", "RunDir", "RunSpec", "check_resumable", "clear_outputs", "execute", "execute_pack",
            "read_state", "update_state"]
 
 
@@ -153,6 +153,78 @@ def _execute(spec: RunSpec, cfg, rd: RunDir, env: RunEnv | None) -> dict[str, An
         rd.transition("suspect" if suspect else "done", suspect, ended=time.time(),
                       summary=summary, world_size=env.world_size)
     return summary
+
+
+def execute_pack(specs: list[RunSpec], threads: int | None = None) -> dict[str, str]:
+    """Run k specs as one pack in this process (``launch.pack``; :mod:`insr_hpc.pde.pack`).
+
+    Every run is locked, checked and recorded as if it ran alone (running → done |
+    suspect | failed | cancelled, back to pending when interrupted); a run that fails
+    or is locked by another process leaves the others going. Returns run_id → outcome
+    (a state, or ``skipped`` when another live process holds its lock). Re-raises
+    :class:`~insr_hpc.runtime.Interrupted` after recording the runs it stopped."""
+    cfgs = [build_config(s.config) for s in specs]
+    torch.set_num_threads(max(1, threads if threads is not None else cfgs[0].launch.threads_per_job))
+    outcome: dict[str, str] = {}
+    with ExitStack() as stack:
+        members: list[tuple[RunSpec, object, RunDir]] = []
+        for spec, cfg in zip(specs, cfgs, strict=True):
+            rd = RunDir(spec.run_dir)
+            try:
+                check_resumable(spec)
+                stack.enter_context(rd.lock(command=f"insr-hpc run {spec.run_id} (pack of {len(specs)})"))
+            except RunLocked as exc:
+                print(f"insr-hpc: run {spec.run_id} skipped: {exc}", flush=True)
+                outcome[spec.run_id] = "skipped"
+                continue
+            except InsrError as exc:
+                print(f"insr-hpc: run {spec.run_id} refused: {exc}", flush=True)
+                outcome[spec.run_id] = rd.read_state().get("state", "pending")
+                continue
+            rd.transition("running", run_id=spec.run_id, host=socket.gethostname(), pid=os.getpid(),
+                          started=time.time(), overrides=spec.overrides, pack=[s.run_id for s in specs],
+                          cancel_requested=False)
+            members.append((spec, cfg, rd))
+        if not members:
+            return outcome
+        env = RunEnv(device=select_device(members[0][1].device))
+
+        def ended(i: int, result) -> None:
+            spec, _cfg, rd = members[i]
+            if isinstance(result, str):  # dropped at a step boundary (cancelled)
+                rd.transition("cancelled", result, ended=time.time())
+            elif isinstance(result, BaseException):
+                reason = _reason(result, rd.path)
+                rd.write_error("".join(traceback.format_exception(result)))
+                _record_failure_in_store(rd, reason)
+                rd.transition("failed", reason, ended=time.time())
+                print(f"insr-hpc: run {spec.run_id} failed: {reason}", flush=True)
+            else:
+                suspect = result.get("suspect") if isinstance(result, dict) else None
+                rd.transition("suspect" if suspect else "done", suspect, ended=time.time(), summary=result,
+                              world_size=1)
+            outcome[spec.run_id] = rd.read_state().get("state", "failed")
+
+        def should_drop(i: int) -> str | None:
+            return "cancelled by user" if members[i][2].read_state().get("cancel_requested") else None
+
+        workload = WORKLOADS.get(members[0][1].workload)
+        try:
+            workload.run_pack([(cfg, spec.run_dir, spec.run_id) for spec, cfg, _ in members], env, ended, should_drop)
+        except (Interrupted, KeyboardInterrupt) as exc:
+            how = str(exc) or "interrupted (Ctrl-C)"
+            for spec, _cfg, rd in members:
+                if spec.run_id not in outcome:
+                    rd.transition("pending", f"interrupted: {how}; submit again to resume", ended=time.time())
+                    outcome[spec.run_id] = "pending"
+            raise
+        except BaseException as exc:  # the pack itself broke: every run not yet ended failed with it
+            for i, (spec, _cfg, _rd) in enumerate(members):
+                if spec.run_id not in outcome:
+                    ended(i, exc)
+            if not isinstance(exc, Exception):
+                raise
+    return outcome
 
 
 def _record_failure_in_store(rd: RunDir, reason: str) -> None:

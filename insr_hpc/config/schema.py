@@ -140,6 +140,7 @@ class LaunchConfig:
     threads_per_job: int = 1  # torch intra-op threads per run
     max_retries: int = 0
     grace_s: float = 30.0  # local backend: on SIGTERM/SIGINT a worker gets this long to stop at a step boundary, then is killed
+    pack: int = 1  # local backend: compatible PDE runs per process, solved batched under vmap (docs/insr.md "Packed sweeps")
     ray: RayConfig = field(default_factory=RayConfig)
     slurm: SlurmConfig = field(default_factory=SlurmConfig)
     ddp: DDPConfig = field(default_factory=DDPConfig)
@@ -149,6 +150,7 @@ class LaunchConfig:
         require(self.threads_per_job >= 1, "threads_per_job", f"must be >= 1, got {self.threads_per_job}")
         require(self.max_retries >= 0, "max_retries", f"must be >= 0, got {self.max_retries}")
         require(self.grace_s >= 0, "grace_s", f"must be >= 0, got {self.grace_s}")
+        require(self.pack >= 1, "pack", f"must be >= 1, got {self.pack}")
 
 
 @dataclass

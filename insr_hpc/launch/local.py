@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from insr_hpc.errors import ConfigError
 from insr_hpc.launch.base import BACKENDS, Backend, SubmitInterrupted
+from insr_hpc.launch.packing import make_packs
 from insr_hpc.launch.worker import EXIT_LOCKED
 from insr_hpc.run import read_state
 from insr_hpc.rundir import RunDir
@@ -69,10 +70,7 @@ class LocalBackend(Backend):
         if self._stopping is not None:  # submit was stopped before this run started
             return "pending"
         path = spec.save()
-        env = dict(os.environ)
-        threads = str(self.launch.threads_per_job)
-        env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads, INSR_HPC_BACKEND="local",
-                   INSR_HPC_PARENT_PID=str(os.getpid()))
+        env = self._worker_env()
         with open(rd.log, "ab") as log:
             proc = subprocess.Popen(
                 self.command(path),
@@ -102,29 +100,38 @@ class LocalBackend(Backend):
         return state.get("state", "failed")
 
     def submit(self, specs, sweep_dir, progress=True):
-        """Run the specs, at most ``workers`` at once. SIGTERM/SIGINT stop it: running
+        """Run the specs, at most ``workers`` at once (with ``launch.pack`` > 1: packs of
+        compatible runs, one worker process each). SIGTERM/SIGINT stop it: running
         workers get SIGTERM (they stop at their next step boundary, state ``pending``)
         and are killed after ``launch.grace_s``; queued runs do not start; then
         :class:`SubmitInterrupted` (the CLI exits 128 + signal)."""
         results: dict[str, str] = {}
         self._procs, self._lock, self._stopping = {}, threading.Lock(), None
+        units = make_packs(specs, self.launch.pack)
+        if self.launch.pack > 1:
+            print(f"insr-hpc: {len(specs)} run(s) in {len(units)} process(es) of at most {self.launch.pack} "
+                  "packed runs", file=sys.stderr, flush=True)
         restore = self._install_handlers()
         try:
-            with ThreadPoolExecutor(self.workers(len(specs))) as pool:
-                futures = {pool.submit(self._run_one, spec): spec for spec in specs}
+            with ThreadPoolExecutor(self.workers(len(units))) as pool:
+                futures = {pool.submit(self._run_unit, unit): unit for unit in units}
                 bar = tqdm(total=len(specs), desc="runs", unit="run", disable=None if progress else True)
                 for fut in as_completed(futures):
-                    spec = futures[fut]
+                    unit = futures[fut]
                     try:
-                        results[spec.run_id] = fut.result()
+                        outcome = fut.result()
                     except OSError as exc:
-                        RunDir(spec.run_dir).transition("failed", f"could not start worker: {exc}")
-                        results[spec.run_id] = "failed"
-                    if self._stopping is None or results[spec.run_id] != "pending":
-                        bar.write(finished_line(spec) if results[spec.run_id] != "skipped" else
-                                  f"{spec.run_id}: skipped: being computed by another process (its lock: "
-                                  f"{RunDir(spec.run_dir).lock_file}); state now {read_state(spec.run_dir).get('state')}")
-                    bar.update(1)
+                        outcome = {}
+                        for spec in unit:
+                            RunDir(spec.run_dir).transition("failed", f"could not start worker: {exc}")
+                            outcome[spec.run_id] = "failed"
+                    for spec in unit:
+                        results[spec.run_id] = outcome.get(spec.run_id, "failed")
+                        if self._stopping is None or results[spec.run_id] != "pending":
+                            bar.write(finished_line(spec) if results[spec.run_id] != "skipped" else
+                                      f"{spec.run_id}: skipped: being computed by another process (its lock: "
+                                      f"{RunDir(spec.run_dir).lock_file}); state now {read_state(spec.run_dir).get('state')}")
+                        bar.update(1)
                 bar.close()
         finally:
             restore()
@@ -136,6 +143,60 @@ class LocalBackend(Backend):
                     rd.transition("pending", "interrupted: submit was stopped before the run started")
             raise SubmitInterrupted(self._stopping, results)
         return results
+
+    def _run_unit(self, unit) -> dict[str, str]:
+        if len(unit) == 1:
+            return {unit[0].run_id: self._run_one(unit[0])}
+        return self._run_pack(unit)
+
+    def _run_pack(self, specs) -> dict[str, str]:
+        """k runs in one worker process (``python -m insr_hpc.launch.worker S1 … Sk``):
+        its output goes to ``packs/<first run>.log`` beside the runs; each run's
+        progress lines to its own ``log.txt``."""
+        if self._stopping is not None:
+            return {s.run_id: "pending" for s in specs}
+        paths = [s.save() for s in specs]
+        log_dir = os.path.join(os.path.dirname(specs[0].run_dir), "packs")
+        os.makedirs(log_dir, exist_ok=True)
+        key = f"pack:{specs[0].run_id}"
+        with open(os.path.join(log_dir, f"{specs[0].run_id}.log"), "ab") as log:
+            proc = subprocess.Popen([sys.executable, "-m", "insr_hpc.launch.worker", *paths], stdout=log,
+                                    stderr=subprocess.STDOUT, env=self._worker_env(), start_new_session=True)
+            with self._lock:
+                self._procs[key] = proc
+            if self._stopping is not None:
+                _signal_group(proc, self._stopping)
+            for spec in specs:
+                rd = RunDir(spec.run_dir)
+                holder = rd.holder()
+                if holder is None or holder.get("pid") == proc.pid:  # not another submit's run
+                    rd.update(backend="local", job_id=str(proc.pid))
+            code = proc.wait()
+            with self._lock:
+                self._procs.pop(key, None)
+        out = {}
+        for spec in specs:
+            rd = RunDir(spec.run_dir)
+            state = rd.read_state()
+            if state.get("pid") == proc.pid:
+                rd.update(backend="local", job_id=str(proc.pid))
+            if state.get("state") == "running" and state.get("pid") == proc.pid:
+                if self._stopping is not None:
+                    state = rd.transition("pending", f"interrupted: killed {self.launch.grace_s:g} s after "
+                                          f"{signal.Signals(self._stopping).name} (grace period); submit again to resume")
+                else:
+                    state = rd.transition("failed", f"pack worker exited with code {code}"
+                                          + (" (killed by signal)" if code < 0 else ""))
+            held = state.get("pid") not in (None, proc.pid) and state.get("state") == "running"
+            out[spec.run_id] = "skipped" if held else state.get("state", "failed")
+        return out
+
+    def _worker_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        threads = str(self.launch.threads_per_job)
+        env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads, INSR_HPC_BACKEND="local",
+                   INSR_HPC_PARENT_PID=str(os.getpid()))
+        return env
 
     def _install_handlers(self):
         if threading.current_thread() is not threading.main_thread():
@@ -181,6 +242,11 @@ class LocalBackend(Backend):
             if st.get("backend") == "local" and st.get("state") in ("pending", "running") and pid:
                 rd = RunDir(st["run_dir"])
                 rd.update(cancel_requested=True)
+                if len(st.get("pack") or ()) > 1 and st.get("state") == "running" and _alive(int(pid)):
+                    # a packed run: its pack drops it at the next step boundary (and records
+                    # it cancelled); the pack's other runs go on
+                    cancelled.append(st.get("run_id", pid))
+                    continue
                 try:
                     os.killpg(int(pid), signal.SIGTERM)
                 except (ProcessLookupError, PermissionError):
@@ -188,6 +254,16 @@ class LocalBackend(Backend):
                 rd.transition("cancelled", "cancelled by user")
                 cancelled.append(st.get("run_id", pid))
         return cancelled
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _signal_group(proc: subprocess.Popen, sig: int) -> None:

@@ -1,4 +1,6 @@
-"""``python -m insr_hpc.launch.worker SPEC.json``: execute one saved RunSpec.
+"""``python -m insr_hpc.launch.worker SPEC.json [SPEC.json …]``: execute one saved
+RunSpec, or several as one pack (``launch.pack``: :func:`insr_hpc.run.execute_pack`;
+each run's outcome is in its run.json, and the exit code is 0 unless stopped).
 
 Exit codes: 0 the run ended (done or suspect), 1 it failed (the reason is in its
 run.json), 3 another live process holds the run's lock (nothing was changed),
@@ -19,7 +21,7 @@ import signal
 import sys
 
 from insr_hpc.rundir import RunLocked
-from insr_hpc.run import RunSpec, execute
+from insr_hpc.run import RunSpec, execute, execute_pack
 from insr_hpc.runtime import STOP, Interrupted, install_stop_handlers
 
 EXIT_LOCKED = 3
@@ -41,11 +43,20 @@ def die_with_parent() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        print("usage: python -m insr_hpc.launch.worker SPEC.json", file=sys.stderr)
+    if not argv:
+        print("usage: python -m insr_hpc.launch.worker SPEC.json [SPEC.json …]", file=sys.stderr)
         return 2
     install_stop_handlers()
     die_with_parent()
+    if len(argv) > 1:
+        specs = [RunSpec.load(path) for path in argv]
+        try:
+            execute_pack(specs)
+        except (Interrupted, KeyboardInterrupt) as exc:
+            print(f"insr-hpc: pack of {len(specs)} runs {exc or 'interrupted'}; submit again to resume",
+                  file=sys.stderr)
+            return 128 + (STOP.signum or signal.SIGINT)
+        return 0
     spec = RunSpec.load(argv[0])
     try:
         execute(spec)

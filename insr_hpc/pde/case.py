@@ -8,6 +8,8 @@ one step's objective. Neither names the other: a case exposes ``Term`` objects a
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -76,10 +78,25 @@ class Case:
     # ``accepts`` when the config is validated.
     term_kind: type | None = Term
     integrator_name: str = "midpoint"  # the run's integrator (the solver sets it): for scheme-aware references
+    # Packed sweeps (``launch.pack``, :mod:`insr_hpc.pde.pack`): a case that sets
+    # ``packable`` has terms that read nothing but their arguments, the history fields,
+    # ``ctx.dt`` and ``self.params`` (never ``ctx.current`` or ``prepare`` hooks), so k
+    # runs can be evaluated under one ``vmap``. ``pack_values``: the ``problem`` keys
+    # that may differ between the runs of one pack (numbers entering the terms; they
+    # become per-run tensors inside the vmap). Other problem keys must agree.
+    packable: bool = False
+    pack_values: tuple[str, ...] = ()
 
     def __init__(self, params: Any, dt: float):
         self.params = params
         self.dt = dt
+
+    def with_values(self, values: dict[str, Any]) -> "Case":
+        """A shallow copy whose ``params`` take ``values`` (possibly tensors under a
+        vmap over runs). Samplers and references of the copy are not used."""
+        out = copy.copy(self)
+        out.params = dataclasses.replace(self.params, **values)
+        return out
 
     # sampling ----------------------------------------------------------------
     def sample_interior(self, n: int, gen: torch.Generator, device: torch.device) -> torch.Tensor:

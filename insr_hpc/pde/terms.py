@@ -127,11 +127,12 @@ def energy_value(terms, field: PointFn, batches, per_point: bool = False) -> tor
     return total
 
 
-def objective(terms, field: PointFn, batches) -> torch.Tensor:
-    """The scalar objective on this rank's samples: Σ residual terms + Σ energy terms."""
+def objective(terms, field: PointFn, batches, per_point: bool = False) -> torch.Tensor:
+    """The scalar objective on this rank's samples: Σ residual terms + Σ energy terms
+    (``per_point``: vmapped over samples, for torch.func transforms; see :func:`_batched`)."""
     total = None
     for term, batch in zip(terms, batches, strict=True):
-        values = _batched(term, field, batch)
+        values = _batched(term, field, batch, per_point)
         if isinstance(term, Residual):
             part = term.weight * values.reshape(values.shape[0], -1).pow(2).sum(1).mean()
         else:

@@ -83,90 +83,185 @@ def store_attrs(cfg: Config, solver: Solver, run_id: str) -> dict[str, Any]:
     )
 
 
+class PDERun:
+    """One PDE run's I/O around its Solver: the store (created or reopened and repaired,
+    weights and history reloaded), TensorBoard, progress, and the per-step record
+    (evaluate, guard, commit). ``run_pde`` drives one; ``run_pde_pack`` drives k in
+    lockstep with their steps computed packed (:mod:`insr_hpc.pde.pack`)."""
+
+    def __init__(self, cfg: Config, run_dir: str, env: RunEnv, run_id: str = "r000", log=None):
+        self.cfg, self.env, self.run_id = cfg, env, run_id
+        self.log = log or (lambda line: print(line, flush=True))
+        self.solver = solver = Solver(cfg, env)
+        path = os.path.join(run_dir, "store.zarr")
+        env.barrier()  # e.g. rank 0 clearing the run's outputs for output.overwrite (cli)
+        store = reopen_store(path, cfg)
+        if store is None:
+            store = StepStore.create(path, store_variables(solver), store_attrs(cfg, solver, run_id)) if env.is_main else None
+            env.barrier()
+            store = store or StepStore.open(path)
+        self.store = store
+        self.start = start = store.completed_steps()
+        self.total = cfg.time.steps + 1
+        # Reload the last committed weights (and the history the integrator needs).
+        for k in range(max(0, start - solver.n_history), start):
+            solver.push_history(store.read_step("weights", k))
+        if start > 0:
+            solver.load_weights(solver.history[0])
+        done_iters = int(np.asarray(store.group["iterations"][:start]).clip(min=0).sum()) if start else 0
+        self.monitor = Monitor(os.path.join(run_dir, "tb"), start, done_iters, cfg.output.log_every, enabled=env.is_main)
+        # A grid-solver reference may need to be advanced through the steps already done.
+        for k in range(start):
+            solver.case.reference(k * cfg.time.dt, cfg.output.resolution)
+        self.subs = solver.substep_names()
+        self.global_iter = done_iters
+        self.next_step = start
+        self.bar = None
+        # When stdout is a file (batch logs, log.txt of a local worker): a line every ~5 % of the run.
+        self.lines = max(1, self.total // 20) if env.is_main and not sys.stdout.isatty() else 0
+
+    @property
+    def finished(self) -> bool:
+        return self.next_step >= self.total
+
+    def log_losses(self, name: str, losses: list[float]) -> None:
+        self.monitor.iteration_losses(name, losses, self.global_iter)
+        self.global_iter += len(losses)
+
+    def record(self, result: dict) -> None:
+        """Evaluate, check and commit the step just computed (``result`` of Solver.advance)."""
+        cfg, env, solver, step = self.cfg, self.env, self.solver, self.next_step
+        t = step * cfg.time.dt
+        outputs = solver.case.evaluate(solver.models, cfg.output.resolution, env.device)
+        reference = solver.case.reference(t, cfg.output.resolution)
+        errors = solver.case.errors(outputs, reference)
+        check_guard(cfg, step, errors, solver.case.error_names[0],
+                    (solver.case.substeps if step else solver.case.initial_substeps)[-1])
+        if env.is_main:
+            iters = np.array([result["iterations"].get(s, -1) for s in self.subs], dtype=np.int32)
+            losses = np.array([result["loss"].get(s, np.nan) for s in self.subs])
+            self.store.commit_step(
+                step,
+                {
+                    "weights": result["weights"],
+                    **outputs,
+                    **reference,
+                    "iterations": iters,
+                    "loss": losses,
+                    "seconds": result["seconds"],
+                    **errors,
+                },
+            )
+            scalars = {f"error/{k}": v for k, v in errors.items()}
+            scalars.update({f"iterations/{s}": result["iterations"][s] for s in result["iterations"]})
+            scalars.update({f"final_loss/{s}": result["loss"][s] for s in result["loss"]})
+            self.monitor.step_scalars(step, scalars)
+            every = cfg.output.figure_every
+            if every and (step % every == 0 or step == self.total - 1):
+                self.monitor.step_figure(step, "field", solver.case.figure(outputs, t, cfg.output.resolution))
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(loss=f"{max(result['loss'].values()):.2e}", **{k: f"{v:.2e}" for k, v in errors.items()})
+        if self.lines and (step % self.lines == 0 or step == self.total - 1):  # batch logs: plain lines, not a bar
+            errs = " ".join(f"{k}={v:.3e}" for k, v in errors.items())
+            its = sum(result["iterations"].values())
+            self.log(f"{self.run_id} step {step}/{self.total - 1} t={t:.4g} {errs} "
+                     f"loss={max(result['loss'].values()):.3e} iterations={its} {result['seconds']:.2f}s")
+        self.next_step += 1
+
+    def finish(self) -> dict[str, Any]:
+        summary = _summary(self.store, self.solver.case.error_names)
+        if self.env.is_main:
+            if not self.store.attrs.get("complete"):
+                self.monitor.hparams(hparams(self.cfg, HPARAM_SECTIONS), summary["final"])
+            self.store.finish({"complete": True, "final_errors": summary["final"]})
+        return summary
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        self.monitor.close()
+
+
 def run_pde(cfg: Config, run_dir: str, env: RunEnv, run_id: str = "r000") -> dict[str, Any]:
     """Run (or resume) one PDE job. Returns a summary (steps done, final errors)."""
-    solver = Solver(cfg, env)
-    path = os.path.join(run_dir, "store.zarr")
-    env.barrier()  # e.g. rank 0 clearing the run's outputs for output.overwrite (cli)
-    store = reopen_store(path, cfg)
-    if store is None:
-        store = StepStore.create(path, store_variables(solver), store_attrs(cfg, solver, run_id)) if env.is_main else None
-        env.barrier()
-        store = store or StepStore.open(path)
-    start = store.completed_steps()
-    total = cfg.time.steps + 1
-    # Reload the last committed weights (and the history the integrator needs).
-    for k in range(max(0, start - solver.n_history), start):
-        solver.push_history(store.read_step("weights", k))
-    if start > 0:
-        solver.load_weights(solver.history[0])
-    done_iters = int(np.asarray(store.group["iterations"][:start]).clip(min=0).sum()) if start else 0
-    monitor = Monitor(os.path.join(run_dir, "tb"), start, done_iters, cfg.output.log_every, enabled=env.is_main)
-    # A grid-solver reference may need to be advanced through the steps already done.
-    for k in range(start):
-        solver.case.reference(k * cfg.time.dt, cfg.output.resolution)
-
-    subs = solver.substep_names()
-    global_iter = done_iters
-    bar = tqdm(total=total, initial=start, desc=run_id, unit="step", disable=None if env.progress else True, leave=False)
-    # When stdout is a file (batch logs, log.txt of a local worker): a line every ~5 % of the run.
-    lines = max(1, total // 20) if env.is_main and not sys.stdout.isatty() else 0
+    run = PDERun(cfg, run_dir, env, run_id)
+    run.bar = tqdm(total=run.total, initial=run.start, desc=run_id, unit="step",
+                   disable=None if env.progress else True, leave=False)
     try:
-        for step in range(start, total):
-            t = step * cfg.time.dt
-
-            def log_losses(name: str, losses: list[float]) -> None:
-                nonlocal global_iter
-                monitor.iteration_losses(name, losses, global_iter)
-                global_iter += len(losses)
-
-            result = solver.advance(step, log_losses)
-            outputs = solver.case.evaluate(solver.models, cfg.output.resolution, env.device)
-            reference = solver.case.reference(t, cfg.output.resolution)
-            errors = solver.case.errors(outputs, reference)
-            check_guard(cfg, step, errors, solver.case.error_names[0],
-                        (solver.case.substeps if step else solver.case.initial_substeps)[-1])
-            if env.is_main:
-                iters = np.array([result["iterations"].get(s, -1) for s in subs], dtype=np.int32)
-                losses = np.array([result["loss"].get(s, np.nan) for s in subs])
-                store.commit_step(
-                    step,
-                    {
-                        "weights": result["weights"],
-                        **outputs,
-                        **reference,
-                        "iterations": iters,
-                        "loss": losses,
-                        "seconds": result["seconds"],
-                        **errors,
-                    },
-                )
-                scalars = {f"error/{k}": v for k, v in errors.items()}
-                scalars.update({f"iterations/{s}": result["iterations"][s] for s in result["iterations"]})
-                scalars.update({f"final_loss/{s}": result["loss"][s] for s in result["loss"]})
-                monitor.step_scalars(step, scalars)
-                every = cfg.output.figure_every
-                if every and (step % every == 0 or step == total - 1):
-                    monitor.step_figure(step, "field", solver.case.figure(outputs, t, cfg.output.resolution))
-            bar.update(1)
-            bar.set_postfix(loss=f"{max(result['loss'].values()):.2e}", **{k: f"{v:.2e}" for k, v in errors.items()})
-            if lines and (step % lines == 0 or step == total - 1):  # batch logs: plain lines, not a bar
-                errs = " ".join(f"{k}={v:.3e}" for k, v in errors.items())
-                its = sum(result["iterations"].values())
-                print(f"{run_id} step {step}/{total - 1} t={t:.4g} {errs} loss={max(result['loss'].values()):.3e} "
-                      f"iterations={its} {result['seconds']:.2f}s", flush=True)
+        while not run.finished:
+            step = run.next_step
+            run.record(run.solver.advance(step, run.log_losses))
             env.barrier()
-            if step < total - 1:
+            if not run.finished:
                 env.check_stop(f"step {step}")
-        summary = _summary(store, solver.case.error_names)
-        if env.is_main:
-            if not store.attrs.get("complete"):
-                monitor.hparams(hparams(cfg, HPARAM_SECTIONS), summary["final"])
-            store.finish({"complete": True, "final_errors": summary["final"]})
-        return summary
+        return run.finish()
     finally:
-        bar.close()
-        monitor.close()
+        run.close()
+
+
+def run_pde_pack(runs, env: RunEnv, ended, should_drop=None) -> None:
+    """Run (or resume) k PDE runs as one pack: ``runs`` is a list of (cfg, run_dir,
+    run_id) that :func:`insr_hpc.pde.pack.pack_key` puts in one pack. Steps are
+    computed packed (runs at the same next step together, the ones behind first);
+    each run keeps its own store, TensorBoard log and ``log.txt`` lines. ``ended(i,
+    outcome)`` is called once per run as it ends: its summary, or the exception that
+    ended it alone (the others go on). ``should_drop(i)``: a reason to stop run i at a
+    step boundary (e.g. cancelled), or None. :class:`~insr_hpc.runtime.Interrupted`
+    (a stop signal) propagates; runs not yet ended are then the caller's to record."""
+    from insr_hpc.pde.pack import PackStepper
+
+    members: dict[int, PDERun] = {}
+    for i, (cfg, run_dir, run_id) in enumerate(runs):
+        try:
+            members[i] = PDERun(cfg, run_dir, env, run_id, log=_run_log(run_dir))
+        except Exception as exc:  # this run alone cannot start (e.g. a damaged store)
+            ended(i, exc)
+    stepper = PackStepper({i: m.solver for i, m in members.items()})
+    try:
+        for i, m in list(members.items()):
+            if m.finished:  # resumed after its last step
+                ended(i, m.finish())
+                members.pop(i).close()
+        while members:
+            step = min(m.next_step for m in members.values())
+            group = [i for i, m in members.items() if m.next_step == step]
+            for i, outcome in zip(group, stepper.advance(group, step), strict=True):
+                m = members[i]
+                try:
+                    if isinstance(outcome, BaseException):
+                        raise outcome
+                    for name, values in outcome["losses"].items():
+                        m.log_losses(name, values)
+                    m.record(outcome)
+                    if m.finished:
+                        ended(i, m.finish())
+                        members.pop(i).close()
+                except Exception as exc:
+                    ended(i, exc)
+                    members.pop(i).close()
+            if members:
+                env.check_stop(f"step {step}")
+                for i in list(members):
+                    reason = should_drop(i) if should_drop is not None else None
+                    if reason:
+                        ended(i, reason)
+                        members.pop(i).close()
+    finally:
+        for m in members.values():
+            m.close()
+
+
+def _run_log(run_dir: str):
+    """A run's progress lines into its own ``log.txt`` (a pack shares one stdout)."""
+    path = os.path.join(run_dir, "log.txt")
+
+    def log(line: str) -> None:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
+        print(line, flush=True)
+
+    return log
 
 
 def check_guard(cfg: Config, step: int, errors: dict[str, float], primary: str, last_sub: str) -> None:
@@ -214,3 +309,10 @@ class PDEWorkload:
         "optim": ("name", OPTIMIZERS),
     }
     run = staticmethod(run_pde)
+    run_pack = staticmethod(run_pde_pack)
+
+    @staticmethod
+    def pack_key(config: dict) -> str:
+        from insr_hpc.pde.pack import pack_key
+
+        return pack_key(config)

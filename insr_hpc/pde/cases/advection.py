@@ -62,6 +62,8 @@ class Advection(Case):
             require(self.boundary_weight >= 0, "boundary_weight", "must be >= 0")
 
     fields = {"u": FieldSpec(1, 1)}
+    packable = True
+    pack_values = ("speed", "mu", "sigma", "wavenumber")
 
     def __init__(self, params: "Advection.Params", dt: float):
         super().__init__(params, dt)
@@ -69,6 +71,11 @@ class Advection(Case):
         self.term = Term(rhs=self.rhs)
         self._spectrum = None  # semi_discrete: (wavenumbers, weighted coefficients of u0, factor)
         self._phase: dict[bytes, np.ndarray] = {}
+
+    def with_values(self, values):
+        out = super().with_values(values)
+        out.term = Term(rhs=out.rhs)  # bound to the copy's params
+        return out
 
     # physics -----------------------------------------------------------------
     def rhs(self, field, x: torch.Tensor) -> torch.Tensor:

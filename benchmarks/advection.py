@@ -107,13 +107,105 @@ def per_iteration_costs(rounds: int) -> dict[str, float]:
     return {k: float(np.median(v)) for k, v in times.items()}
 
 
+def packed_sweep(n_runs: int, ks: list[int], steps: int) -> None:
+    """Runs per hour for packs of k (k = 1: every run alone), side by side.
+
+    ``n_runs`` runs of the default config (seeds 0…n−1). Step 0 is fitted once per run
+    (as a pack of n) and copied into every variant, so the variants start from the same
+    weights; then steps 1…``steps`` are timed interleaved: step s for all runs alone,
+    then in packs of 4, then 16, then step s + 1. Step 0 itself is timed for one run
+    alone and one pack of each k."""
+    from insr_hpc.pde.pack import PackStepper
+
+    def solvers():
+        return [make_solver(load_raw(CONFIG)["optim"], 2000, [f"seed={i}"]) for i in range(n_runs)]
+
+    print(f"packed sweep: {n_runs} runs, packs of {ks} …", flush=True)
+    fitted = solvers()
+    t0 = time.perf_counter()
+    PackStepper(dict(enumerate(fitted))).advance(list(range(n_runs)), 0)
+    print(f"  step 0 of {n_runs} runs as one pack: {time.perf_counter() - t0:.1f} s", flush=True)
+    variants = {}
+    for k in ks:
+        group = solvers()
+        for s, f in zip(group, fitted, strict=True):
+            s.load_weights(f.flat_weights())
+            s.history = [h.copy() for h in f.history]
+        variants[k] = group
+    step0 = {}
+    for k in ks:  # one pack of k from scratch (a fresh copy of the first k runs)
+        fresh = solvers()[:k]
+        t0 = time.perf_counter()
+        if k == 1:
+            fresh[0].advance(0)
+        else:
+            PackStepper(dict(enumerate(fresh))).advance(list(range(k)), 0)
+        step0[k] = (time.perf_counter() - t0) / k
+        print(f"  step 0, k={k}: {step0[k]:.2f} s per run", flush=True)
+    seconds = {k: [] for k in ks}
+    for step in range(1, steps + 1):
+        for k in ks:
+            group = variants[k]
+            t0 = time.perf_counter()
+            if k == 1:
+                for s in group:
+                    s.advance(step)
+            else:
+                stepper = PackStepper(dict(enumerate(group)))
+                for start in range(0, n_runs, k):
+                    stepper.advance(list(range(start, min(start + k, n_runs))), step)
+            seconds[k].append((time.perf_counter() - t0) / n_runs)
+            print(f"  step {step}, k={k}: {seconds[k][-1]:.2f} s per run-step", flush=True)
+    errors, diffs = {}, {}
+    for k in ks:
+        errs = []
+        for s in variants[k]:
+            out = s.case.evaluate(s.models, 1024, "cpu")
+            errs.append(s.case.errors(out, s.case.reference(steps * s.cfg.time.dt, 1024)))
+        errors[k] = errs
+        diffs[k] = max(abs(a["rel_l2"] - b["rel_l2"]) for a, b in zip(errs, errors[ks[0]], strict=True))
+    total = AUTHORS_STEPS = 240
+    rows = []
+    for k in ks:
+        per_step = float(np.mean(seconds[k]))
+        run_s = step0[k] + total * per_step
+        rows.append([
+            f"k = {k}" + (" (alone)" if k == 1 else ""), f"{step0[k]:.2f}", f"{per_step:.3f}",
+            f"{3600 / run_s:.1f}", f"{(3600 / run_s) / (3600 / (step0[ks[0]] + total * np.mean(seconds[ks[0]]))):.2f}×",
+            f"{np.mean([e['rel_l2'] for e in errors[k]]):.3e}", f"{max(e['solver_rel_l2'] for e in errors[k]):.1e}",
+            f"{diffs[k]:.1e}",
+        ])
+    table = markdown_table(
+        ["packing", "s step 0 / run", "s / run-step", f"runs / hour ({AUTHORS_STEPS} steps)", "vs alone",
+         f"mean rel L2 step {steps}", "max optimiser share", "max |Δ rel L2| vs alone"],
+        rows,
+    )
+    body = (
+        f"{n_runs} runs of `configs/advection.yaml` (Gauss–Newton default, seeds 0…{n_runs - 1}), 1 thread, device "
+        f"cpu (no GPU was available to this benchmark). Later steps start from the same step-0 weights in every "
+        f"variant and are timed interleaved (step s alone, packed by 4, by 16, then step s + 1); runs/hour counts step "
+        f"0 plus {AUTHORS_STEPS} steps at the measured rates.\n\n{table}\n"
+    )
+    print(table)
+    write_section("Advection: packed sweeps", f"python benchmarks/advection.py --only packed --pack-runs {n_runs} "
+                  f"--pack {','.join(map(str, ks))} --pack-steps {steps}", body)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--adam-cap", type=int, default=3000, help="Adam iterations per step at most (authors: 20 000)")
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--only", choices=("paths", "packed"), help="run one part (default: both)")
+    ap.add_argument("--pack", default="1,4,16", help="pack sizes k to compare (1 = alone)")
+    ap.add_argument("--pack-runs", type=int, default=16)
+    ap.add_argument("--pack-steps", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(1)
+    if args.only != "paths":
+        packed_sweep(args.pack_runs, [int(k) for k in args.pack.split(",")], args.pack_steps)
+    if args.only == "packed":
+        return
 
     print("per-iteration cost (interleaved rounds) …", flush=True)
     cost = per_iteration_costs(args.rounds)

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from insr_hpc.errors import ConfigError
 from insr_hpc.workloads import WORKLOADS
 
-PACKING_BACKENDS = ("local",)
+PACKING_BACKENDS = ("local", "ray")
 
 
 def pack_key_of(config: dict) -> str:

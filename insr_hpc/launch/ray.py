@@ -39,6 +39,7 @@ from typing import Any
 from insr_hpc.errors import ConfigError, InsrError
 from insr_hpc.launch.base import BACKENDS, Backend
 from insr_hpc.launch.local import available_cores
+from insr_hpc.launch.packing import make_packs
 from insr_hpc.run import RunSpec, read_state, update_state
 from insr_hpc.rundir import RunLocked
 
@@ -133,6 +134,27 @@ def _execute_spec(spec_data: dict[str, Any], threads: int) -> str:
         _mark_if_cancelled(spec.run_dir)
         raise
     return read_state(spec.run_dir).get("state", "done")
+
+
+def _execute_pack(spec_datas: list[dict[str, Any]], threads: int) -> dict[str, str]:
+    """Body of a Ray task holding a pack (``launch.pack``): k specs in one worker process
+    (:func:`insr_hpc.run.execute_pack`). Returns run_id → outcome."""
+    from insr_hpc.run import execute_pack
+
+    specs = [RunSpec(**data) for data in spec_datas]
+    for spec in specs:
+        attempts = int(read_state(spec.run_dir).get("attempts", 0)) + 1
+        update_state(spec.run_dir, backend="ray", host=os.uname().nodename, attempts=attempts)
+    try:
+        return execute_pack(specs, threads=threads)
+    except Exception as exc:
+        for spec in specs:
+            _mark_if_cancelled(spec.run_dir)
+        raise RuntimeError(f"{type(exc).__name__}: {exc}") from None
+    except BaseException:
+        for spec in specs:
+            _mark_if_cancelled(spec.run_dir)
+        raise
 
 
 def _mark_if_cancelled(run_dir: str) -> None:
@@ -318,11 +340,16 @@ class RayBackend(Backend):
         common = dict(max_retries=self.launch.max_retries, retry_exceptions=True)
         threads = max(1, int(rc.num_cpus) or self.launch.threads_per_job)
         if ddp.world_size == 1:
-            task = ray.remote(_execute_spec).options(
-                num_cpus=rc.num_cpus, num_gpus=rc.num_gpus, memory=int(rc.memory_gb * 2**30) or None,
-                name="insr-hpc-run", **common,
-            )
-            return lambda spec: task.remote(asdict(spec), threads)
+            resources = dict(num_cpus=rc.num_cpus, num_gpus=rc.num_gpus, memory=int(rc.memory_gb * 2**30) or None)
+            task = ray.remote(_execute_spec).options(name="insr-hpc-run", **resources, **common)
+            pack = ray.remote(_execute_pack).options(name="insr-hpc-pack", **resources, **common)
+
+            def start(unit):
+                if len(unit) == 1:
+                    return task.remote(asdict(unit[0]), threads)
+                return pack.remote([asdict(spec) for spec in unit], threads)
+
+            return start
         bundle = {"CPU": float(rc.num_cpus)}
         if rc.num_gpus:
             bundle["GPU"] = float(rc.num_gpus)
@@ -331,7 +358,7 @@ class RayBackend(Backend):
         strategy = "STRICT_PACK" if ddp.nodes == 1 else "PACK"
         self._check_gang_fits(ray, bundle, ddp.world_size, strategy)
         gang = ray.remote(_execute_gang).options(num_cpus=0, name="insr-hpc-ddp-run", **common)
-        return lambda spec: gang.remote(asdict(spec), bundle, ddp.world_size, strategy, threads)
+        return lambda unit: gang.remote(asdict(unit[0]), bundle, ddp.world_size, strategy, threads)
 
     @staticmethod
     def _check_gang_fits(ray, bundle: dict[str, float], world: int, strategy: str) -> None:
@@ -359,8 +386,9 @@ class RayBackend(Backend):
                 spec.save()
                 update_state(spec.run_dir, run_id=spec.run_id, backend="ray", state="failed", reason=str(exc))
             return {spec.run_id: "failed" for spec in specs}
-        refs: dict[Any, RunSpec] = {}
+        refs: dict[Any, list[RunSpec]] = {}
         results: dict[str, str] = {}
+        queued = []
         for spec in specs:
             if ray_job is None:
                 spec.save()
@@ -370,10 +398,14 @@ class RayBackend(Backend):
                 update_state(spec.run_dir, state="cancelled", reason="cancelled by user")
                 results[spec.run_id] = "cancelled"
                 continue
-            ref = launch(spec)
+            queued.append(spec)
+        # launch.pack > 1: compatible runs share a task (one process, solved batched)
+        for unit in make_packs(queued, self.launch.pack):
+            ref = launch(unit)
             task = ref.task_id().hex()
-            update_state(spec.run_dir, backend="ray", ray_task=task, job_id=ray_job or task)
-            refs[ref] = spec
+            for spec in unit:
+                update_state(spec.run_dir, backend="ray", ray_task=task, job_id=ray_job or task)
+            refs[ref] = unit
         results.update(self._wait(ray, refs, progress))
         return results
 
@@ -384,13 +416,17 @@ class RayBackend(Backend):
         while pending:
             ready, pending = ray.wait(pending, num_returns=len(pending), timeout=POLL_S)
             for ref in ready:
-                spec = refs[ref]
-                results[spec.run_id] = self._outcome(ray, ref, spec)
+                outcome = self._outcome(ray, ref, refs[ref])
+                results.update(outcome)
                 if progress:
-                    print(f"{spec.run_id}: {results[spec.run_id]} (ray task {ref.task_id().hex()[:12]})", flush=True)
+                    for run_id, state in outcome.items():
+                        print(f"{run_id}: {state} (ray task {ref.task_id().hex()[:12]})", flush=True)
             for ref in pending:
-                spec = refs[ref]
-                if read_state(spec.run_dir).get("cancel_requested") and ref not in cancelled:
+                unit = refs[ref]
+                asked = [read_state(spec.run_dir).get("cancel_requested") for spec in unit]
+                # a pack drops its cancelled runs at a step boundary by itself; the task
+                # is cancelled only when every run in it is
+                if all(asked) and ref not in cancelled:
                     # A gang is interrupted, not killed: its `finally` removes the placement
                     # group (which ends its ranks); killing it would leave the group held.
                     ray.cancel(ref, force=self.launch.ddp.world_size == 1)
@@ -398,18 +434,27 @@ class RayBackend(Backend):
         return results
 
     @staticmethod
-    def _outcome(ray, ref, spec: RunSpec) -> str:
+    def _outcome(ray, ref, unit: list[RunSpec]) -> dict[str, str]:
+        """run_id → outcome of a finished task (one run, or a pack of them)."""
         try:
-            return ray.get(ref)
+            value = ray.get(ref)
+            return value if isinstance(value, dict) else {unit[0].run_id: value}
         except Exception as exc:  # the run's own exception, a crashed worker, or a cancellation
-            state = read_state(spec.run_dir)
-            if state.get("cancel_requested"):
-                update_state(spec.run_dir, state="cancelled", reason="cancelled by user (ray.cancel)")
-                return "cancelled"
-            if state.get("state") != "failed":
-                msg = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
-                update_state(spec.run_dir, state="failed", reason=f"{type(exc).__name__}: {msg[:200]}")
-            return "failed"
+            out = {}
+            for spec in unit:
+                state = read_state(spec.run_dir)
+                if state.get("cancel_requested") and (len(unit) == 1 or state.get("state") in LIVE + ("cancelled",)):
+                    update_state(spec.run_dir, state="cancelled", reason="cancelled by user (ray.cancel)")
+                    out[spec.run_id] = "cancelled"
+                    continue
+                if len(unit) > 1 and state.get("state") not in LIVE:  # a packed run that had ended
+                    out[spec.run_id] = state.get("state", "failed")
+                    continue
+                if state.get("state") != "failed":
+                    msg = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
+                    update_state(spec.run_dir, state="failed", reason=f"{type(exc).__name__}: {msg[:200]}")
+                out[spec.run_id] = "failed"
+            return out
 
     # -- detached sweeps ----------------------------------------------------------------
 

@@ -156,3 +156,57 @@ def test_the_cli_refuses_an_unpackable_sweep_with_one_line_and_exit_2(tmp_path):
     line = res.stderr.strip().splitlines()[-1]
     assert line.startswith("insr-hpc: error: launch.pack:") and "lbfgs" in line, line
     assert not root.exists()
+
+
+def test_a_killed_pack_resumes_bitwise_equal_to_an_uninterrupted_one(tmp_path):
+    import signal
+    import time
+
+    import zarr
+
+    def committed(store):
+        try:
+            return int(np.asarray(zarr.open_group(store, mode="r")["committed"][:]).sum())
+        except Exception:
+            return 0
+
+    base = dict(
+        SMALL_ADVECTION,
+        network={"model": "siren", "depth": 2, "width": 16},
+        optim={"name": "gauss_newton", "init_warmup": 40, "init_max_iters": 4, "max_iters": 3},
+        time={"dt": 0.05, "steps": 5},
+        sampling={"interior": 200, "boundary": 20},
+        launch={"pack": 2, "workers": 1},
+        sweep={"grid": {"seed": [0, 1]}},
+    )
+    cfgs = {}
+    for name in ("ref", "cut"):
+        cfgs[name] = write_config(tmp_path, dict(base, output={"root": str(tmp_path / name), "resolution": 32,
+                                                               "figure_every": 0}), f"{name}.yaml")
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=REPO)
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "insr_hpc", "submit", cfgs["cut"]], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    sweep = tmp_path / "cut" / "adv"
+    stores = [str(sweep / r / "store.zarr") for r in ("r000-seed=0", "r001-seed=1")]
+    deadline = time.time() + 300
+    while min(committed(s) for s in stores) < 2 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    worker = json.load(open(sweep / "r000-seed=0" / "run.json"))["pid"]
+    os.kill(worker, signal.SIGKILL)  # the pack's worker process dies mid-step
+    proc.wait(timeout=60)
+    at = [committed(s) for s in stores]
+    assert all(2 <= n < 6 for n in at), at
+    states = [json.load(open(sweep / r / "run.json"))["state"] for r in ("r000-seed=0", "r001-seed=1")]
+    assert states == ["failed", "failed"]  # not done: the worker died
+
+    assert cli("submit", cfgs["cut"]).returncode == 0  # resumes both from their last committed steps
+    assert cli("submit", cfgs["ref"]).returncode == 0
+    for r in ("r000-seed=0", "r001-seed=1"):
+        cut = xr.open_zarr(sweep / r / "store.zarr")
+        ref = xr.open_zarr(tmp_path / "ref" / "adv" / r / "store.zarr")
+        assert int(cut.committed.sum()) == 6
+        np.testing.assert_array_equal(cut.weights.values, ref.weights.values)
+        np.testing.assert_array_equal(cut.field.values, ref.field.values)

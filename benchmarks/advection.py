@@ -121,6 +121,7 @@ def packed_sweep(n_runs: int, ks: list[int], steps: int) -> None:
         return [make_solver(load_raw(CONFIG)["optim"], 2000, [f"seed={i}"]) for i in range(n_runs)]
 
     print(f"packed sweep: {n_runs} runs, packs of {ks} …", flush=True)
+    load = os.getloadavg()[0]
     fitted = solvers()
     t0 = time.perf_counter()
     PackStepper(dict(enumerate(fitted))).advance(list(range(n_runs)), 0)
@@ -184,7 +185,8 @@ def packed_sweep(n_runs: int, ks: list[int], steps: int) -> None:
         f"{n_runs} runs of `configs/advection.yaml` (Gauss–Newton default, seeds 0…{n_runs - 1}), 1 thread, device "
         f"cpu (no GPU was available to this benchmark). Later steps start from the same step-0 weights in every "
         f"variant and are timed interleaved (step s alone, packed by 4, by 16, then step s + 1); runs/hour counts step "
-        f"0 plus {AUTHORS_STEPS} steps at the measured rates.\n\n{table}\n"
+        f"0 plus {AUTHORS_STEPS} steps at the measured rates. Load average at the start: {load:.1f} on "
+        f"{os.cpu_count()} cores (absolute times scale with it; the ratios come from interleaved rounds).\n\n{table}\n"
     )
     print(table)
     write_section("Advection: packed sweeps", f"python benchmarks/advection.py --only packed --pack-runs {n_runs} "

@@ -230,6 +230,19 @@ def _add_job_states(states: list[dict]) -> None:
             for st in group:
                 if st["run_id"] in live:
                     st["job_state"] = live[st["run_id"]]
+                    _job_gone(st)
+
+
+def _job_gone(st: dict) -> None:
+    """A Slurm run that run.json calls pending/running whose job has ended (or that
+    Slurm no longer knows) without recording an end: e.g. scancel'ed, or killed,
+    before its job step could write run.json. Shown failed, with why (not written)."""
+    from insr_hpc.launch.slurm import ENDED
+
+    if st.get("backend") == "slurm" and st.get("state") in ("pending", "running") and st["job_state"] in ENDED:
+        what = "no longer known to Slurm" if st["job_state"] == "GONE" else f"ended {st['job_state']}"
+        st["state"] = "failed"
+        st["reason"] = f"slurm job {st.get('job_id')} {what} without recording an end; submit again to resume"
 
 
 def cmd_cancel(args) -> int:

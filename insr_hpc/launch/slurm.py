@@ -312,7 +312,14 @@ PREEMPTED_USR2 = "preempted: USR2 (preemption, time limit or signal), requeued; 
 
 
 def squeue_states(job_ids: Sequence[str]) -> dict[str, str]:
-    """Slurm state (RUNNING, PENDING, COMPLETED, …) of each job id Slurm still knows.
+    """Slurm state (RUNNING, PENDING, COMPLETED, …) of each job id Slurm still knows
+    ({} when squeue could not be asked: see :func:`squeue_answer`)."""
+    return squeue_answer(job_ids) or {}
+
+
+def squeue_answer(job_ids: Sequence[str]) -> dict[str, str] | None:
+    """Slurm state of each job id Slurm still knows, or None when squeue gave no answer
+    (not installed, timed out, controller unreachable): then absence says nothing.
 
     Array tasks are listed one per line (``-r``); finished jobs stay visible for
     ``MinJobAge`` seconds. Without accounting (no slurmdbd) this is the only source."""
@@ -325,13 +332,19 @@ def squeue_states(job_ids: Sequence[str]) -> dict[str, str]:
             capture_output=True, text=True, timeout=30,
         )
     except (OSError, subprocess.SubprocessError):
-        return {}
+        return None
+    if out.returncode != 0 and "Invalid job id" not in out.stderr:  # "none of these is known" is an answer
+        return None
     states = {}
     for line in out.stdout.splitlines():
         parts = line.split()
         if len(parts) == 2:
             states[parts[0]] = parts[1]
     return states
+
+
+GONE = "GONE"  # job_states: squeue answered and no longer knows the job
+ENDED = ("COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE", GONE)
 
 
 def compress_job_ids(job_ids) -> list[str]:
@@ -460,7 +473,8 @@ class SlurmBackend(Backend):
             polls += 1
             # Result files are checked every poll (a stat); squeue, which costs the
             # controller an RPC, only every SQUEUE_EVERY polls, to notice vanished jobs.
-            live = squeue_states([str(j.job_id) for j in jobs.values()]) if polls % SQUEUE_EVERY == 0 else None
+            # None (no squeue answer this time) waits: a controller restart must not fail runs
+            live = squeue_answer([str(j.job_id) for j in jobs.values()]) if polls % SQUEUE_EVERY == 0 else None
             for run_id, job in list(jobs.items()):
                 spec = by_id[run_id]
                 outcome = self._outcome(job, spec, live, missing)
@@ -493,7 +507,7 @@ class SlurmBackend(Backend):
         if live is None:
             return None
         slurm_state = live.get(str(job.job_id))
-        if slurm_state in (None, "COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE"):
+        if slurm_state is None or slurm_state in ENDED:
             # Gone without a result: give the result file a moment (shared filesystems lag).
             missing[spec.run_id] = missing.get(spec.run_id, 0) + 1
             if missing[spec.run_id] < 3:
@@ -509,8 +523,10 @@ class SlurmBackend(Backend):
 
     def job_states(self, states: Sequence[dict]) -> dict[str, str]:
         ids = {st["run_id"]: str(st["job_id"]) for st in states if st.get("job_id")}
-        live = squeue_states(list(ids.values()))
-        return {run_id: live[j] for run_id, j in ids.items() if j in live}
+        live = squeue_answer(list(ids.values()))
+        if live is None:
+            return {}
+        return {run_id: live.get(j, GONE) for run_id, j in ids.items()}
 
     def cancel(self, states):
         ids = {st.get("run_id"): str(st["job_id"]) for st in states if st.get("job_id") and st.get("state") in ("pending", "running")}

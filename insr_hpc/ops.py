@@ -66,9 +66,21 @@ def _batched_value_and_jacobian(f, x: torch.Tensor):
     return (y, jac) if keep else (y.detach(), jac.detach())
 
 
+def with_jacobian(f, value_and_jacobian):
+    """Mark the point field ``f`` as having a batched forward-mode Jacobian:
+    ``value_and_jacobian(x)`` → (f(x) (N, k), ∂f/∂x (N, k, d)) for x (N, d), used by
+    :func:`value_and_grad_at` in ``batch_mode`` instead of one backward pass per output
+    component (whose weight gradient is then a backward through a backward). Returns f."""
+    f.value_and_jacobian = value_and_jacobian
+    return f
+
+
 def value_and_grad_at(f, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(f(x) (…, k), ∂f_i/∂x_j (…, k, d)) from one evaluation of f."""
     if _BATCH.get():
+        forward = getattr(f, "value_and_jacobian", None)
+        if forward is not None:
+            return forward(x)
         return _batched_value_and_jacobian(f, x)
 
     def both(y):

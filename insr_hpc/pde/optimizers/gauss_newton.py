@@ -335,7 +335,9 @@ def ggn_newton(module, terms, gen, *, max_iters, rtol, params, reducer: Reducer)
 
     Descent: up to ``max_iters`` iterations, ending early once an accepted iteration
     gains less than ``rtol`` (relative) on its samples; then ``params.average`` more
-    iterations whose mean is returned."""
+    iterations whose mean is returned. λ adapts as in ``newton_cg`` but never falls below
+    ``damping``: on a sampled energy it also bounds the step in directions the curvature
+    samples barely see."""
     weights = [q for q in module.parameters() if q.requires_grad]
     sizes = [q.numel() for q in weights]
     field = module_point_fn(module)
@@ -437,7 +439,7 @@ def ggn_newton(module, terms, gen, *, max_iters, rtol, params, reducer: Reducer)
         if not accepted:
             lam *= 10
             continue
-        lam = max(lam / 3, 1e-12) if step == 1.0 else lam * 2
+        lam = max(lam / 3, params.damping) if step == 1.0 else lam * 2
         if abs(e0 - e1) < rtol * max(abs(e0), 1e-12):
             break
     if params.average:
@@ -447,7 +449,7 @@ def ggn_newton(module, terms, gen, *, max_iters, rtol, params, reducer: Reducer)
             iterations += 1
             _, e1, step, accepted = iteration(batches, params.average_hessian_samples or params.hessian_samples, lam)
             if accepted:
-                lam = max(lam / 3, 1e-12) if step == 1.0 else lam * 2
+                lam = max(lam / 3, params.damping) if step == 1.0 else lam * 2
             else:
                 lam *= 10
             losses.append(e1)

@@ -2,7 +2,6 @@
 energy and its weight gradient on both derivative paths, the sin/cos node's double
 backward, and Gauss–Newton-curvature Newton–CG against a closed-form minimum."""
 
-import numpy as np
 import pytest
 import torch
 
@@ -115,21 +114,3 @@ def test_gauss_newton_curvature_newton_reaches_a_quadratic_minimum():
     assert res.iterations == 6
     assert torch.allclose(model.w.double(), exact, atol=1e-3), (model.w, exact)
     assert res.final_loss == pytest.approx(float(fn(lambda a: (a.double() @ exact)[..., None], data.double()).mean()), rel=1e-5)
-
-
-def test_newton_default_sag_tip_within_bound_of_fem():
-    """The shipped default (Gauss–Newton-curvature Newton–CG) on the static sag: one step
-    at Δt = 1000 against the case's FEM reference (64×8)."""
-    cfg = load_config("configs/elasticity.yaml", ["time.dt=1000", "time.steps=1"])
-    assert cfg.optim.name == "gauss_newton"
-    s = Solver(cfg, RunEnv(torch.device("cpu")))
-    s.advance(0)
-    r = s.advance(1)
-    out = s.case.evaluate(s.models, 16, torch.device("cpu"))
-    ref = s.case.reference(1000.0, 16)
-    err = s.case.errors(out, ref)
-    sag = -float(ref["points_ref"][s.case.tip][1])
-    assert 0.28 < sag < 0.36
-    assert r["iterations"]["advance"] == cfg.optim.max_iters + cfg.optim.average
-    assert err["tip_error"] < 0.01 * sag, err  # Adam (previous default) measured 1.5 %–2 % of the sag
-    assert np.isfinite(err["rel_l2"]) and err["rel_l2"] < 0.03

@@ -41,6 +41,7 @@ def laplacian(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 # keep leading batch dimensions: index them with ``...`` (``grad_at(f, x)[..., 0, :]``).
 
 _BATCH = contextvars.ContextVar("insr_batch_mode", default=False)
+_FORWARD = contextvars.ContextVar("insr_forward_jacobians", default=True)
 
 
 @contextlib.contextmanager
@@ -66,9 +67,32 @@ def _batched_value_and_jacobian(f, x: torch.Tensor):
     return (y, jac) if keep else (y.detach(), jac.detach())
 
 
+@contextlib.contextmanager
+def reverse_jacobians():
+    """Inside: batched spatial derivatives by reverse mode even where a field has a
+    forward-mode Jacobian (the previous code path: benchmarks and tests compare both)."""
+    token = _FORWARD.set(False)
+    try:
+        yield
+    finally:
+        _FORWARD.reset(token)
+
+
+def with_jacobian(f, value_and_jacobian):
+    """Mark the point field ``f`` as having a batched forward-mode Jacobian:
+    ``value_and_jacobian(x)`` → (f(x) (N, k), ∂f/∂x (N, k, d)) for x (N, d), used by
+    :func:`value_and_grad_at` in ``batch_mode`` instead of one backward pass per output
+    component (whose weight gradient is then a backward through a backward). Returns f."""
+    f.value_and_jacobian = value_and_jacobian
+    return f
+
+
 def value_and_grad_at(f, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(f(x) (…, k), ∂f_i/∂x_j (…, k, d)) from one evaluation of f."""
     if _BATCH.get():
+        forward = getattr(f, "value_and_jacobian", None) if _FORWARD.get() else None
+        if forward is not None:
+            return forward(x)
         return _batched_value_and_jacobian(f, x)
 
     def both(y):

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch.func import vmap
 
-from insr_hpc.ops import batch_mode
+from insr_hpc.ops import batch_mode, with_jacobian
 
 PointFn = Callable[[torch.Tensor], torch.Tensor]  # one point (d,) → values (k,)
 Batch = Any  # a tensor (N, …) or a tuple of tensors with a leading sample dimension
@@ -47,11 +47,14 @@ class PotentialTerm:
     ``density(phi, X)``: potential energy per unit reference volume (scalar) at one
     point X (d,) for the per-point deformation map ``phi`` (d,) → (d,). ``mass(X)``:
     mass density ρ (scalar). ``measure``: volume of the reference domain, so measure ·
-    mean over uniform samples is the integral."""
+    mean over uniform samples is the integral. ``local(x, F, X)``, optional: the same
+    density from φ(X), ∇φ(X) and X (every hyperelastic density is local); given it, the
+    integrator evaluates φ and its gradient once for inertia and potential together."""
 
     density: Callable[[PointFn, torch.Tensor], torch.Tensor]
     mass: Callable[[torch.Tensor], torch.Tensor]
     measure: float
+    local: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None
 
 
 @dataclass
@@ -66,18 +69,29 @@ class Residual:
 
 @dataclass
 class Energy:
-    """``weight · mean_i fn(field, sᵢ)``: an integral estimated by Monte Carlo."""
+    """``weight · mean_i fn(field, sᵢ)``: an integral estimated by Monte Carlo.
+
+    Optionally the density split as ``fn(field, s) == outer(inner(field, s), s)``: a few
+    local quantities y = ``inner`` (m,) of the field at the sample (φ and ∇φ) and an
+    ``outer`` energy of them, whose Hessian in y (m × m per sample) gives the
+    generalised Gauss–Newton curvature Jᵀ ∇²outer J that Newton–CG uses."""
 
     name: str
     sample: Callable[[torch.Generator], Batch]
     fn: Callable[[PointFn, Any], torch.Tensor]  # (field, one sample) → scalar
     weight: float = 1.0
+    inner: Callable[[PointFn, Any], torch.Tensor] | None = None  # (field, one sample) → (m,)
+    outer: Callable[[torch.Tensor, Any], torch.Tensor] | None = None  # (y (m,), one sample) → scalar
 
 
 def module_point_fn(module: torch.nn.Module) -> PointFn:
     """A module (N, d) → (N, k) as a field of one point (d,) → (k,) that also takes a
-    batch (N, d) → (N, k) (its own parameters, autograd-tracked)."""
-    return lambda x: module(x[None])[0]
+    batch (N, d) → (N, k) (its own parameters, autograd-tracked). A module with a
+    ``value_and_jacobian`` method (SIREN) gives batched spatial derivatives by forward
+    propagation (:func:`insr_hpc.ops.with_jacobian`)."""
+    fn = lambda x: module(x[None])[0]  # noqa: E731
+    forward = getattr(module, "value_and_jacobian", None)
+    return with_jacobian(fn, forward) if forward is not None else fn
 
 
 def batch_size(batch: Batch) -> int:

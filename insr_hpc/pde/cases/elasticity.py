@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from insr_hpc.config.schema import require
-from insr_hpc.ops import batch_mode, value_and_grad_at
+from insr_hpc.ops import batch_mode, value_and_grad_at, with_jacobian
 from insr_hpc.pde.baselines.elastic_fem import ElasticFEM, bar_mesh, lame
 from insr_hpc.pde.case import CASES, Case, FieldSpec, StepContext, SubProblem
 from insr_hpc.pde.terms import Energy, PotentialTerm, Residual, module_point_fn
@@ -87,7 +87,9 @@ class Elasticity(Case):
         p = params
         self.mu, self.lam = lame(p.youngs_modulus, p.poisson_ratio)
         self.g = 0.0 if p.scenario == "stretch" else p.gravity
-        self.term = PotentialTerm(density=self.potential_density, mass=self.mass, measure=p.length * p.height)
+        self.term = PotentialTerm(
+            density=self.potential_density, mass=self.mass, measure=p.length * p.height, local=self.local_density
+        )
         cols, rows = np.linspace(0, p.length, 9), np.array([-p.height / 2, 0.0, p.height / 2])
         X, Y = np.meshgrid(cols, rows)
         self.ref_points = np.stack([X.ravel(), Y.ravel()], 1)  # (27, 2), rows bottom → top
@@ -106,7 +108,21 @@ class Elasticity(Case):
             w = net(X)
             return X + (X[..., :1] / L) * w if fixed else X + w
 
-        return phi
+        forward = getattr(net, "value_and_jacobian", None)
+        if forward is None:
+            return phi
+
+        def value_and_jacobian(X: torch.Tensor):
+            """φ and ∇φ = I + s ∇w + w ⊗ ∇s from the network's forward-mode Jacobian."""
+            w, dw = forward(X)
+            eye = torch.eye(X.shape[-1], dtype=X.dtype, device=X.device)
+            if not fixed:
+                return X + w, eye + dw
+            s = X[..., :1] / L
+            grad_s = eye[0] / L  # ∇s = (1/L, 0)
+            return X + s * w, eye + s[..., None] * dw + w[..., :, None] * grad_s
+
+        return with_jacobian(phi, value_and_jacobian)
 
     def initial_map(self, X, lib=np):
         """φ⁰(X): the stretched bar for ``stretch``, the rest shape otherwise."""
@@ -117,6 +133,10 @@ class Elasticity(Case):
     def potential_density(self, phi, X: torch.Tensor) -> torch.Tensor:
         """π(φ) at reference points X (…, 2) for a point map ``phi``: (…)."""
         x, F = value_and_grad_at(phi, X)
+        return self.local_density(x, F, X)
+
+    def local_density(self, x: torch.Tensor, F: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
+        """π from φ(X) = x (…, 2) and ∇φ(X) = F (…, 2, 2): (…)."""
         out = neo_hookean_density(F, self.mu, self.lam) + self.params.density * self.g * x[..., 1]
         if self.params.scenario == "fall" and self.params.contact_stiffness > 0:
             pen = torch.relu(self.params.ground - x[..., 1])
@@ -154,7 +174,11 @@ class Elasticity(Case):
             return integ.energy_density(self.term, self.deformation(net), hist, X, ctx.dt)
 
         sample = lambda g: self.sample_interior(ctx.n_interior, g, ctx.device)  # noqa: E731
-        return [SubProblem("advance", "phi", [Energy("incremental_potential", sample, density)])]
+        parts = integ.energy_parts(self.term, hist, ctx.dt) if hasattr(integ, "energy_parts") else None
+        split = {}
+        if parts is not None:  # (φ, ∇φ) and their energy: the Gauss–Newton curvature of the step
+            split = {"inner": lambda net, X: parts[0](self.deformation(net), X), "outer": parts[1]}
+        return [SubProblem("advance", "phi", [Energy("incremental_potential", sample, density, **split)])]
 
     # output ------------------------------------------------------------------
     def output_coords(self, resolution):

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
+from insr_hpc.ops import value_and_grad_at
 from insr_hpc.pde.integrators.base import INTEGRATORS, Integrator
 from insr_hpc.pde.terms import PotentialTerm
 
@@ -31,12 +32,39 @@ class VariationalEuler(Integrator):
 
     def energy_density(self, term: PotentialTerm, new, history, X: torch.Tensor, dt: float) -> torch.Tensor:
         """measure · (inertia + potential) density at one reference point X (d,): scalar."""
+        parts = self.energy_parts(term, history, dt)
+        if parts is not None:  # one evaluation of φ and ∇φ for both parts
+            inner, outer = parts
+            return outer(inner(new, X), X)
+        phi, potential = new(X), term.density(new, X)
+        return term.measure * (self._inertia(term, history, phi, X, dt) + potential)
+
+    def energy_parts(self, term: PotentialTerm, history, dt: float):
+        """(inner, outer) with energy_density = outer(inner(new, X), X), for a term with a
+        local density: inner = (φ, ∇φ) flattened (d + d²,), outer their energy density
+        (what Gauss–Newton curvature needs); None otherwise."""
+        if term.local is None:
+            return None
+
+        def inner(new, X):
+            phi, F = value_and_grad_at(new, X)
+            return torch.cat([phi, F.flatten(-2)], -1)
+
+        def outer(y, X):
+            d = X.shape[-1]
+            phi, F = y[..., :d], y[..., d:].unflatten(-1, (d, d))
+            return term.measure * (self._inertia(term, history, phi, X, dt) + term.local(phi, F, X))
+
+        return inner, outer
+
+    @staticmethod
+    def _inertia(term, history, phi, X, dt):
         prev = history[0]
         prev2 = history[1] if len(history) > 1 else history[0]
-        predicted = (2 * prev(X) - prev2(X)).detach()  # φⁿ + Δt vⁿ
-        phi = new(X)
-        inertia = term.mass(X) / (2 * dt**2) * ((phi - predicted) ** 2).sum(-1)
-        return term.measure * (inertia + term.density(new, X))
+        with torch.no_grad():
+            at_prev = prev(X)
+            predicted = at_prev if prev2 is prev else 2 * at_prev - prev2(X)  # φⁿ + Δt vⁿ
+        return term.mass(X) / (2 * dt**2) * ((phi - predicted) ** 2).sum(-1)
 
     def objective(self, term, new, history, x, dt):
         return torch.func.vmap(lambda X: self.energy_density(term, new, history, X, dt))(x).mean()

@@ -13,9 +13,18 @@ on J itself without forming JᵀJ), accepts θ + δ if it lowers ‖r‖² on th
 otherwise raises λ (× 4) and solves again. Data-parallel ranks each hold a slice of
 the rows; JᵀJ, Jᵀr and ‖r‖² are summed across ranks, so every rank takes the same step.
 
-Energies (the variational elasticity step): Newton on E(θ) with Hessian-vector products
-(forward-over-reverse), CG on (H + λI) δ = −∇E truncated at negative curvature, and a
-backtracking line search on the same samples.
+Energies (the variational elasticity step): Newton on E(θ), CG on (H + λI) δ = −∇E and a
+backtracking (Armijo) line search on the iteration's samples. When every term splits
+its density as outer(y(θ, x), x) with a few local quantities y (``Energy.inner`` /
+``outer``: φ and ∇φ), H is the generalised Gauss–Newton matrix G = Jᵀ ∇²outer J
+(∇²outer per sample, m × m, projected on its non-negative eigenvalues), positive
+semi-definite whatever the network's own curvature, and every product costs two
+batched backward passes (J v by the double-vjp trick, Jᵀ u) on ``hessian_samples`` of
+the batch (``ggn_newton``). Otherwise the exact Hessian, per point (forward-over-reverse,
+CG truncated at negative curvature; ``newton_cg``). An energy is a Monte-Carlo
+integral: on one fixed batch a converged Newton overfits the sample set, so with
+``resample: iteration`` each iteration draws fresh samples, and ``average`` final
+iterations (fresh samples each) are averaged, which averages their sampling noise.
 
 Stopping: ``max_iters`` (``init_max_iters`` at step 0), the objective below ``tol``, or
 an accepted iteration that improved it by less than ``rtol`` (relative).
@@ -31,10 +40,21 @@ from torch.func import jacrev, jvp, vmap
 from insr_hpc.config.schema import require
 from insr_hpc.pde.optimizers.adam import adam_loop
 from insr_hpc.pde.optimizers.base import OPTIMIZERS, MinimizeResult, Optimizer, ParamVector, Reducer
-from insr_hpc.pde.terms import Residual, batch_size, draw, energy_value, module_point_fn, objective, residual_rows
+from insr_hpc.ops import batch_mode
+from insr_hpc.pde.terms import (
+    Energy,
+    Residual,
+    batch_size,
+    draw,
+    energy_value,
+    module_point_fn,
+    objective,
+    residual_rows,
+)
 
 RESAMPLE = ("iteration", "step")
 SOLVERS = ("auto", "cholesky", "cg")
+CURVATURES = ("ggn", "hessian")
 
 
 @OPTIMIZERS.register("gauss_newton")
@@ -56,6 +76,11 @@ class GaussNewton(Optimizer):
         gram_dtype: str = "float32"  # JᵀJ product in float32 (2× faster) or float64; the solve is float64
         init_warmup: int = 300  # step 0: Adam iterations (lr init_warmup_lr) before Gauss–Newton
         init_warmup_lr: float = 1e-3  # Adam learning rate of the step-0 warm-up
+        # energies whose terms split into local quantities and their energy (Energy.inner/outer):
+        energy_curvature: str = "ggn"  # ggn: batched Gauss–Newton curvature; hessian: exact, per point
+        hessian_samples: int = 0  # curvature on a random subset of this many samples (0: the whole batch)
+        average: int = 0  # after the descent iterations, this many more, whose mean is returned
+        average_hessian_samples: int = 0  # hessian_samples of the averaged iterations (0: hessian_samples)
 
         def validate(self) -> None:
             require(self.max_iters >= 1, "max_iters", f"must be >= 1, got {self.max_iters}")
@@ -76,6 +101,18 @@ class GaussNewton(Optimizer):
             require(self.gram_dtype in ("float64", "float32"), "gram_dtype", f"expected float64 or float32, got '{self.gram_dtype}'")
             require(self.init_warmup >= 0, "init_warmup", f"must be >= 0, got {self.init_warmup}")
             require(self.init_warmup_lr > 0, "init_warmup_lr", f"must be > 0, got {self.init_warmup_lr}")
+            require(
+                self.energy_curvature in CURVATURES,
+                "energy_curvature",
+                f"expected one of {', '.join(CURVATURES)}, got '{self.energy_curvature}'",
+            )
+            require(self.hessian_samples >= 0, "hessian_samples", f"must be >= 0, got {self.hessian_samples}")
+            require(self.average >= 0, "average", f"must be >= 0, got {self.average}")
+            require(
+                self.average_hessian_samples >= 0,
+                "average_hessian_samples",
+                f"must be >= 0, got {self.average_hessian_samples}",
+            )
 
     def minimize(self, module, problem, gen, *, initial, reducer):
         p = self.params
@@ -95,6 +132,8 @@ class GaussNewton(Optimizer):
             warm = p.init_warmup
         if problem.least_squares:
             res = levenberg_marquardt(vec, problem.terms, gen, max_iters=max_iters, rtol=rtol, params=p, reducer=reducer)
+        elif p.energy_curvature == "ggn" and has_energy_split(problem.terms):
+            res = ggn_newton(module, problem.terms, gen, max_iters=max_iters, rtol=rtol, params=p, reducer=reducer)
         else:
             res = newton_cg(vec, problem.terms, gen, max_iters=max_iters, rtol=rtol, params=p, reducer=reducer)
         res.iterations += warm
@@ -286,4 +325,143 @@ def newton_cg(vec: ParamVector, terms, gen, *, max_iters, rtol, params, reducer:
     return MinimizeResult(iterations, final, losses)
 
 
-__all__ = ["GaussNewton", "levenberg_marquardt", "newton_cg", "residual_jacobian"]
+def has_energy_split(terms) -> bool:
+    """Every term is an energy with its ``inner``/``outer`` split (Gauss–Newton curvature)."""
+    return bool(terms) and all(isinstance(t, Energy) and t.inner is not None and t.outer is not None for t in terms)
+
+
+def ggn_newton(module, terms, gen, *, max_iters, rtol, params, reducer: Reducer) -> MinimizeResult:
+    """Newton–CG on an energy with Gauss–Newton curvature, batched (see the module docstring).
+
+    Descent: up to ``max_iters`` iterations, ending early once an accepted iteration
+    gains less than ``rtol`` (relative) on its samples; then ``params.average`` more
+    iterations whose mean is returned. λ adapts as in ``newton_cg`` but never falls below
+    ``damping``: on a sampled energy it also bounds the step in directions the curvature
+    samples barely see."""
+    weights = [q for q in module.parameters() if q.requires_grad]
+    sizes = [q.numel() for q in weights]
+    field = module_point_fn(module)
+    lam = params.damping
+    losses: list[float] = []
+    batches = draw(terms, gen)
+
+    def flat(parts) -> torch.Tensor:
+        return torch.cat([t.reshape(-1) for t in parts])
+
+    def unflat(v: torch.Tensor) -> list[torch.Tensor]:
+        return [t.view_as(q) for t, q in zip(torch.split(v.to(weights[0].dtype), sizes), weights, strict=True)]
+
+    def put(theta: torch.Tensor) -> None:
+        with torch.no_grad():
+            for q, t in zip(weights, unflat(theta), strict=True):
+                q.copy_(t)
+
+    def features(term, batch):
+        with batch_mode():
+            return term.inner(field, batch)
+
+    def outer_mean(term, y, batch):
+        return term.weight * term.outer(y, batch).mean()
+
+    def value(b) -> float:
+        with torch.no_grad():
+            total = sum(outer_mean(t, features(t, x), x) for t, x in zip(terms, b, strict=True))
+        return float(reducer.mean(total.detach().reshape(1))[0])
+
+    def subset(batch, n: int):
+        size = batch_size(batch)
+        if n <= 0 or n >= size:
+            return batch
+        idx = torch.randperm(size, generator=gen)[:n].to(_first(batch).device)
+        return tuple(b[idx] for b in batch) if isinstance(batch, (tuple, list)) else batch[idx]
+
+    def iteration(b, n_hessian: int, lam: float):
+        """One damped Newton step from the module's weights; returns (e0, e1, step, accepted)."""
+        # gradient and energy on the whole batch: backward through the local quantities
+        e0_t, grads = 0.0, None
+        for term, x in zip(terms, b, strict=True):
+            y = features(term, x)
+            leaf = y.detach().requires_grad_(True)
+            e = outer_mean(term, leaf, x)
+            (ge,) = torch.autograd.grad(e, leaf)
+            g = torch.autograd.grad(y, weights, grad_outputs=ge)
+            grads = list(g) if grads is None else [a + c for a, c in zip(grads, g, strict=True)]
+            e0_t = e0_t + e.detach()
+        g64 = reducer.mean(flat(grads)).double()
+        e0 = float(reducer.mean(torch.as_tensor(e0_t).reshape(1))[0])
+        # curvature: G v = Σ_terms Jᵀ (∇²outer) J v on a subset
+        blocks = []
+        for term, x in zip(terms, b, strict=True):
+            xs = subset(x, n_hessian)
+            y = features(term, xs)
+            leaf = y.detach().requires_grad_(True)
+            (ge,) = torch.autograd.grad(outer_mean(term, leaf, xs), leaf, create_graph=True)
+            m = y.shape[-1]
+            hess = torch.stack([torch.autograd.grad(ge[..., j].sum(), leaf, retain_graph=True)[0] for j in range(m)], -2)
+            evals, evecs = torch.linalg.eigh(hess.detach())
+            hess = (evecs * evals.clamp_min(0)[..., None, :]) @ evecs.transpose(-1, -2)
+            probe = torch.zeros_like(y, requires_grad=True)
+            jt_probe = torch.autograd.grad(y, weights, grad_outputs=probe, create_graph=True)  # Jᵀ probe, linear in probe
+            blocks.append((y, hess, probe, jt_probe))
+
+        def gv(v: torch.Tensor) -> torch.Tensor:
+            vs, out = unflat(v), None
+            for y, hess, probe, jt_probe in blocks:
+                (jv,) = torch.autograd.grad(jt_probe, probe, grad_outputs=vs, retain_graph=True)
+                u = (hess @ jv[..., None])[..., 0]
+                part = flat(torch.autograd.grad(y, weights, grad_outputs=u, retain_graph=True))
+                out = part if out is None else out + part
+            return reducer.mean(out).double() + lam * v
+
+        delta = -_cg(gv, g64, params.cg_iters)
+        slope = float(g64 @ delta)
+        if slope >= 0:  # not a descent direction: steepest descent
+            delta, slope = -g64, -float(g64 @ g64)
+        theta0 = flat([q.detach() for q in weights]).clone()
+        step = 1.0
+        for _ in range(20):
+            put(theta0 + step * delta.to(theta0.dtype))
+            e1 = value(b)
+            if e1 == e1 and e1 <= e0 + 1e-4 * step * slope:
+                return e0, e1, step, True
+            step *= 0.5
+        put(theta0)
+        return e0, e0, 0.0, False
+
+    iterations, final = 0, float("nan")
+    for it in range(max_iters):
+        if it > 0 and params.resample == "iteration":
+            batches = draw(terms, gen)
+        iterations += 1
+        e0, e1, step, accepted = iteration(batches, params.hessian_samples, lam)
+        losses.append(e1)
+        final = e1
+        if not accepted:
+            lam *= 10
+            continue
+        lam = max(lam / 3, params.damping) if step == 1.0 else lam * 2
+        if abs(e0 - e1) < rtol * max(abs(e0), 1e-12):
+            break
+    if params.average:
+        mean = None
+        for k in range(params.average):
+            batches = draw(terms, gen)
+            iterations += 1
+            _, e1, step, accepted = iteration(batches, params.average_hessian_samples or params.hessian_samples, lam)
+            if accepted:
+                lam = max(lam / 3, params.damping) if step == 1.0 else lam * 2
+            else:
+                lam *= 10
+            losses.append(e1)
+            theta = flat([q.detach() for q in weights]).double()
+            mean = theta if mean is None else mean + (theta - mean) / (k + 1)
+        put(mean)
+        final = value(batches)
+    return MinimizeResult(iterations, final, losses)
+
+
+def _first(batch):
+    return batch[0] if isinstance(batch, (tuple, list)) else batch
+
+
+__all__ = ["GaussNewton", "ggn_newton", "levenberg_marquardt", "newton_cg", "residual_jacobian"]

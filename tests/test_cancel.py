@@ -63,3 +63,21 @@ def test_cancel_ray_run_through_its_driver(tmp_path):
     state = read_state(run_dir)
     assert state["state"] == "cancelled" and "ray.cancel" in state["reason"]
     assert _committed(run_dir) < 41
+
+
+def test_status_shows_a_slurm_job_cancelled_before_it_started_as_failed(slurm_cluster, tmp_path, capsys):
+    # held by --begin, the job cannot start; a plain scancel (not insr-hpc cancel) ends it
+    # before anything could write run.json, which still says pending
+    overrides = tiny(str(tmp_path), *WORK, "launch.slurm.extra_sbatch=[begin=now+3600]")
+    assert main(["submit", CONFIG, *overrides, "--backend", "slurm", "--no-wait"]) == 0
+    run_dir = os.path.join(tmp_path, "advection", "r000")
+    job_id = read_state(run_dir)["job_id"]
+    assert squeue_states([job_id]).get(job_id) == "PENDING"
+    subprocess.run(["scancel", job_id], check=True, timeout=30)
+    wait_for(lambda: squeue_states([job_id]).get(job_id) in (None, "CANCELLED"), 60, "scancel to end the job")
+    assert read_state(run_dir)["state"] == "pending"  # nobody recorded it
+    capsys.readouterr()
+    assert main(["status", os.path.join(tmp_path, "advection")]) == 1
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("r000"))
+    assert row.split()[1] == "failed" and f"slurm job {job_id}" in row and "without recording an end" in row, row
+    assert read_state(run_dir)["state"] == "pending"  # status only reads

@@ -10,7 +10,7 @@ import argparse
 import os
 import sys
 
-from insr_hpc.errors import InsrError
+from insr_hpc.errors import ConfigError, InsrError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -134,11 +134,18 @@ def cmd_submit(args) -> int:
     backend = _backend(backend_name, plan.launch)
     if args.no_wait and not getattr(backend, "can_detach", False):
         raise InsrError(f"--no-wait: backend '{backend_name}' runs inside this process; only slurm and ray can detach")
+    from insr_hpc.launch.packing import PACKING_BACKENDS, make_packs
+
+    if plan.launch.pack > 1 and backend_name not in PACKING_BACKENDS:  # --backend may differ from the config's
+        raise ConfigError("launch.pack", f"the {backend_name} backend runs one run per job; packing is done by "
+                          f"{', '.join(PACKING_BACKENDS)}; use launch.pack=1")
     backend.check()  # a backend that cannot run here is refused before anything is written
     if args.no_wait and hasattr(backend, "check_detach"):
         backend.check_detach()
     if args.dry_run:
-        print(f"{len(plan.specs)} run(s) on backend '{backend_name}' under {plan.sweep_dir}")
+        packs = f" in {len(make_packs(plan.specs, plan.launch.pack))} pack(s) of at most {plan.launch.pack}" \
+            if plan.launch.pack > 1 else ""
+        print(f"{len(plan.specs)} run(s) on backend '{backend_name}'{packs} under {plan.sweep_dir}")
         for spec in plan.specs:
             values = ", ".join(f"{k}={v}" for k, v in spec.overrides.items())
             print(f"  {spec.run_id}  {values}")

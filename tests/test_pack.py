@@ -155,6 +155,11 @@ def test_the_cli_refuses_an_unpackable_sweep_with_one_line_and_exit_2(tmp_path):
     assert res.returncode == 2, res.stdout + res.stderr
     line = res.stderr.strip().splitlines()[-1]
     assert line.startswith("insr-hpc: error: launch.pack:") and "lbfgs" in line, line
+    # --backend on the command line is checked too (the config's backend packs)
+    res = cli("submit", write_config(tmp_path, dict(data, optim={"name": "adam"})), "--backend", "slurm", "--dry-run")
+    assert res.returncode == 2 and "the slurm backend runs one run per job" in res.stderr, res.stderr
+    dry = cli("submit", write_config(tmp_path, dict(data, optim={"name": "adam"})), "--dry-run")
+    assert dry.returncode == 0 and "2 run(s) on backend 'local' in 1 pack(s) of at most 2" in dry.stdout, dry.stdout
     assert not root.exists()
 
 

@@ -290,13 +290,23 @@ def start_workers(hosts: list[str], head: RayHead, log_path: str) -> subprocess.
 
 
 def _node_ip(host: str) -> str:
-    """The node's IP: its name resolved, else its Slurm ``NodeAddr`` (as for DDP ranks)."""
+    """The node's IP: its name resolved, else its Slurm ``NodeAddr`` (as for DDP ranks).
+
+    A loopback address (Slurm nodes sharing one machine, as on the dev cluster) is
+    replaced by the machine's outward IP as Ray finds it: ``ray start --address``
+    rewrites a loopback head address that way itself, so a head bound to loopback could
+    not be joined."""
     from insr_hpc.launch.ddp import node_address
 
     try:
-        return socket.gethostbyname(node_address(host))
+        ip = socket.gethostbyname(node_address(host))
     except OSError as exc:
         raise InsrError(f"ray cluster: cannot resolve node '{host}': {exc}") from None
+    if ip.startswith("127."):
+        import ray.util
+
+        ip = ray.util.get_node_ip_address()
+    return ip
 
 
 def _slurm_int(key: str) -> int | None:
@@ -307,11 +317,20 @@ def _slurm_int(key: str) -> int | None:
 def run_worker(head_address: str, temp_dir: str, ports_base: int) -> int:
     """One worker node (what ``srun`` runs on each non-head node): blocks until stopped."""
     host = os.environ.get("SLURMD_NODENAME") or socket.gethostname()
-    ports = RayPorts.from_base(ports_base)
+    ip = _node_ip(host)
+    # Slurm nodes on one machine share its IP: their raylets need ports of their own,
+    # not the job's block, which the head holds there.
+    ports = RayPorts.free() if ip == head_address.rsplit(":", 1)[0] else RayPorts.from_base(ports_base)
     cmd = [*ray_command(), "start", f"--address={head_address}",
-           *_start_args(ports, temp_dir, _node_ip(host), host, _slurm_int("SLURM_CPUS_ON_NODE"),
+           *_start_args(ports, temp_dir, ip, host, _slurm_int("SLURM_CPUS_ON_NODE"),
                         _slurm_int("SLURM_GPUS_ON_NODE"))]
-    proc = subprocess.Popen(cmd, env=node_env(), start_new_session=True)
+    env = node_env()
+    token = os.environ.get("RAY_AUTH_TOKEN_PATH") or os.path.expanduser("~/.ray/auth_token")
+    if os.environ.get("RAY_AUTH_TOKEN") or os.path.exists(token):
+        # the head turns token authentication on by itself when a token exists; a
+        # joining `ray start --address` does not, and is then refused by the head's GCS
+        env.setdefault("RAY_AUTH_MODE", "token")
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
     signal.signal(signal.SIGTERM, lambda *_: stop_process(proc, STOP_TIMEOUT_S) or sys.exit(0))
     code = proc.wait()
     kill_leftovers(temp_dir)

@@ -87,3 +87,42 @@ def slurm_cluster() -> str:
             pytest.fail(f"INSR_REQUIRE_SLURM=1 but {reason}{hint}")
         pytest.skip(f"Slurm not available: {reason}{hint}")
     return os.environ.get("SLURM_CONF", "")
+
+
+# -- two xdist workers (pyproject: -n 2 --dist loadgroup) -------------------------------
+# Every test gets an xdist_group, so that what must not run twice or side by side stays
+# on one worker: all tests on the Slurm dev cluster in one group (they share its two
+# one-CPU nodes, and the preemption test takes a whole node), all tests that start a Ray
+# runtime in another (one Ray runtime of this suite at a time), and the tests of a module
+# that share module-scoped fixtures in one group (each fixture is computed once). Other
+# tests are spread over the workers one by one.
+def pytest_collection_modifyitems(config, items):
+    parent: dict[str, str] = {}
+
+    def find(key: str) -> str:
+        while parent.setdefault(key, key) != key:
+            key = parent[key]
+        return key
+
+    shared: dict[str, list[str]] = {}
+    for item in items:
+        if "slurm_cluster" in getattr(item, "fixturenames", ()):
+            continue
+        info = getattr(item, "_fixtureinfo", None)
+        module = item.nodeid.split("::")[0]
+        keys = [f"{module}::{name}" for name, defs in (info.name2fixturedefs.items() if info else ())
+                if defs and defs[-1].scope == "module"]
+        for key in keys[1:]:
+            parent[find(key)] = find(keys[0])
+        shared[item.nodeid] = keys
+    for item in items:
+        module, name = item.nodeid.split("::")[0], item.nodeid.split("::")[-1]
+        if "slurm_cluster" in getattr(item, "fixturenames", ()):
+            group = "slurm"
+        elif module in ("tests/test_ray.py", "tests/test_ray_cluster.py") or "_ray_" in f"_{name}_":
+            group = "ray"
+        elif shared.get(item.nodeid):
+            group = find(shared[item.nodeid][0])
+        else:
+            continue  # no shared state: either worker
+        item.add_marker(pytest.mark.xdist_group(group))

@@ -48,13 +48,12 @@ class Hybrid:
         model: str = "hybrid"
         base: str = "kriging"  # the interpolant: kriging | idw
         max_weight: float = 1.0  # upper bound of the residual's weight w
-        # the network (MMGN; see insr_hpc/fields/mmgn.py)
-        width: int = 256
-        layers: int = 5
-        latent: int = 128
-        input_scale: float = 16.0
-        alpha: float = 1.0
-        beta: float = 1.0
+        width: int = 256  # network (an MMGN, insr_hpc/fields/mmgn.py): hidden units
+        layers: int = 5  # network: modulated hidden layers
+        latent: int = 128  # network: size of each time step's latent code
+        input_scale: float = 16.0  # network: highest input frequency of the Gabor filters (rad per unit)
+        alpha: float = 1.0  # network: shape α of the filters' Gamma(α/(L+1), β) scale prior
+        beta: float = 1.0  # network: rate β of that prior
         # the interpolant (see insr_hpc/fields/classical.py)
         nu: float = field(default=1.5, metadata={ALLOW_INF: True})  # kriging: Matérn smoothness
         length_scale: float = 0.1  # kriging: initial range (chord units)

@@ -52,7 +52,7 @@ def main() -> None:
     problem = make_problem(fld.values, obs, fld.lat, fld.lon)
     cfg = build_config({"workload": "recon", "seed": args.seed, "device": "cpu",
                         "data": {"path": "sample:A1B_north_america.nc", "variable": "air_temperature"},
-                        "network": {"model": "mmgn"},  # the registry default is the PDE's small SIREN
+                        "network": {"model": "mmgn", "input_scale": 256.0},  # the authors' size (the registry default is the PDE's small SIREN)
                         "train": {"epochs": args.epochs, "validation": 0, "select": "last"}})
     ours = Trainer(cfg.network, cfg.train, problem, cfg.seed, torch.device("cpu"))
 

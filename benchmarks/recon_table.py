@@ -26,7 +26,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 NOTES = "<!-- notes (written by hand; kept by reruns) -->"
-NEURAL = ("mmgn", "siren", "ffn_p", "ffn_g", "resmlp")
+NEURAL = ("mmgn", "siren", "ffn_p", "ffn_g", "resmlp", "hybrid")  # the project's models (hybrid: kriging + MMGN residual)
 CLASSICAL = ("idw", "kriging")
 TASKS = ("task1", "task2", "task3", "task4")
 DATASET_NAMES = {"A1B_north_america.nc": "A1B", "ostia_monthly.nc": "OSTIA", "E1_north_america.nc": "E1"}
@@ -48,13 +48,18 @@ def collect(sweep_dirs: list[str]) -> list[dict]:
                 state = json.load(fh)
             cfg = attrs["config"]
             source = os.path.basename(str(attrs.get("source", "")).split(":")[-1])
+            model = attrs["model"]
+            scale = (cfg.get("network") or {}).get("input_scale")
+            if model == "mmgn" and scale is not None and float(scale) != 256.0:  # the paper's size is plain "mmgn"
+                model = f"mmgn_s{float(scale):g}"
             rows.append({
-                "dataset": DATASET_NAMES.get(source, source), "task": attrs["task"], "model": attrs["model"],
+                "dataset": DATASET_NAMES.get(source, source), "task": attrs["task"], "model": model,
                 "ratio": cfg["task"]["ratio"], "epochs": int(attrs.get("stopped_epoch") or cfg["train"]["epochs"]),
                 "selected": attrs.get("selected_epoch"), "state": state.get("state"), "reason": state.get("reason"),
                 "n_params": int(attrs.get("n_params", 0)), "s_epoch": float(attrs.get("seconds_per_epoch", float("nan"))),
                 **{k: float(v) for k, v in (attrs.get("final_errors") or {}).items()}, "run": os.path.relpath(run_dir, ROOT),
-                "units": attrs.get("units", ""),
+                "units": attrs.get("units", ""), "blend_weight": attrs.get("blend_weight"),
+                "input_scale": (cfg.get("network") or {}).get("input_scale"),
             })
     return rows
 
@@ -62,7 +67,7 @@ def collect(sweep_dirs: list[str]) -> list[dict]:
 def render(rows: list[dict], command: str) -> str:
     from benchmarks.report import machine
 
-    epochs = sorted({r["epochs"] for r in rows if r["model"] in NEURAL})
+    epochs = sorted({r["epochs"] for r in rows if r["model"] not in CLASSICAL})
     lines = [
         "# Reconstruction results", "",
         f"Produced by `{command}` over the stores of `insr-hpc submit configs/reconstruct_sweep.yaml` (see its header) "
@@ -73,14 +78,17 @@ def render(rows: list[dict], command: str) -> str:
         f"seeds 3407, the authors' recipe (summed L1, clip 0.999, AdamW 5e-3, SIREN 1e-4, decay 0.99/epoch, "
         f"batches of 16 steps). Network epochs in this table: {', '.join(map(str, epochs)) or '-'} (per cell: epochs "
         "trained, epoch kept). "
-        "Classical models interpolate the same training observations. A run marked ⚠ ended `suspect`.", "",
+        "Classical models interpolate the same training observations. `hybrid` = kriging of the training "
+        "observations + w × (MMGN − kriging), w fitted on the validation observations (shown per cell). "
+        "A run marked ⚠ ended `suspect`.", "",
     ]
     for ds in sorted({r["dataset"] for r in rows}):
         found = {(r["model"], r["task"]): r for r in rows if r["dataset"] == ds}
         tasks = [t for t in TASKS if any(tt == t for (_, tt) in found)]
         lines += [f"## {ds}", "", "| model | params | s/epoch | " + " | ".join(tasks) + " |",
                   "|---" * (3 + len(tasks)) + "|"]
-        for model in (*NEURAL, *CLASSICAL):
+        extra = sorted({m for (m, _) in found if m not in NEURAL and m not in CLASSICAL})
+        for model in (*NEURAL[:1], *extra, *NEURAL[1:], *CLASSICAL):
             cells, some = [], [found.get((model, t)) for t in tasks]
             if not any(some):
                 continue
@@ -89,15 +97,17 @@ def render(rows: list[dict], command: str) -> str:
                     cells.append("(not run)")
                     continue
                 mark = " ⚠" if r["state"] == "suspect" else ""
-                ep = f" ({r['epochs']} ep, kept {r['selected']})" if model in NEURAL else ""
+                ep = f" ({r['epochs']} ep, kept {r['selected']})" if model not in CLASSICAL else ""
+                if r.get("blend_weight") is not None:
+                    ep = ep[:-1] + f", w {r['blend_weight']:.2f})"
                 cells.append(f"{r['mse']:.2e} / {r['mse_unobserved']:.2e} / {r['rmse']:.3g}{ep}{mark}")
             first = next(r for r in some if r)
-            params = f"{first['n_params']:,}" if model in NEURAL else "-"
-            spe = f"{first['s_epoch']:.2f}" if model in NEURAL else f"{first['s_epoch']:.1f} s/run"
+            params = f"{first['n_params']:,}" if model not in CLASSICAL else "-"
+            spe = f"{first['s_epoch']:.2f}" if model not in CLASSICAL else f"{first['s_epoch']:.1f} s/run"
             lines.append(f"| {model} | {params} | {spe} | " + " | ".join(cells) + " |")
         verdict = []
         for t in tasks:
-            nn = [found[(m, t)] for m in NEURAL if (m, t) in found]
+            nn = [r for (m, tt), r in found.items() if tt == t and m not in CLASSICAL]
             cl = [found[(m, t)] for m in CLASSICAL if (m, t) in found]
             if not nn or not cl:
                 verdict.append("-")
@@ -105,7 +115,7 @@ def render(rows: list[dict], command: str) -> str:
             bn, bc = min(nn, key=lambda r: r["mse"]), min(cl, key=lambda r: r["mse"])
             word = "beats" if bn["mse"] < bc["mse"] else "loses to"
             verdict.append(f"{bn['model']} {word} {bc['model']} ({bc['mse'] / bn['mse']:.2f}×)")
-        lines += ["| **best network vs best classical** (classical MSE / network MSE) | | | " + " | ".join(verdict) + " |", ""]
+        lines += ["| **best of ours vs best classical** (classical MSE / our MSE) | | | " + " | ".join(verdict) + " |", ""]
     return "\n".join(lines)
 
 

@@ -1,6 +1,6 @@
 """Building blocks: neural fields behind one registry, and weight (un)flattening."""
 
-from insr_hpc.fields import classical, fourier, mmgn, resmlp, siren  # noqa: F401  (registers)
+from insr_hpc.fields import classical, fourier, hybrid, mmgn, resmlp, siren  # noqa: F401  (registers)
 from insr_hpc.fields.flat import flatten_params, load_flat_params, param_layout
 from insr_hpc.fields.registry import MODELS
 

@@ -139,3 +139,9 @@ class ReconConfig(RunIdentity):
     output: ReconOutputConfig = field(default_factory=ReconOutputConfig)
     launch: LaunchConfig = field(default_factory=LaunchConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
+
+    def validate(self) -> None:
+        super().validate()
+        if getattr(self.network, "model", None) == "hybrid":
+            require(self.train.validation > 0, "train.validation",
+                    "network.model=hybrid fits the weight of its network on the validation observations: must be > 0")

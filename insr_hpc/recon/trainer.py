@@ -119,6 +119,22 @@ class Trainer:
         self.val_pix = torch.as_tensor(problem.val_pix, device=device)
         self.val_t = torch.as_tensor(problem.val_t, device=device)
         self.val_val = torch.as_tensor(problem.val_val, dtype=torch.float64, device=device)
+        # hybrid models: f = b + w·(n − b) with b an interpolant (normalised units), see set_base
+        self.base_grid: np.ndarray | None = None  # (T, H, W)
+        self.base_val: torch.Tensor | None = None  # (V,) b at the validation points
+        self.max_weight = 1.0
+        self.blend_weight = 0.0  # w of the last validation_mse (or of the kept weights)
+
+    def set_base(self, base_grid: np.ndarray, max_weight: float = 1.0) -> None:
+        """Make this a hybrid: predictions become b + w·(n − b), with ``base_grid`` = b
+        (T, H, W, normalised, computed from the training observations only) and w fitted
+        on the validation observations by every :meth:`validation_mse`."""
+        n_t = self.problem.shape[0]
+        self.base_grid = np.nan_to_num(np.asarray(base_grid, np.float64))
+        flat = self.base_grid.reshape(n_t, -1)
+        self.base_val = torch.as_tensor(flat[self.problem.val_t, self.problem.val_pix], dtype=torch.float64,
+                                        device=self.device)
+        self.max_weight = float(max_weight)
 
     @property
     def has_validation(self) -> bool:
@@ -197,7 +213,14 @@ class Trainer:
             return float("nan")
         self.model.eval()
         pred = self.field(self.val_pix, self.val_t)[:, 0].double()
-        return float(((pred - self.val_val) ** 2).mean())
+        if self.base_grid is None:
+            return float(((pred - self.val_val) ** 2).mean())
+        # hybrid: the least-squares weight of the network's residual over the interpolant
+        d, r = pred - self.base_val, self.val_val - self.base_val
+        dd = float((d * d).sum())
+        w = min(max(float((d * r).sum()) / dd, 0.0), self.max_weight) if dd > 0 else 0.0
+        self.blend_weight = w
+        return float(((r - w * d) ** 2).mean())
 
     def observe_validation(self, val_mse: float) -> bool:
         """Keep the current weights if ``val_mse`` is the best so far (returns True)."""
@@ -207,6 +230,7 @@ class Trainer:
             "epoch": self.epoch, "val_mse": val_mse,
             "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
             "codes": None if self.codes is None else self.codes.detach().clone(),
+            "blend_weight": self.blend_weight,
         }
         return True
 
@@ -215,13 +239,15 @@ class Trainer:
         if self.best is None:
             return
         self.model.load_state_dict(self.best["model"])
+        self.blend_weight = float(self.best.get("blend_weight", 0.0))
         if self.codes is not None:
             with torch.no_grad():
                 self.codes.copy_(self.best["codes"])
 
     @torch.no_grad()
-    def predict(self, chunk_points: int = 8192) -> np.ndarray:
-        """The whole field (T, H, W) in normalised units."""
+    def predict(self, chunk_points: int = 8192, network_only: bool = False) -> np.ndarray:
+        """The whole field (T, H, W) in normalised units (a hybrid's blend unless
+        ``network_only``)."""
         self.model.eval()
         n_t, h, w = self.problem.shape
         per = max(1, chunk_points // (h * w))
@@ -232,7 +258,10 @@ class Trainer:
             pix = pix_all.repeat(len(ts))
             t = ts.repeat_interleave(h * w)
             out[t0 : t0 + len(ts)] = self.field(pix, t).reshape(len(ts), h * w).double().cpu().numpy()
-        return out.reshape(n_t, h, w)
+        out = out.reshape(n_t, h, w)
+        if self.base_grid is not None and not network_only:
+            out = self.base_grid + self.blend_weight * (out - self.base_grid)
+        return out
 
     # -- resume -------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -245,6 +274,7 @@ class Trainer:
             "order_rng": self.order_rng.get_state(),
             "torch_rng": torch.get_rng_state(),
             "best": self.best,
+            "blend_weight": self.blend_weight,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -258,3 +288,4 @@ class Trainer:
         self.order_rng.set_state(state["order_rng"])
         torch.set_rng_state(state["torch_rng"])
         self.best = state.get("best")
+        self.blend_weight = float(state.get("blend_weight", 0.0))

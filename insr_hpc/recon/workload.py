@@ -114,7 +114,22 @@ def run_recon(cfg: ReconConfig, run_dir: str, env: RunEnv, run_id: str = "r000")
     if getattr(MODELS.get(cfg.network.model), "classical", False):
         return _run_classical(cfg, run_dir, env, run_id, fld, observed, train_mask, val_mask)
     problem = make_problem(fld.values, train_mask, fld.lat, fld.lon, val_mask)
-    trainer = Trainer(cfg.network, cfg.train, problem, cfg.seed, env.device, env)
+    model_cls = MODELS.get(cfg.network.model)
+    base, base_seconds = None, 0.0
+    if getattr(model_cls, "hybrid", False):  # the interpolant of the training observations (never the validation ones)
+        start = time.perf_counter()
+        base = model_cls.base_model(cfg.network).interpolate(fld.values, train_mask, fld.valid, fld.lat, fld.lon)
+        base_seconds = time.perf_counter() - start
+        if not np.isfinite(base[:, fld.valid]).all():
+            raise DivergedError(f"{cfg.network.base} produced a non-finite interpolant")
+
+    def new_trainer() -> Trainer:
+        tr = Trainer(cfg.network, cfg.train, problem, cfg.seed, env.device, env)
+        if base is not None:
+            tr.set_base((base - problem.lo) / (problem.hi - problem.lo), cfg.network.max_weight)
+        return tr
+
+    trainer = new_trainer()
     os.makedirs(run_dir, exist_ok=True)
     path = os.path.join(run_dir, "store.zarr")
     ckpt = os.path.join(run_dir, "checkpoint.pt")
@@ -137,7 +152,7 @@ def run_recon(cfg: ReconConfig, run_dir: str, env: RunEnv, run_id: str = "r000")
             # from the start reproduces them (checkpoints are not kept per epoch)
             print(f"{run_id}: epoch {store.completed_steps() + 1} is not intact in the store but the checkpoint "
                   f"is at epoch {trainer.epoch}: training again from epoch 1", flush=True)
-            trainer = Trainer(cfg.network, cfg.train, problem, cfg.seed, env.device, env)
+            trainer = new_trainer()
     start = trainer.epoch
     n_batches = -(-fld.values.shape[0] // cfg.train.batch_steps)
     monitor = Monitor(os.path.join(run_dir, "tb"), start, start * n_batches, cfg.output.log_every, enabled=env.is_main)
@@ -199,12 +214,20 @@ def run_recon(cfg: ReconConfig, run_dir: str, env: RunEnv, run_id: str = "r000")
         errs = metrics.errors(pred, fld.values, fld.valid, observed, problem.lo, problem.hi)
         errs["val_mse"] = metrics.masked_mse(pred, fld.values, val_mask, problem.lo, problem.hi)
         selected = trainer.best["epoch"] if trainer.best is not None and cfg.train.select == "best" else done_epochs
+        extra = {}
+        if base is not None:  # the hybrid next to its own parts, on the same observations
+            net = problem.denormalise(trainer.predict(network_only=True))
+            extra = {"blend_weight": trainer.blend_weight, "base": cfg.network.base, "base_seconds": base_seconds,
+                     "base_errors": metrics.errors(base, fld.values, fld.valid, observed, problem.lo, problem.hi)
+                     | {"val_mse": metrics.masked_mse(base, fld.values, val_mask, problem.lo, problem.hi)},
+                     "network_errors": metrics.errors(net, fld.values, fld.valid, observed, problem.lo, problem.hi)
+                     | {"val_mse": metrics.masked_mse(net, fld.values, val_mask, problem.lo, problem.hi)}}
         monitor.hparams(hparams(cfg, ("data", "task", "train", "network")), errs)
         if suspect:
             progress.note(f"SUSPECT: {suspect}")
         store.finish({"complete": True, "final_errors": errs, "selected_epoch": selected, "stopped_epoch": done_epochs,
                       "suspect": suspect or "",
-                      "seconds_per_epoch": float(np.nanmedian(np.asarray(store.group["seconds"][:done_epochs])))})
+                      "seconds_per_epoch": float(np.nanmedian(np.asarray(store.group["seconds"][:done_epochs]))), **extra})
         return _summary(store)
     finally:
         bar.close()

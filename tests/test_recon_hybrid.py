@@ -1,0 +1,125 @@
+"""The ``hybrid`` model (insr_hpc/fields/hybrid.py): an interpolant plus the weighted
+residual of a neural field, the weight fitted on the validation observations."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+import zarr
+
+from insr_hpc.catalog import build_config
+from insr_hpc.cli import main
+from insr_hpc.recon.trainer import Trainer, make_problem
+
+
+def write_pattern(path, n_t=24, h=16, w=20, bump=None):
+    """A fixed, finely structured spatial pattern whose amplitude changes in time: per
+    time step a few observed points cannot resolve it, all time steps together can."""
+    lat, lon = np.linspace(20, 50, h), np.linspace(-130, -90, w)
+    y, x = np.meshgrid(np.linspace(0, 1, h), np.linspace(0, 1, w), indexing="ij")
+    pattern = np.sin(2 * np.pi * 2.5 * x) * np.cos(2 * np.pi * 2 * y) + 0.5 * np.sin(2 * np.pi * 3 * (x + y))
+    t = np.arange(n_t)[:, None, None]
+    vals = 280 + 5 * (1 + 0.4 * np.sin(0.5 * t)) * pattern + 2 * np.cos(0.3 * t)
+    if bump is not None:  # mid-range, so the field's min and max (the normalisation) stay
+        vals = np.where(bump, 280.0, vals)
+    xr.Dataset(
+        {"tas": (("time", "lat", "lon"), vals.astype(np.float32), {"units": "K"})},
+        coords={"time": ("time", np.arange(n_t) * 1.0, {"units": "days since 2000-01-01"}),
+                "lat": ("lat", lat, {"units": "degrees_north"}), "lon": ("lon", lon, {"units": "degrees_east"})},
+    ).to_netcdf(path)
+    return vals
+
+
+SMALL = ["network.model=hybrid", "network.base=idw", "network.width=64", "network.layers=3", "network.latent=8",
+         "task.name=task3", "task.ratio=0.1", "train.epochs=80", "train.batch_steps=1", "train.eval_every=40",
+         "device=cpu"]
+
+
+def run(tmp, name, path, *extra):
+    code = main(["run", "configs/reconstruct.yaml", f"output.root={tmp / 'runs'}", f"name={name}",
+                 f"data.path={path}", "data.variable=tas", *SMALL, *extra])
+    run_dir = tmp / "runs" / name / "r000"
+    with open(run_dir / "run.json") as fh:
+        state = json.load(fh)
+    return code, state, dict(zarr.open_group(str(run_dir / "store.zarr"), mode="r").attrs), run_dir
+
+
+@pytest.fixture(scope="module")
+def hybrid_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("hybrid")
+    path = tmp / "pattern.nc"
+    truth = write_pattern(str(path))
+    return tmp, path, truth, run(tmp, "hyb", path)
+
+
+def test_hybrid_runs_through_the_cli_and_beats_its_own_interpolant(hybrid_run):
+    tmp, path, truth, (code, state, attrs, run_dir) = hybrid_run
+    assert code == 0 and state["state"] == "done" and attrs["model"] == "hybrid" and attrs["base"] == "idw"
+    hyb, base, net = attrs["final_errors"]["mse"], attrs["base_errors"]["mse"], attrs["network_errors"]["mse"]
+    # IDW from 32 points per step cannot resolve the pattern; the network pools every step
+    assert hyb < 0.5 * base, (hyb, base, net)
+    assert 0 < attrs["blend_weight"] <= 1
+    # the stored reconstruction is the blend whose errors are reported
+    ds = xr.open_zarr(str(run_dir / "store.zarr"))
+    span = truth.max() - truth.min()
+    assert ((ds.reconstruction.values - truth) ** 2).mean() / span**2 == pytest.approx(hyb, rel=1e-3)
+
+
+def test_validation_values_never_reach_the_interpolant_nor_the_network(hybrid_run):
+    """The same field with every validation observation set to 280 K: the network is
+    trained on the same data (bitwise equal weights with train.select=last) and the
+    interpolant is the same; only the blend weight, fitted on validation, may change."""
+    tmp, path, truth, _ = hybrid_run
+    code, _, a_attrs, a_dir = run(tmp, "keep", path, "train.select=last")
+    val = xr.open_zarr(str(a_dir / "store.zarr")).validation.values.astype(bool)
+    assert code == 0 and val.any()
+    moved = tmp / "moved.nc"
+    other = write_pattern(str(moved), bump=val)
+    assert (other.min(), other.max()) == (truth.min(), truth.max())  # same normalisation
+    code, _, b_attrs, b_dir = run(tmp, "moved", moved, "train.select=last")
+    assert code == 0
+    wa = xr.open_zarr(str(a_dir / "store.zarr")).weights.values
+    wb = xr.open_zarr(str(b_dir / "store.zarr")).weights.values
+    np.testing.assert_array_equal(wa, wb)
+    # the same interpolant: its error off the observations (the truth moved only at
+    # validation points, which count as observed) is the same, on them it is not
+    assert b_attrs["base_errors"]["mse_unobserved"] == a_attrs["base_errors"]["mse_unobserved"]
+    assert b_attrs["base_errors"]["val_mse"] != a_attrs["base_errors"]["val_mse"]
+    assert b_attrs["blend_weight"] != a_attrs["blend_weight"]
+
+
+def test_hybrid_without_validation_is_refused(tmp_path, capsys):
+    path = tmp_path / "p.nc"
+    write_pattern(str(path), n_t=4)
+    code = main(["run", "configs/reconstruct.yaml", f"output.root={tmp_path / 'runs'}", f"data.path={path}",
+                 "data.variable=tas", "network.model=hybrid", "train.validation=0", "train.select=last"])
+    assert code == 2
+    assert "train.validation" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_blend_weight_is_the_validation_least_squares_minimiser():
+    rng = np.random.default_rng(0)
+    n_t, h, w = 6, 8, 9
+    values = rng.normal(size=(n_t, h, w)) + 280
+    observed = rng.random((n_t, h, w)) < 0.4
+    val = observed & (rng.random((n_t, h, w)) < 0.3)
+    problem = make_problem(values, observed & ~val, np.linspace(0, 10, h), np.linspace(0, 10, w), val)
+    cfg = build_config({"workload": "recon", "seed": 1, "device": "cpu", "data": {"path": "sample:A1B_north_america.nc"},
+                        "network": {"model": "hybrid", "width": 16, "layers": 2, "latent": 4}})
+    tr = Trainer(cfg.network, cfg.train, problem, 1, torch.device("cpu"))
+    base = rng.random((n_t, h, w))
+    tr.set_base(base)
+    got = tr.validation_mse()
+    w_star = tr.blend_weight
+    n = tr.predict(network_only=True)
+    y = problem.val_val
+    b = base.reshape(n_t, -1)[problem.val_t, problem.val_pix]
+    nv = n.reshape(n_t, -1)[problem.val_t, problem.val_pix]
+    grid = np.linspace(0, 1, 2001)
+    brute = [((b + c * (nv - b) - y) ** 2).mean() for c in grid]
+    assert got == pytest.approx(((b + w_star * (nv - b) - y) ** 2).mean(), rel=1e-6)
+    assert got <= min(brute) + 1e-12
+    np.testing.assert_allclose(tr.predict(), base + w_star * (n - base), rtol=1e-12)

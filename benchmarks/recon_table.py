@@ -59,6 +59,7 @@ def collect(sweep_dirs: list[str]) -> list[dict]:
                 "n_params": int(attrs.get("n_params", 0)), "s_epoch": float(attrs.get("seconds_per_epoch", float("nan"))),
                 **{k: float(v) for k, v in (attrs.get("final_errors") or {}).items()}, "run": os.path.relpath(run_dir, ROOT),
                 "units": attrs.get("units", ""), "blend_weight": attrs.get("blend_weight"),
+                "base_seconds": attrs.get("base_seconds"), "base": attrs.get("base"),
                 "input_scale": (cfg.get("network") or {}).get("input_scale"),
             })
     return rows
@@ -104,6 +105,8 @@ def render(rows: list[dict], command: str) -> str:
             first = next(r for r in some if r)
             params = f"{first['n_params']:,}" if model not in CLASSICAL else "-"
             spe = f"{first['s_epoch']:.2f}" if model not in CLASSICAL else f"{first['s_epoch']:.1f} s/run"
+            if first.get("base_seconds") is not None:  # the hybrid's interpolant, once per run
+                spe += f" + {first['base_seconds']:.0f} s {first['base']}"
             lines.append(f"| {model} | {params} | {spe} | " + " | ".join(cells) + " |")
         verdict = []
         for t in tasks:

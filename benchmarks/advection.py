@@ -165,7 +165,7 @@ def packed_sweep(n_runs: int, ks: list[int], steps: int) -> None:
             errs.append(s.case.errors(out, s.case.reference(steps * s.cfg.time.dt, 1024)))
         errors[k] = errs
         diffs[k] = max(abs(a["rel_l2"] - b["rel_l2"]) for a, b in zip(errs, errors[ks[0]], strict=True))
-    total = AUTHORS_STEPS = 240
+    total = 240  # steps of the paper setting
     rows = []
     for k in ks:
         per_step = float(np.mean(seconds[k]))
@@ -177,7 +177,7 @@ def packed_sweep(n_runs: int, ks: list[int], steps: int) -> None:
             f"{diffs[k]:.1e}",
         ])
     table = markdown_table(
-        ["packing", "s step 0 / run", "s / run-step", f"runs / hour ({AUTHORS_STEPS} steps)", "vs alone",
+        ["packing", "s step 0 / run", "s / run-step", f"runs / hour ({total} steps)", "vs alone",
          f"mean rel L2 step {steps}", "max optimiser share", "max |Δ rel L2| vs alone"],
         rows,
     )
@@ -185,7 +185,7 @@ def packed_sweep(n_runs: int, ks: list[int], steps: int) -> None:
         f"{n_runs} runs of `configs/advection.yaml` (Gauss–Newton default, seeds 0…{n_runs - 1}), 1 thread, device "
         f"cpu (no GPU was available to this benchmark). Later steps start from the same step-0 weights in every "
         f"variant and are timed interleaved (step s alone, packed by 4, by 16, then step s + 1); runs/hour counts step "
-        f"0 plus {AUTHORS_STEPS} steps at the measured rates. Load average at the start: {load:.1f} on "
+        f"0 plus {total} steps at the measured rates. Load average at the start: {load:.1f} on "
         f"{os.cpu_count()} cores (absolute times scale with it; the ratios come from interleaved rounds).\n\n{table}\n"
     )
     print(table)

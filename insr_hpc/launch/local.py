@@ -23,7 +23,7 @@ from insr_hpc.launch.base import BACKENDS, Backend, SubmitInterrupted
 from insr_hpc.launch.packing import make_packs
 from insr_hpc.launch.worker import EXIT_LOCKED
 from insr_hpc.run import read_state
-from insr_hpc.rundir import RunDir
+from insr_hpc.rundir import RunDir, pid_alive
 
 
 def available_cores() -> int:
@@ -242,7 +242,7 @@ class LocalBackend(Backend):
             if st.get("backend") == "local" and st.get("state") in ("pending", "running") and pid:
                 rd = RunDir(st["run_dir"])
                 rd.update(cancel_requested=True)
-                if len(st.get("pack") or ()) > 1 and st.get("state") == "running" and _alive(int(pid)):
+                if len(st.get("pack") or ()) > 1 and st.get("state") == "running" and pid_alive(int(pid)):
                     # a packed run: its pack drops it at the next step boundary (and records
                     # it cancelled); the pack's other runs go on
                     cancelled.append(st.get("run_id", pid))
@@ -254,16 +254,6 @@ class LocalBackend(Backend):
                 rd.transition("cancelled", "cancelled by user")
                 cancelled.append(st.get("run_id", pid))
         return cancelled
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _signal_group(proc: subprocess.Popen, sig: int) -> None:

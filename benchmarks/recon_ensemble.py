@@ -31,7 +31,8 @@ def main() -> None:
     truth = first.target.values.astype(np.float64)
     observed = first.observed.values.astype(bool)
     valid = np.isfinite(truth).all(0)
-    lo, hi = first.attrs["normalisation"]["lo"], first.attrs["normalisation"]["hi"]
+    scale = first.attrs.get("metric_range") or first.attrs["normalisation"]  # older stores: one range for both
+    lo, hi = scale["lo"], scale["hi"]
     recs = []
     for run, ds in zip(args.runs, stores, strict=True):
         if not (ds.observed.values.astype(bool) == observed).all():

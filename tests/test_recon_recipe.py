@@ -206,3 +206,20 @@ def test_a_nan_loss_fails_the_run_naming_the_epoch(tmp_path):
     state = json.load(open(run_dir / "run.json"))
     # one batch per epoch: epoch 1's loss is finite, the step it takes is not
     assert state["state"] == "failed" and state["reason"] == "DivergedError: non-finite reconstruction at epoch 1"
+
+
+def test_training_data_is_normalised_by_the_training_observations_alone():
+    """Neither the unobserved truth nor the validation points reach the network, not
+    even through the normalisation: the field with every such point moved far outside
+    the observed range gives the very same training problem."""
+    values, lat, lon = smooth_field()
+    obs = observation_mask("task1", 0.3, 0.1, np.ones(values.shape[1:], bool), values.shape[0], 11)
+    tr, val = validation_split("task1", obs, 0.2, 11)
+    assert val.any() and (~obs).any()
+    moved = np.where(tr, values, values + np.where(val, -40.0, 60.0))
+    a, b = make_problem(values, tr, lat, lon, val), make_problem(moved, tr, lat, lon, val)
+    assert (a.lo, a.hi) == (values[tr].min(), values[tr].max()) == (b.lo, b.hi)
+    np.testing.assert_array_equal(a.obs_val, b.obs_val)
+    assert a.obs_val.min() == 0.0 and a.obs_val.max() == 1.0
+    # the validation targets are scored in the same (training) units, so moved ones differ
+    assert not np.allclose(a.val_val, b.val_val)

@@ -12,6 +12,13 @@ import numpy as np
 from insr_hpc.fields.classical import idw, unit_sphere  # noqa: F401  (re-exported)
 
 
+def metric_range(truth: np.ndarray) -> tuple[float, float]:
+    """The paper's normalisation of its metric: the true field's min and max (a fixed
+    yardstick for scoring; training never sees it, see ``trainer.make_problem``)."""
+    lo, hi = float(np.nanmin(truth)), float(np.nanmax(truth))
+    return lo, (hi if hi > lo else lo + 1.0)
+
+
 def errors(pred: np.ndarray, truth: np.ndarray, valid: np.ndarray, observed: np.ndarray, lo: float, hi: float) -> dict[str, float]:
     """``mse`` (normalised, every valid point — the paper's metric), ``mse_unobserved``
     (normalised, valid points not observed at that time step) and ``rmse`` (physical units).

@@ -41,8 +41,8 @@ class Problem:
     obs_pix: np.ndarray  # (M,) int64
     obs_val: np.ndarray  # (M,) normalised values
     offsets: np.ndarray  # (T+1,)
-    lo: float  # physical value ↦ 0
-    hi: float  # physical value ↦ 1
+    lo: float  # physical value ↦ 0: the training observations' minimum …
+    hi: float  # physical value ↦ 1: … and maximum (never the unobserved truth's range)
     shape: tuple[int, int, int]  # (T, H, W)
     val_pix: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # (V,) validation points
     val_t: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # (V,) their time steps
@@ -60,9 +60,13 @@ def _minmax(x: np.ndarray) -> np.ndarray:
 def make_problem(values: np.ndarray, observed: np.ndarray, lat: np.ndarray, lon: np.ndarray,
                  validation: np.ndarray | None = None) -> Problem:
     """values (T, H, W) physical (NaN off the valid points); observed (T, H, W) bool: the
-    training points; validation (T, H, W) bool: points scored, never trained on."""
+    training points; validation (T, H, W) bool: points scored, never trained on.
+    Values are min–max normalised by the training observations alone, so nothing about
+    the points a run never sees (not even their range) reaches the network."""
     n_t, h, w = values.shape
-    lo, hi = float(np.nanmin(values)), float(np.nanmax(values))
+    seen = values[observed]
+    seen = seen[np.isfinite(seen)]
+    lo, hi = (float(seen.min()), float(seen.max())) if seen.size else (0.0, 1.0)
     # a grid across the date line in −180…180 (170, 180, −180, …) becomes monotonic
     lon = np.degrees(np.unwrap(np.radians(np.asarray(lon, float))))
     la, lo_ = np.meshgrid(_minmax(np.asarray(lat, float)), _minmax(lon), indexing="ij")
@@ -70,9 +74,9 @@ def make_problem(values: np.ndarray, observed: np.ndarray, lat: np.ndarray, lon:
     times = np.linspace(0.0, 1.0, n_t) if n_t > 1 else np.zeros(1)
     flat = observed.reshape(n_t, -1)
     t_idx, pix = np.nonzero(flat)  # row-major: sorted by time step
-    vals = (values.reshape(n_t, -1)[t_idx, pix] - lo) / (hi - lo if hi > lo else 1.0)
-    offsets = np.concatenate([[0], np.cumsum(flat.sum(1))])
     span = hi - lo if hi > lo else 1.0
+    vals = (values.reshape(n_t, -1)[t_idx, pix] - lo) / span
+    offsets = np.concatenate([[0], np.cumsum(flat.sum(1))])
     problem = Problem(grid, times, pix.astype(np.int64), vals, offsets, lo, lo + span, (n_t, h, w))
     if validation is not None and validation.any():
         vt, vp = np.nonzero(validation.reshape(n_t, -1))

@@ -93,7 +93,10 @@ def store_attrs(cfg: ReconConfig, fld: Field, run_id: str, lo: float, hi: float,
         "run_id": run_id, "workload": "recon", "model": cfg.network.model, "task": cfg.task.name,
         "source": cfg.data.path, "variable": fld.variable, "source_dims": list(fld.dims),
         "units": fld.units if fld.units is not None else "unknown (no units attribute in the source)",
-        "normalisation": {"lo": lo, "hi": hi}, "seed": cfg.seed,
+        # the network's units ↔ physical: the training observations' range
+        "normalisation": {"lo": lo, "hi": hi},
+        # the metrics' yardstick (the paper's): the true field's range
+        "metric_range": dict(zip(("lo", "hi"), metrics.metric_range(fld.values))), "seed": cfg.seed,
         "config": config_to_dict(cfg), "config_yaml": config_to_yaml(cfg),
         "git_commit": git_commit(), "versions": package_versions(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **extra,
@@ -114,6 +117,7 @@ def run_recon(cfg: ReconConfig, run_dir: str, env: RunEnv, run_id: str = "r000")
     if getattr(MODELS.get(cfg.network.model), "classical", False):
         return _run_classical(cfg, run_dir, env, run_id, fld, observed, train_mask, val_mask)
     problem = make_problem(fld.values, train_mask, fld.lat, fld.lon, val_mask)
+    mlo, mhi = metrics.metric_range(fld.values)
     model_cls = MODELS.get(cfg.network.model)
     base, base_seconds = None, 0.0
     if getattr(model_cls, "hybrid", False):  # the interpolant of the training observations (never the validation ones)
@@ -179,7 +183,7 @@ def run_recon(cfg: ReconConfig, run_dir: str, env: RunEnv, run_id: str = "r000")
                 pred = problem.denormalise(trainer.predict())
                 if not np.isfinite(pred[:, fld.valid]).all():
                     raise DivergedError(f"non-finite reconstruction at epoch {epoch}")
-                values.update(metrics.errors(pred, fld.values, fld.valid, observed, problem.lo, problem.hi))
+                values.update(metrics.errors(pred, fld.values, fld.valid, observed, mlo, mhi))
                 every = cfg.output.figure_every
                 if last or (every and epoch % every == 0):
                     monitor.step_figure(epoch, "maps", field_figure(fld, pred, observed, t=0))
@@ -211,17 +215,17 @@ def run_recon(cfg: ReconConfig, run_dir: str, env: RunEnv, run_id: str = "r000")
         if trainer.codes is not None:
             final["latent_code"] = trainer.codes.detach().cpu().numpy()
         store.write_arrays(final)
-        errs = metrics.errors(pred, fld.values, fld.valid, observed, problem.lo, problem.hi)
-        errs["val_mse"] = metrics.masked_mse(pred, fld.values, val_mask, problem.lo, problem.hi)
+        errs = metrics.errors(pred, fld.values, fld.valid, observed, mlo, mhi)
+        errs["val_mse"] = metrics.masked_mse(pred, fld.values, val_mask, mlo, mhi)
         selected = trainer.best["epoch"] if trainer.best is not None and cfg.train.select == "best" else done_epochs
         extra = {}
         if base is not None:  # the hybrid next to its own parts, on the same observations
             net = problem.denormalise(trainer.predict(network_only=True))
             extra = {"blend_weight": trainer.blend_weight, "base": cfg.network.base, "base_seconds": base_seconds,
-                     "base_errors": metrics.errors(base, fld.values, fld.valid, observed, problem.lo, problem.hi)
-                     | {"val_mse": metrics.masked_mse(base, fld.values, val_mask, problem.lo, problem.hi)},
-                     "network_errors": metrics.errors(net, fld.values, fld.valid, observed, problem.lo, problem.hi)
-                     | {"val_mse": metrics.masked_mse(net, fld.values, val_mask, problem.lo, problem.hi)}}
+                     "base_errors": metrics.errors(base, fld.values, fld.valid, observed, mlo, mhi)
+                     | {"val_mse": metrics.masked_mse(base, fld.values, val_mask, mlo, mhi)},
+                     "network_errors": metrics.errors(net, fld.values, fld.valid, observed, mlo, mhi)
+                     | {"val_mse": metrics.masked_mse(net, fld.values, val_mask, mlo, mhi)}}
         monitor.hparams(hparams(cfg, ("data", "task", "train", "network")), errs)
         if suspect:
             progress.note(f"SUSPECT: {suspect}")
@@ -244,8 +248,7 @@ def _run_classical(cfg: ReconConfig, run_dir: str, env: RunEnv, run_id: str, fld
     store = reopen_store(path, cfg)
     if store is not None and store.attrs.get("complete"):
         return _summary(store)
-    lo, hi = float(np.nanmin(fld.values)), float(np.nanmax(fld.values))
-    hi = hi if hi > lo else lo + 1.0
+    lo, hi = metrics.metric_range(fld.values)
     if store is None:
         store = create_store(path, store_arrays(cfg, fld, observed, val_mask, 1, 0, None),
                              store_attrs(cfg, fld, run_id, lo, hi, n_params=0, lr=0.0))

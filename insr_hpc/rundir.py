@@ -53,6 +53,9 @@ class StateError(RuntimeError):
     """A state change the run life cycle does not allow (a bug, not bad input)."""
 
 
+EXIT_LOCKED = 3  # a worker's exit code when another live process holds the run's lock
+
+
 class RunLocked(RuntimeError):
     """Another live process holds this run's lock: it is computing the run right now."""
 

@@ -53,6 +53,9 @@ class StateError(RuntimeError):
     """A state change the run life cycle does not allow (a bug, not bad input)."""
 
 
+EXIT_LOCKED = 3  # a worker's exit code when another live process holds the run's lock
+
+
 class RunLocked(RuntimeError):
     """Another live process holds this run's lock: it is computing the run right now."""
 
@@ -145,6 +148,36 @@ class RunDir:
         except (OSError, json.JSONDecodeError):
             return {"state": "pending"}
         return data if isinstance(data, dict) else {"state": "pending"}
+
+    def committed_steps(self) -> int:
+        """Leading committed steps of the run's store (0 without a readable one)."""
+        from insr_hpc.store_small import read_small  # numpy only: cheap
+
+        try:
+            done = read_small(os.path.join(self.store, "committed")).astype(bool)
+        except Exception:
+            return 0
+        return int(done.argmin()) if not done.all() else len(done)
+
+    def begin_attempt(self, **changes: Any) -> int:
+        """Count one more attempt at this run (a retry of a backend comes back here) and
+        record ``changes``. When the attempt before it failed, or ended without recording
+        any outcome (its process, or the node under it, died), ``earlier_attempts`` says
+        so and from which step this one resumes. Returns the new attempt's number."""
+        prev = self.read_state()
+        n = int(prev.get("attempts", 0)) + 1
+        log = list(prev.get("earlier_attempts") or [])
+        if n > 1 and prev.get("state") in ("running", "failed"):
+            steps = self.committed_steps()
+            if prev.get("state") == "running":
+                how = (f"ended without recording an outcome (its process {prev.get('pid', '?')} on "
+                       f"{prev.get('host', '?')} died)")
+            else:
+                how = f"failed: {prev.get('reason') or 'no reason recorded'}"
+            log.append(f"attempt {n - 1} {how}; attempt {n} resumed after step {steps}" if steps
+                       else f"attempt {n - 1} {how}; attempt {n} started over (no step committed)")
+        self.update(attempts=n, earlier_attempts=log, **changes)
+        return n
 
     def update(self, **changes: Any) -> dict[str, Any]:
         """Merge ``changes`` into run.json (atomically). A ``state`` among them must be

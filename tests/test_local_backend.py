@@ -43,6 +43,7 @@ def test_sweep_runs_in_workers_and_reports_a_failed_run(tmp_path):
         # a worker's stdout is a file: plain progress lines, one per step here, as the run goes
         log = open(root / "sw" / r / "log.txt").read()
         assert [f"{r} step {k}/2 " in log for k in range(3)] == [True] * 3, log
+        assert "Warning" not in log, log  # e.g. runpy's about a worker module imported twice
     for r in bad:
         assert states[r]["state"] == "failed" and "CUDA is not available" in states[r]["reason"]
 

@@ -66,3 +66,43 @@ def test_mmgn_shared_positions_give_the_same_values():
     assert torch.allclose(a, b, atol=1e-6)
     # the latent code changes the output: the field depends on time through z_t only
     assert not torch.allclose(a[1], net(x[4:5], codes=codes[:1], index=torch.tensor([0]))[0])
+
+
+@pytest.mark.parametrize("task", ["task1", "task3", "task4"])
+def test_mmgn_step_blocks_equal_the_per_point_path(task):
+    """The (steps, points) block evaluation used when every step of a batch has as many
+    observations (fixed sensors; a fixed ratio of redrawn points) gives the per-point
+    path's values and gradients; unequal counts (task 4) fall back to it."""
+    from insr_hpc.recon.tasks import observation_mask
+
+    values, lat, lon = synthetic(t=8)
+    valid = np.ones(values.shape[1:], dtype=bool)
+    observed = observation_mask(task, 0.3, 0.1, valid, values.shape[0], 3)
+    cfg = build_config({"workload": "recon", "seed": 0, "network": {"model": "mmgn", **SMALL["mmgn"]},
+                        "train": {"epochs": 1, "batch_steps": 4}})
+    trainer = Trainer(cfg.network, cfg.train, make_problem(values, observed, lat, lon), 0, torch.device("cpu"))
+    with torch.no_grad():
+        trainer.codes.normal_()  # codes start at zero: make each step's modulation differ
+    steps = np.array([5, 1, 6])
+    idx = trainer._batch_points(steps)
+
+    def value_and_grads(fn):
+        for p in trainer.params:
+            p.grad = None
+        out = fn()
+        (out * torch.linspace(-1, 2, out.shape[0])[:, None]).sum().backward()
+        return out.detach(), [p.grad.clone() for p in trainer.params]
+
+    a, ga = value_and_grads(lambda: trainer._observed_field(steps, idx))
+    b, gb = value_and_grads(lambda: trainer.field(trainer.obs_pix[idx], trainer.obs_t[idx]))
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    for x, y in zip(ga, gb, strict=True):
+        torch.testing.assert_close(x, y, atol=1e-4, rtol=1e-4)
+    assert float(a.abs().max()) > 1e-3  # not a trivially zero field
+    # the whole-grid prediction by blocks equals the per-point one
+    with torch.no_grad():
+        n_t, h, w = trainer.problem.shape
+        pix = torch.arange(h * w).repeat(n_t)
+        t = torch.arange(n_t).repeat_interleave(h * w)
+        per_point = trainer.field(pix, t).reshape(n_t, h, w).double().numpy()
+    np.testing.assert_allclose(trainer.predict(), per_point, atol=1e-5)

@@ -77,6 +77,9 @@ def format_table(states: list[dict[str, Any]]) -> str:
         job = f"{st.get('backend', '-')}/{st.get('job_id', '-')}" if st.get("backend") else "-"
         if st.get("job_state"):  # live state from the engine (e.g. squeue), when asked
             job += f" ({st['job_state']})"
-        rows.append((st["run_id"], st.get("state", "?"), steps, _fmt(st.get("last_loss")), err_s, job, st.get("reason") or ""))
+        reason = st.get("reason") or ""
+        if st.get("earlier_attempts"):  # retried by its backend: say what happened to the attempt before
+            reason = "; ".join(filter(None, [reason, st["earlier_attempts"][-1]]))
+        rows.append((st["run_id"], st.get("state", "?"), steps, _fmt(st.get("last_loss")), err_s, job, reason))
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)

@@ -114,3 +114,17 @@ class MMGN(nn.Module):
         for i, lin in enumerate(self.hidden, start=1):
             h = (lin(h) + mods[i]) * gabor(i)
         return self.out(h)
+
+    def forward_steps(self, x: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+        """The same network on S time steps of P points each: x (P, in_dim) positions
+        shared by every step (fixed sensors, the whole grid) or (S, P, in_dim); codes
+        (S, latent), one per step. Returns (S, P, out_dim).
+
+        Equal point counts let the modulation broadcast over a step's points instead of
+        being gathered per point (and scattered back in the backward pass), and shared
+        positions evaluate each filter once per position."""
+        mods = self.modulation(codes).unsqueeze(1).chunk(len(self.filters), dim=-1)  # (S, 1, width) each
+        h = self.filters[0](x) * mods[0]
+        for i, lin in enumerate(self.hidden, start=1):
+            h = (lin(h) + mods[i]) * self.filters[i](x)
+        return self.out(h)

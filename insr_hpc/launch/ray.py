@@ -41,7 +41,7 @@ from insr_hpc.launch.base import BACKENDS, Backend
 from insr_hpc.launch.local import available_cores
 from insr_hpc.launch.packing import make_packs
 from insr_hpc.run import RunSpec, read_state, update_state
-from insr_hpc.rundir import RunLocked
+from insr_hpc.rundir import RunDir, RunLocked
 
 POLL_S = 0.5
 CANCEL_WAIT_S = 15.0
@@ -121,8 +121,7 @@ def _execute_spec(spec_data: dict[str, Any], threads: int) -> str:
     from insr_hpc.run import execute
 
     spec = RunSpec(**spec_data)
-    attempts = int(read_state(spec.run_dir).get("attempts", 0)) + 1  # Ray retries come back here
-    update_state(spec.run_dir, backend="ray", host=os.uname().nodename, attempts=attempts)
+    RunDir(spec.run_dir).begin_attempt(backend="ray", host=os.uname().nodename)  # Ray retries come back here
     try:
         execute(spec, threads=threads)
     except RunLocked:  # another live process computes this run: leave its state alone
@@ -143,8 +142,7 @@ def _execute_pack(spec_datas: list[dict[str, Any]], threads: int) -> dict[str, s
 
     specs = [RunSpec(**data) for data in spec_datas]
     for spec in specs:
-        attempts = int(read_state(spec.run_dir).get("attempts", 0)) + 1
-        update_state(spec.run_dir, backend="ray", host=os.uname().nodename, attempts=attempts)
+        RunDir(spec.run_dir).begin_attempt(backend="ray", host=os.uname().nodename)
     try:
         return execute_pack(specs, threads=threads)
     except Exception as exc:
@@ -218,8 +216,7 @@ def _execute_gang(spec_data: dict[str, Any], bundle: dict[str, float], world: in
     from insr_hpc.launch.ddp import RayGang
 
     spec = RunSpec(**spec_data)
-    attempts = int(read_state(spec.run_dir).get("attempts", 0)) + 1
-    update_state(spec.run_dir, backend="ray", attempts=attempts, ray_gang=f"{world} ranks, {strategy}")
+    RunDir(spec.run_dir).begin_attempt(backend="ray", ray_gang=f"{world} ranks, {strategy}")
     # Unnamed: a retry after a crashed attempt must not collide with that attempt's group.
     pg = placement_group([dict(bundle)] * world, strategy=strategy)
     try:
@@ -393,7 +390,7 @@ class RayBackend(Backend):
             if ray_job is None:
                 spec.save()
                 update_state(spec.run_dir, run_id=spec.run_id, state="pending", reason=None, cancel_requested=False,
-                             attempts=0)
+                             attempts=0, earlier_attempts=[])
             elif read_state(spec.run_dir).get("cancel_requested"):  # cancelled before this driver started
                 update_state(spec.run_dir, state="cancelled", reason="cancelled by user")
                 results[spec.run_id] = "cancelled"
@@ -476,7 +473,8 @@ class RayBackend(Backend):
                        "submitted": time.time()}, fh, indent=1)
         for spec in specs:
             update_state(spec.run_dir, run_id=spec.run_id, backend="ray", job_id=sid, ray_job=sid, ray_dashboard=url,
-                         ray_job_file=job_file, state="pending", reason=None, cancel_requested=False, attempts=0)
+                         ray_job_file=job_file, state="pending", reason=None, cancel_requested=False, attempts=0,
+                         earlier_attempts=[])
         # The driver runs on the cluster, in this directory (relative paths in the config
         # keep their meaning; a cluster sharing this filesystem is assumed, as for Slurm).
         entrypoint = f"cd {shlex.quote(os.getcwd())} && python -m insr_hpc.launch.ray_driver {shlex.quote(job_file)}"

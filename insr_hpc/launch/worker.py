@@ -20,11 +20,10 @@ import os
 import signal
 import sys
 
-from insr_hpc.rundir import RunLocked
+from insr_hpc.rundir import EXIT_LOCKED, RunLocked
 from insr_hpc.run import RunSpec, execute, execute_pack
 from insr_hpc.runtime import STOP, Interrupted, install_stop_handlers
 
-EXIT_LOCKED = 3
 PR_SET_PDEATHSIG = 1
 
 

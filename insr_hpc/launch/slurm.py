@@ -30,7 +30,7 @@ from typing import Any
 from insr_hpc.errors import InsrError
 from insr_hpc.launch.base import BACKENDS, Backend
 from insr_hpc.run import RunSpec, execute, read_state, update_state
-from insr_hpc.rundir import RunLocked
+from insr_hpc.rundir import RunDir, RunLocked
 
 try:  # submitit is an optional dependency (the ``cluster`` extra)
     from submitit.helpers import Checkpointable
@@ -241,8 +241,8 @@ class RunJob(Checkpointable):
             signal.raise_signal(signal.SIGUSR2)
         info = ddp.detect()
         env = ddp.init(info, cfg.device, cfg.launch.ddp.backend, progress=False)
-        if env.is_main:
-            update_state(spec.run_dir, backend="slurm", job_id=str(job.job_id), host=job.hostname)
+        if env.is_main:  # a requeued job (preempted, or its node died) comes back here
+            RunDir(spec.run_dir).begin_attempt(backend="slurm", job_id=str(job.job_id), host=job.hostname)
         try:
             execute(spec, env=env, threads=int(os.environ.get("SLURM_CPUS_PER_TASK", cfg.launch.threads_per_job)))
         except RunLocked:  # another live process computes this run: leave its state alone
@@ -453,9 +453,11 @@ class SlurmBackend(Backend):
             # The job may already be running (and writing run.json): keep its state.
             cur = read_state(spec.run_dir).get("state")
             state = "pending" if cur in (None, "pending", "failed", "cancelled") else cur
+            # attempts count from here; a failed run resubmitted (launch.max_retries) keeps its history
+            fresh = {"attempts": 0, "earlier_attempts": []} if cur in (None, "pending", "cancelled") else {}
             update_state(
                 spec.run_dir, run_id=spec.run_id, backend="slurm", job_id=str(job.job_id), state=state, reason=None,
-                cancel_requested=False,
+                cancel_requested=False, **fresh,
             )
         return {spec.run_id: job for spec, job in zip(specs, jobs, strict=True)}
 

@@ -223,3 +223,19 @@ def test_training_data_is_normalised_by_the_training_observations_alone():
     assert a.obs_val.min() == 0.0 and a.obs_val.max() == 1.0
     # the validation targets are scored in the same (training) units, so moved ones differ
     assert not np.allclose(a.val_val, b.val_val)
+
+
+def test_stored_validation_mse_is_in_the_metrics_units(tmp_path):
+    """The per-epoch ``val_mse`` of the store and the final one (of the kept weights)
+    share the metrics' normalisation, though training normalises otherwise: the final
+    value equals the kept epoch's entry."""
+    import xarray as xr
+
+    code, run_dir = _tiny_run(tmp_path, "train.epochs=6", "train.lr=1e-2")
+    assert code == 0
+    ds = xr.open_zarr(str(run_dir / "store.zarr"))
+    kept = int(ds.attrs["selected_epoch"])
+    train_span = ds.attrs["normalisation"]["hi"] - ds.attrs["normalisation"]["lo"]
+    metric_span = ds.attrs["metric_range"]["hi"] - ds.attrs["metric_range"]["lo"]
+    assert abs(train_span / metric_span - 1) > 0.005  # the two ranges differ here (val_mse by 2 %), so units matter
+    assert float(ds.val_mse.values[kept - 1]) == pytest.approx(ds.attrs["final_errors"]["val_mse"], rel=1e-5)

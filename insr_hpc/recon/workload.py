@@ -172,7 +172,10 @@ def run_recon(cfg: ReconConfig, run_dir: str, env: RunEnv, run_id: str = "r000")
             lr = trainer.optimizer.param_groups[0]["lr"]
             loss, batch_losses, seconds = trainer.train_epoch()
             monitor.iteration_losses("train_l1", batch_losses, (epoch - 1) * n_batches)
-            values = {"loss": loss, "lr": lr, "seconds": seconds, "val_mse": trainer.validation_mse()}
+            # the trainer scores in its own units (the training observations' range): convert
+            # to the metrics' (the true field's range), as every other MSE of the store
+            val_units = ((problem.hi - problem.lo) / (mhi - mlo)) ** 2
+            values = {"loss": loss, "lr": lr, "seconds": seconds, "val_mse": trainer.validation_mse() * val_units}
             val_history[epoch - 1] = values["val_mse"]
             trainer.observe_validation(values["val_mse"])
             if cfg.train.patience and trainer.best is not None and epoch - trainer.best["epoch"] >= cfg.train.patience:

@@ -127,3 +127,61 @@ def test_blend_weight_is_the_validation_least_squares_minimiser():
     assert got == pytest.approx(((b + w_star * (nv - b) - y) ** 2).mean(), rel=1e-6)
     assert got <= min(brute) + 1e-12
     np.testing.assert_allclose(tr.predict(), base + w_star * (n - base), rtol=1e-12)
+
+
+def _hybrid_trainer(n_sensors_val: int, signal: float, seed: int = 0):
+    """A task1-like layout (fixed sensors over 40 steps): validation = whole sensors;
+    the truth = base + signal × (network − base) + a per-sensor offset (one piece of
+    evidence per sensor, repeated over time) + a little noise."""
+    rng = np.random.default_rng(seed)
+    n_t, h, w = 40, 6, 8
+    sensors = rng.permutation(h * w)[: 12 + n_sensors_val]
+    observed = np.zeros((n_t, h * w), bool)
+    observed[:, sensors] = True
+    val = np.zeros_like(observed)
+    val[:, sensors[12:]] = True
+    values = 280 + rng.normal(size=(n_t, h * w))
+    problem = make_problem(values.reshape(n_t, h, w), (observed & ~val).reshape(n_t, h, w), np.linspace(0, 10, h),
+                           np.linspace(0, 10, w), val.reshape(n_t, h, w))
+    cfg = build_config({"workload": "recon", "seed": 1, "device": "cpu", "data": {"path": "sample:A1B_north_america.nc"},
+                        "network": {"model": "hybrid", "width": 16, "layers": 2, "latent": 4}})
+    tr = Trainer(cfg.network, cfg.train, problem, 1, torch.device("cpu"))
+    with torch.no_grad():
+        tr.codes.normal_()
+    net = tr.predict(network_only=True).reshape(n_t, -1)
+    base = net + rng.normal(scale=0.05, size=(1, h * w))  # the network differs from the base per position
+    offset = rng.normal(scale=0.2, size=(1, h * w))
+    truth = base + signal * (net - base) + offset + rng.normal(scale=0.01, size=net.shape)
+    problem.val_val = truth[problem.val_t, problem.val_pix]
+    tr.val_val = torch.as_tensor(problem.val_val, dtype=torch.float64)
+    return tr, base.reshape(n_t, h, w)
+
+
+def test_blend_weight_stderr_is_cluster_robust_and_gates_a_weak_weight():
+    # the sandwich formula against a hand computation, one cluster per validation sensor
+    tr, base = _hybrid_trainer(n_sensors_val=6, signal=0.0)
+    tr.set_base(base, min_z=0.0)
+    tr.validation_mse()
+    w = tr.blend_weight
+    with torch.no_grad():
+        nv = tr.field(tr.val_pix, tr.val_t)[:, 0].double()
+    d, r = (nv - tr.base_val).numpy(), (tr.val_val - tr.base_val).numpy()
+    e = r - w * d
+    per = {p: (d * e)[tr.problem.val_pix == p].sum() for p in np.unique(tr.problem.val_pix)}
+    want = np.sqrt(sum(v * v for v in per.values())) / (d * d).sum()
+    assert tr.weight_stderr(torch.as_tensor(d), torch.as_tensor(r), w) == pytest.approx(want, rel=1e-9)
+    naive = np.sqrt((e * e).sum() / (len(e) - 1) / (d * d).sum())
+    assert want > 3 * naive  # 40 time steps of one sensor are not 40 independent points
+    # no real signal: whatever w least squares finds is within its error, so it is refused
+    z = w / want
+    assert w > 0 and z < 1
+    tr.set_base(base, min_z=1.0)
+    tr.validation_mse()
+    assert tr.blend_weight == 0.0
+    # the rule itself: kept just below its z, refused just above it
+    tr.set_base(base, min_z=0.9 * z)
+    tr.validation_mse()
+    assert tr.blend_weight == pytest.approx(w, rel=1e-12)
+    tr.set_base(base, min_z=1.1 * z)
+    tr.validation_mse()
+    assert tr.blend_weight == 0.0

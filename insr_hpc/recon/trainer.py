@@ -131,7 +131,7 @@ class Trainer:
         self.max_weight = 1.0
         self.blend_weight = 0.0  # w of the last validation_mse (or of the kept weights)
 
-    def set_base(self, base_grid: np.ndarray, max_weight: float = 1.0) -> None:
+    def set_base(self, base_grid: np.ndarray, max_weight: float = 1.0, min_z: float = 0.0) -> None:
         """Make this a hybrid: predictions become b + w·(n − b), with ``base_grid`` = b
         (T, H, W, normalised, computed from the training observations only) and w fitted
         on the validation observations by every :meth:`validation_mse`."""
@@ -141,6 +141,10 @@ class Trainer:
         self.base_val = torch.as_tensor(flat[self.problem.val_t, self.problem.val_pix], dtype=torch.float64,
                                         device=self.device)
         self.max_weight = float(max_weight)
+        self.min_z = float(min_z)
+        # validation points grouped by grid point (clusters of the weight's standard error)
+        self.val_cluster = torch.as_tensor(np.unique(self.problem.val_pix, return_inverse=True)[1].reshape(-1),
+                                           device=self.device)
 
     @property
     def has_validation(self) -> bool:
@@ -241,8 +245,18 @@ class Trainer:
         d, r = pred - self.base_val, self.val_val - self.base_val
         dd = float((d * d).sum())
         w = min(max(float((d * r).sum()) / dd, 0.0), self.max_weight) if dd > 0 else 0.0
+        if w > 0 and self.min_z > 0 and self.weight_stderr(d, r, w) * self.min_z > w:
+            w = 0.0  # not distinguishable from no correction at all
         self.blend_weight = w
         return float(((r - w * d) ** 2).mean())
+
+    def weight_stderr(self, d: torch.Tensor, r: torch.Tensor, w: float) -> float:
+        """Cluster-robust (sandwich) standard error of the least-squares weight w of
+        r ≈ w·d, one cluster per validation grid point: √(Σ_c (Σ_{i∈c} d_i e_i)²) / Σ d²,
+        e = r − w·d."""
+        scores = torch.zeros(int(self.val_cluster.max()) + 1, dtype=d.dtype, device=d.device)
+        scores.index_add_(0, self.val_cluster, d * (r - w * d))
+        return float(scores.square().sum().sqrt() / (d * d).sum())
 
     def observe_validation(self, val_mse: float) -> bool:
         """Keep the current weights if ``val_mse`` is the best so far (returns True)."""

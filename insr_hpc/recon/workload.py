@@ -130,7 +130,7 @@ def run_recon(cfg: ReconConfig, run_dir: str, env: RunEnv, run_id: str = "r000")
     def new_trainer() -> Trainer:
         tr = Trainer(cfg.network, cfg.train, problem, cfg.seed, env.device, env)
         if base is not None:
-            tr.set_base((base - problem.lo) / (problem.hi - problem.lo), cfg.network.max_weight)
+            tr.set_base((base - problem.lo) / (problem.hi - problem.lo), cfg.network.max_weight, cfg.network.min_z)
         return tr
 
     trainer = new_trainer()

@@ -80,7 +80,8 @@ def render(rows: list[dict], command: str) -> str:
         f"batches of 16 steps). Network epochs in this table: {', '.join(map(str, epochs)) or '-'} (per cell: epochs "
         "trained, epoch kept). "
         "Classical models interpolate the same training observations. `hybrid` = kriging of the training "
-        "observations + w × (MMGN − kriging), w fitted on the validation observations (shown per cell). "
+        "observations + w × (MMGN − kriging), w fitted on the validation observations (shown per cell; 0 unless at "
+        "least one cluster-robust standard error above 0, `network.min_z`). "
         "A run marked ⚠ ended `suspect`.", "",
     ]
     for ds in sorted({r["dataset"] for r in rows}):
@@ -116,8 +117,10 @@ def render(rows: list[dict], command: str) -> str:
                 verdict.append("-")
                 continue
             bn, bc = min(nn, key=lambda r: r["mse"]), min(cl, key=lambda r: r["mse"])
-            word = "beats" if bn["mse"] < bc["mse"] else "loses to"
-            verdict.append(f"{bn['model']} {word} {bc['model']} ({bc['mse'] / bn['mse']:.2f}×)")
+            ratio = bc["mse"] / bn["mse"]
+            # a hybrid whose blend weight was refused is its interpolant: equal, not better or worse
+            word = "equals" if abs(ratio - 1) < 1e-6 else "beats" if ratio > 1 else "loses to"
+            verdict.append(f"{bn['model']} {word} {bc['model']} ({ratio:.2f}×)")
         lines += ["| **best of ours vs best classical** (classical MSE / our MSE) | | | " + " | ".join(verdict) + " |", ""]
     return "\n".join(lines)
 

@@ -149,14 +149,16 @@ def main(argv: list[str] | None = None) -> int:
 
     t_cancel, out = cli("cancel", sweep)
     counts = states(runs)
-    rows.append(("cancel (partly finished sweep)", f"{t_cancel:.1f}", out.stdout.strip().split(":")[0] + f"; {counts}"))
+    said = out.stdout.strip().split(":")[0] if out.returncode == 0 else f"exit {out.returncode}: {out.stderr.strip()[-300:]}"
+    rows.append(("cancel (partly finished sweep)", f"{t_cancel:.1f}", said + f"; {counts}"))
 
     todo, t, arrays = submit(ov)
     rows.append(("resubmit (only runs not done)", f"{sum(t.values()):.1f}",
                  f"{len(todo)} resubmitted in {len(arrays)} arrays, {len(runs) - len(todo)} done skipped "
                  f"(plan {t['plan']:.1f} s, sbatch {t['sbatch']:.1f} s)"))
-    t_cancel2, _ = cli("cancel", sweep)
-    rows.append(("cancel (resubmitted)", f"{t_cancel2:.1f}", f"{states(runs)}"))
+    t_cancel2, out = cli("cancel", sweep)
+    said = "" if out.returncode == 0 else f"exit {out.returncode}: {out.stderr.strip()[-300:]}; "
+    rows.append(("cancel (resubmitted)", f"{t_cancel2:.1f}", f"{said}{states(runs)}"))
     rows.append(("files under the sweep", files_under(sweep), f"{files_under(sweep) / len(runs):.1f} per run"))
 
     body = (

@@ -159,6 +159,17 @@ class RunDir:
             return 0
         return int(done.argmin()) if not done.all() else len(done)
 
+    def cancel_if_live(self, reason: str) -> bool:
+        """Record ``cancelled`` unless the run ended meanwhile (a job that finished while
+        ``cancel`` was at work keeps its outcome). Returns whether it was cancelled."""
+        if self.read_state().get("state") not in ("pending", "running"):
+            return False
+        try:
+            self.transition("cancelled", reason)
+        except StateError:  # it ended between the read and the write
+            return False
+        return True
+
     def begin_attempt(self, **changes: Any) -> int:
         """Count one more attempt at this run (a retry of a backend comes back here) and
         record ``changes``. When the attempt before it failed, or ended without recording

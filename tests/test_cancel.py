@@ -81,3 +81,26 @@ def test_status_shows_a_slurm_job_cancelled_before_it_started_as_failed(slurm_cl
     row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("r000"))
     assert row.split()[1] == "failed" and f"slurm job {job_id}" in row and "without recording an end" in row, row
     assert read_state(run_dir)["state"] == "pending"  # status only reads
+
+
+def test_cancel_keeps_the_outcome_of_a_run_that_ended_meanwhile(slurm_cluster, tmp_path):
+    """``cancel`` reads every run's state, scancels, then records ``cancelled``: a job
+    that finished in between keeps its outcome, and the other runs are still cancelled.
+    (Seen in a 2 000-run sweep: a run turning ``done`` there raised StateError, which
+    aborted the command with the later runs' jobs scancelled and their run.json still
+    ``pending``.)"""
+    from insr_hpc.config.schema import LaunchConfig
+    from insr_hpc.launch import BACKENDS
+    from insr_hpc.rundir import RunDir
+
+    snapshot, ends = [], ["done", None, "suspect", None]
+    for i, end in enumerate(ends):
+        rd = RunDir(str(tmp_path / f"r{i}"))
+        rd.update(run_id=f"r{i}", backend="slurm", job_id=f"99999{i}", state="pending")
+        rd.transition("running")
+        snapshot.append(dict(rd.read_state(), run_dir=rd.path))  # what cancel read
+        if end:
+            rd.transition(end)  # the job ends while cancel is at work
+    cancelled = BACKENDS.get("slurm")(LaunchConfig()).cancel(snapshot)
+    assert cancelled == ["r1", "r3"]
+    assert [read_state(str(tmp_path / f"r{i}"))["state"] for i in range(4)] == ["done", "cancelled", "suspect", "cancelled"]

@@ -546,7 +546,7 @@ class RayBackend(Backend):
             stopped.add(sid)
         for st in asked:
             if st.get("ray_job") in stopped:
-                update_state(st["run_dir"], state="cancelled", reason=f"cancelled by user (ray job {st['ray_job']} stopped)")
+                RunDir(st["run_dir"]).cancel_if_live(f"cancelled by user (ray job {st['ray_job']} stopped)")
         deadline = time.time() + CANCEL_WAIT_S
         waiting = [st for st in asked if st.get("ray_job") not in stopped]
         while waiting and time.time() < deadline:
@@ -554,5 +554,5 @@ class RayBackend(Backend):
             waiting = [st for st in waiting if read_state(st["run_dir"]).get("state") in LIVE]
         for st in waiting:
             # No driver answered: a Ray task dies with its driver, so nothing runs any more.
-            update_state(st["run_dir"], state="cancelled", reason="cancelled (no Ray driver answered; its tasks end with it)")
+            RunDir(st["run_dir"]).cancel_if_live("cancelled (no Ray driver answered; its tasks end with it)")
         return [st.get("run_id") for st in asked]

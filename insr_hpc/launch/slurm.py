@@ -543,7 +543,5 @@ class SlurmBackend(Backend):
             raise InsrError(f"cancel: cannot run scancel: {exc}") from None
         if out.returncode != 0 and out.stderr.strip():
             print(f"insr-hpc: scancel: {out.stderr.strip()}")
-        for st in states:
-            if st.get("run_id") in ids:
-                update_state(st["run_dir"], state="cancelled", reason="cancelled by user (scancel)")
-        return list(ids)
+        return [st["run_id"] for st in states
+                if st.get("run_id") in ids and RunDir(st["run_dir"]).cancel_if_live("cancelled by user (scancel)")]

@@ -166,8 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         + f"\n\n{args.runs} runs of `time.steps=1` (width-4 SIREN) on the dev cluster ({slurm_nodes()}), "
         f"{len(running)} running tasks killed with a plain `scancel` as the fault "
         f"(their run.json states after: {[read_state(r).get('state') for r in runs if read_state(r).get('job_id') in running]}); `status` and `cancel` are timed as "
-        "CLI commands (a fresh interpreter, imports included). Preliminary: the machine was shared with other "
-        "jobs (load above its core count); rerun for figures to publish."
+        "CLI commands (a fresh interpreter, imports included; `status` asks squeue for the live job states). "
+        f"Load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (the dev cluster's own tiny runs included)."
     )
     command = f"python benchmarks/slurm_scale.py --runs {args.runs} --finish {args.finish} --kill {args.kill}"
     if args.no_write:

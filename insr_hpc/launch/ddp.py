@@ -274,8 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(argv) != 1:
         print("usage: [torchrun … | srun … | mpiexec …] python -m insr_hpc.launch.ddp SPEC.json", file=sys.stderr)
         return 2
-    from insr_hpc.rundir import EXIT_LOCKED
-    from insr_hpc.rundir import RunLocked
+    from insr_hpc.rundir import EXIT_LOCKED, RunLocked
     from insr_hpc.runtime import STOP, Interrupted, install_stop_handlers
 
     install_stop_handlers()  # torchrun forwards SIGTERM to every rank: all stop after one step

@@ -21,9 +21,8 @@ from tqdm import tqdm
 from insr_hpc.errors import ConfigError
 from insr_hpc.launch.base import BACKENDS, Backend, SubmitInterrupted
 from insr_hpc.launch.packing import make_packs
-from insr_hpc.rundir import EXIT_LOCKED
 from insr_hpc.run import read_state
-from insr_hpc.rundir import RunDir, pid_alive
+from insr_hpc.rundir import EXIT_LOCKED, RunDir, pid_alive
 
 
 def available_cores() -> int:

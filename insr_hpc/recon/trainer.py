@@ -197,10 +197,11 @@ class Trainer:
             n_batch = int(sum(off[t + 1] - off[t] for t in steps))  # the whole batch, every rank
             if n_batch == 0:
                 continue
-            idx = self._batch_points(steps[self.rank :: self.world])  # this rank's share
+            mine = steps[self.rank :: self.world]  # this rank's share
+            idx = self._batch_points(mine)
             self.optimizer.zero_grad(set_to_none=True)
             if idx.numel():
-                pred = self._observed_field(steps[self.rank :: self.world], idx)
+                pred = self._observed_field(mine, idx)
                 l1_sum = (pred - self.obs_val[idx]).abs().sum()
             else:  # more ranks than time steps in this batch
                 l1_sum = sum(p.sum() * 0.0 for p in self.params)

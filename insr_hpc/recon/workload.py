@@ -164,6 +164,9 @@ def run_recon(cfg: ReconConfig, run_dir: str, env: RunEnv, run_id: str = "r000")
     progress = ProgressLog(run_dir, run_id, epochs, cfg.train.progress_every or cfg.train.eval_every, env.is_main)
     bar = tqdm(total=epochs, initial=start, desc=run_id, unit="epoch", disable=None if env.progress else True, leave=False)
     val_history = np.full(epochs, np.nan)
+    # the trainer scores in its own units (the training observations' range): convert to
+    # the metrics' (the true field's range), as every other MSE of the store
+    val_units = ((problem.hi - problem.lo) / (mhi - mlo)) ** 2
     if start:
         val_history[:start] = np.asarray(store.group["val_mse"][:start])
     stopped = None
@@ -172,9 +175,6 @@ def run_recon(cfg: ReconConfig, run_dir: str, env: RunEnv, run_id: str = "r000")
             lr = trainer.optimizer.param_groups[0]["lr"]
             loss, batch_losses, seconds = trainer.train_epoch()
             monitor.iteration_losses("train_l1", batch_losses, (epoch - 1) * n_batches)
-            # the trainer scores in its own units (the training observations' range): convert
-            # to the metrics' (the true field's range), as every other MSE of the store
-            val_units = ((problem.hi - problem.lo) / (mhi - mlo)) ** 2
             values = {"loss": loss, "lr": lr, "seconds": seconds, "val_mse": trainer.validation_mse() * val_units}
             val_history[epoch - 1] = values["val_mse"]
             trainer.observe_validation(values["val_mse"])

@@ -21,6 +21,7 @@ class MinimizeResult:
     iterations: int
     final_loss: float  # the objective at the returned parameters (as the optimiser measured it)
     losses: list[float] = field(default_factory=list)  # one value per iteration
+    capped: bool = False  # stopped at its iteration cap, not by its convergence rule
 
 
 @dataclass

@@ -23,9 +23,11 @@ class _Catalog:
 CATALOG = _Catalog()
 
 
-def load_config(path, overrides: Sequence[str] = ()):
-    """A validated Config from a YAML file and ``key=value`` overrides."""
-    return _load.load_config(path, overrides, CATALOG)
+def load_config(path, overrides: Sequence[str] = (), notes: list[str] | None = None):
+    """A validated Config from a YAML file and ``key=value`` overrides. An override that
+    switches a tagged section's class (``optim.name=…``) drops the file's keys the new
+    class lacks; the note saying so goes to ``notes``, or to stderr when it is None."""
+    return _load.load_config(path, overrides, CATALOG, notes)
 
 
 def build_config(data: Mapping[str, Any]):

@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from insr_hpc.catalog import CATALOG
-from insr_hpc.config import config_to_dict, load_raw, sweep_points
+from insr_hpc.config import config_to_dict, sweep_points
+from insr_hpc.config.load import announce, merge_dicts, read_layers
 from insr_hpc.config.expand import expand_configs
 from insr_hpc.errors import ConfigError, InsrError
 from insr_hpc.run import RunSpec
@@ -28,10 +29,18 @@ class Plan:
         return self.configs[0].launch
 
 
-def plan_runs(config_path: str, overrides: Sequence[str] = (), incremental: bool = True) -> Plan:
-    raw = load_raw(config_path, overrides)
+def plan_runs(
+    config_path: str, overrides: Sequence[str] = (), incremental: bool = True, notes: list[str] | None = None
+) -> Plan:
+    """``notes``: where the notes of the plan go (an override or a sweep point that
+    switches a tagged section's class, e.g. ``optim.name``, drops the file's keys of that
+    section the new class lacks, and says so once per distinct set); None: printed on
+    stderr once everything is validated (a refused plan prints only its error)."""
+    file_data, given = read_layers(config_path, overrides)
+    raw = merge_dicts(file_data, given)
     points = sweep_points(raw)
-    configs = expand_configs(raw, points, CATALOG, incremental=incremental)
+    found: list[str] = []
+    configs = expand_configs(raw, points, CATALOG, incremental=incremental, layers=(file_data, given), notes=found)
     from insr_hpc.launch import BACKENDS
 
     for backend in {c.launch.backend for c in configs}:
@@ -51,6 +60,10 @@ def plan_runs(config_path: str, overrides: Sequence[str] = (), incremental: bool
     from insr_hpc.launch.packing import check_packing
 
     check_packing(specs, configs)
+    if notes is None:
+        announce(found)
+    else:
+        notes.extend(found)
     return Plan(specs, configs, sweep_dir)
 
 

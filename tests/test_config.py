@@ -110,6 +110,9 @@ BAD_INPUTS = [
     ("missing file", ["run", "nope.yaml"], "config file 'nope.yaml' not found"),
     ("yaml syntax", ["run", "BAD"], "YAML syntax error at line 3"),
     ("unknown key", ["run", "CFG", "optim.lrr=1"], "optim.lrr: unknown key"),
+    # switching optim.name drops the file's Adam keys, never one given on the command line
+    ("unknown key after a switch", ["submit", "CFG", "optim.name=gauss_newton", "optim.window=3", "--dry-run"],
+     "optim.window: unknown key"),
     ("wrong type", ["run", "CFG", "time.steps=many"], "time.steps: expected int"),
     ("impossible dt", ["submit", "CFG", "time.dt=0"], "time.dt: must be > 0"),
     ("zero samples", ["submit", "CFG", "sampling.interior=0"], "sampling.interior: must be >= 1"),

@@ -29,7 +29,7 @@ from typing import Any
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from insr_hpc.config.load import Catalog, is_node, build_config, check_config, node_ids
+from insr_hpc.config.load import Catalog, build_config, check_config, drop_switched, is_node, node_ids
 from insr_hpc.config.sweep import SweepPoint, apply_point
 from insr_hpc.errors import ConfigError
 
@@ -37,15 +37,22 @@ _FAIL = object()  # "cannot patch this exactly": build the point in full
 
 
 def expand_configs(
-    raw: Mapping[str, Any], points: Sequence[SweepPoint], catalog: Catalog, incremental: bool = True
+    raw: Mapping[str, Any], points: Sequence[SweepPoint], catalog: Catalog, incremental: bool = True,
+    layers: tuple[Mapping[str, Any], Mapping[str, Any]] | None = None, notes: list[str] | None = None,
 ) -> list[Any]:
     """The validated Config of every point, in order. ``incremental=False`` builds each in
-    full (the reference the incremental path must equal)."""
+    full (the reference the incremental path must equal).
+
+    ``layers``: (the YAML file, the command-line overrides) that ``raw`` merges. Given,
+    a point (or the command line) that switches a tagged section's class drops the
+    file's keys the new class lacks (:func:`~insr_hpc.config.load.drop_switched`), and
+    each distinct note saying so is appended to ``notes``."""
     keys = list(points[0].overrides) if points else []
     exact = (not incremental or _has_interpolation(raw)  # "${…}" may tie any key to a swept one
              or any(b.startswith(a + ".") for a in keys for b in keys))  # a block and a key inside it
     reps: dict[tuple, tuple[SweepPoint, Any, set[int]]] = {}
     memo = _Memo()
+    found: list[str] = [] if notes is None else notes
     configs = []
     for point in points:
         cfg = None
@@ -53,7 +60,7 @@ def expand_configs(
         if not exact and shape in reps:
             cfg = _patched(*reps[shape], point, catalog, memo)
         if cfg is None:
-            cfg = _full(raw, point, catalog)
+            cfg = _full(raw, point, catalog, layers, found)
             if shape not in reps:
                 reps[shape] = (point, cfg, node_ids(cfg))  # kept alive: the ids stay its objects'
         configs.append(cfg)
@@ -71,9 +78,16 @@ class _Memo:
         self.nodes: dict[tuple, Any] = {}
 
 
-def _full(raw: Mapping[str, Any], point: SweepPoint, catalog: Catalog) -> Any:
+def _full(raw: Mapping[str, Any], point: SweepPoint, catalog: Catalog,
+          layers: tuple[Mapping[str, Any], Mapping[str, Any]] | None = None, notes: list[str] | None = None) -> Any:
+    data = apply_point(raw, point)
+    if layers is not None:
+        file_data, given = layers
+        data, found = drop_switched(data, file_data, apply_point(given, point), catalog)
+        if notes is not None:
+            notes.extend(n for n in found if n not in notes)
     try:
-        return build_config(apply_point(raw, point), catalog)
+        return build_config(data, catalog)
     except ConfigError as exc:
         where = f" (sweep point {point.run_id})" if point.overrides else ""
         message = str(exc)[len(exc.key) + 2 :] if exc.key else str(exc)

@@ -10,6 +10,7 @@ import dataclasses
 import functools
 import math
 import os
+import sys
 import typing
 from collections.abc import Container, Mapping, Sequence
 from typing import Any, Protocol
@@ -258,15 +259,81 @@ def _explain_type_error(message: str) -> str:
     return message
 
 
-def load_config(path: str | os.PathLike, overrides: Sequence[str], catalog: Catalog) -> Any:
-    """Read ``path``, apply overrides, return a validated Config object."""
-    data = load_raw(path, overrides)
-    return build_config(data, catalog)
+def load_config(
+    path: str | os.PathLike, overrides: Sequence[str], catalog: Catalog, notes: list[str] | None = None
+) -> Any:
+    """Read ``path``, apply overrides, return a validated Config object.
+
+    An override that switches a tagged section's class drops the file's keys of that
+    section the new class lacks (:func:`drop_switched`); the notes saying so are appended
+    to ``notes``, or printed on stderr when it is None."""
+    file_data, given = read_layers(path, overrides)
+    data, found = drop_switched(merge_dicts(file_data, given), file_data, given, catalog)
+    cfg = build_config(data, catalog)
+    if notes is None:
+        announce(found)
+    else:
+        notes.extend(n for n in found if n not in notes)
+    return cfg
+
+
+def read_layers(path: str | os.PathLike, overrides: Sequence[str] = ()) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The YAML file and the overrides (nested), each as a plain dict, kept apart."""
+    return read_yaml(path), parse_overrides(overrides)
 
 
 def load_raw(path: str | os.PathLike, overrides: Sequence[str] = ()) -> dict[str, Any]:
     """The YAML file merged with overrides, as a plain dict, before validation."""
-    return merge_dicts(read_yaml(path), parse_overrides(overrides))
+    return merge_dicts(*read_layers(path, overrides))
+
+
+def drop_switched(
+    data: Mapping[str, Any], file_data: Mapping[str, Any], explicit: Mapping[str, Any], catalog: Catalog
+) -> tuple[Mapping[str, Any], list[str]]:
+    """Switching a tagged section's class starts it from the new class's defaults, as a
+    Hydra config group would.
+
+    ``data`` is the merged config (the file, then ``explicit``: what the command line and
+    a sweep point set). In every tagged section whose tag there (``optim.name``) differs
+    from the file's (or, where the file names none, from the registry's default), the
+    keys that came from the file alone and that the new class's ``Params`` lacks are
+    removed. Keys set explicitly are never removed: an unknown one stays an error of
+    :func:`typed_config`, and so does every key when the tag is unchanged. Returns the
+    config (``data`` itself when nothing was removed) and one note per section that lost
+    keys, naming them."""
+    workload = data.get("workload", "pde")
+    try:
+        tagged = catalog.tagged_sections(workload) if isinstance(workload, str) else {}
+    except ConfigError:  # an unknown workload: typed_config says so
+        return data, []
+    out, notes = data, []
+    for section, (tag, registry) in tagged.items():
+        mine, theirs = data.get(section), file_data.get(section)
+        if not isinstance(mine, Mapping) or not isinstance(theirs, Mapping):
+            continue
+        default = getattr(registry, "default", None)
+        old, new = theirs.get(tag, default), mine.get(tag, default)
+        if old is None or new == old or not isinstance(new, str) or new not in registry:
+            continue  # unchanged, or an unknown name: typed_config reports it
+        params = getattr(registry.get(new), "Params", None)
+        if params is None or not dataclasses.is_dataclass(params):
+            continue
+        given = explicit.get(section)
+        given = given if isinstance(given, Mapping) else {}
+        fields = {name for name, _ in _fields(params)}
+        dropped = [k for k in theirs if k not in given and k in mine and k not in fields]
+        if dropped:
+            out = dict(out) if out is data else out
+            out[section] = {k: v for k, v in mine.items() if k not in dropped}
+            keys = ", ".join(sorted(map(str, dropped)))
+            notes.append(f"{section}.{tag}={new}: dropped the file's {section} keys it does not take: {keys}")
+    return out, notes
+
+
+def announce(notes: Sequence[str]) -> None:
+    """Print each note on stderr as ``insr-hpc: note: …``."""
+    for note in notes:
+        print(f"insr-hpc: note: {note}", file=sys.stderr)
 
 
 def config_to_dict(cfg: Any, shared: dict[int, dict] | None = None) -> dict[str, Any]:
@@ -308,10 +375,12 @@ __all__ = [
     "check_config",
     "config_to_dict",
     "config_to_yaml",
+    "drop_switched",
     "load_config",
     "load_raw",
     "merge_dicts",
     "parse_overrides",
+    "read_layers",
     "read_yaml",
     "typed_config",
 ]

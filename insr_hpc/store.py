@@ -69,6 +69,7 @@ class VarSpec:
     attrs: dict[str, Any] = field(default_factory=dict)
     data: np.ndarray | None = None  # static arrays (coordinates) are written at creation
     chunks: tuple[int, ...] | None = None  # None: see StepStore.create
+    fill: Any = None  # fill value of unwritten elements; None: NaN for floats, 0 for integers
 
     @property
     def per_step(self) -> bool:
@@ -200,7 +201,7 @@ class StepStore:
                 chunks=chunks,
                 shards=shards,
                 dtype=spec.dtype if spec.dtype != "str" else str,
-                fill_value=_fill(spec.dtype) if spec.dtype != "str" else "",
+                fill_value=(_fill(spec.dtype) if spec.fill is None else spec.fill) if spec.dtype != "str" else "",
                 dimension_names=spec.dims,
                 attributes=attrs_,
                 **codecs,

@@ -159,3 +159,40 @@ def test_energy_minimisers_reach_the_minimum_of_a_convex_energy(name):
     opt.minimize(model, SubProblem("e", "w", [term]), g, initial=False, reducer=Reducer())
     exact = torch.linalg.lstsq(A.double(), b.double()[:, None]).solution[:, 0]
     assert torch.allclose(model.w.double(), exact, atol=1e-4)
+
+
+def test_adam_capped_exactly_when_no_stopping_rule_fired():
+    # no rule can fire (tol 0, rtol 0): all max_iters iterations, capped
+    res, _ = _run(0.0, max_iters=7, tol=0.0, rtol=0.0, window=25)
+    assert res.iterations == 7 and res.capped is True
+    # tol fires (at iteration 23 of at most 5000): stopped by the rule
+    res, _ = _run(0.0, max_iters=5000, tol=1e-2, rtol=0.0, window=25)
+    assert res.iterations < 5000 and res.capped is False
+    # tol fires at the very last allowed iteration: still the rule, not the cap
+    res, _ = _run(0.0, max_iters=res.iterations, tol=1e-2, rtol=0.0, window=25)
+    assert res.losses[-1] < 1e-2 and res.capped is False
+    # one iteration fewer: the cap, just before the rule would have fired
+    res, _ = _run(0.0, max_iters=res.iterations - 1, tol=1e-2, rtol=0.0, window=25)
+    assert res.capped is True
+    # the window rule and the learning-rate floor are rules too
+    res, _ = _run(0.0, max_iters=5000, tol=0.0, rtol=1e-4, window=25, patience=2)
+    assert res.iterations < 5000 and res.capped is False
+    w = torch.nn.Parameter(torch.tensor([0.0]))
+    res = adam_loop([w], lambda b: (w * 0).sum() + 1.0, lambda: None, None, lr=1e-4, max_iters=10_000, tol=0.0,
+                    rtol=0.0, window=1, plateau=10, plateau_factor=0.1, min_lr=1e-8)
+    assert res.iterations < 10_000 and res.capped is False
+
+
+def test_lbfgs_capped_when_its_budget_ran_out():
+    g = torch.Generator().manual_seed(3)
+    A = torch.randn(100, 4, generator=g)
+    b = torch.randn(100, generator=g)
+    data = torch.cat([A, b[:, None]], 1)
+    term = Residual("r", lambda gen: data, lambda f, row: f(row[..., :4])[..., 0] - row[..., 4])
+    results = {}
+    for max_iters in (2, 100):
+        opt = OPTIMIZERS.get("lbfgs")(OPTIMIZERS.get("lbfgs").Params(max_iters=max_iters, tol=1e-7, rtol=1e-12))
+        results[max_iters] = opt.minimize(_Linear(4), SubProblem("r", "w", [term]), g, initial=False, reducer=Reducer())
+    # 2 iterations or int(2 × 1.25) + 1 = 3 objective evaluations, whichever runs out first
+    assert (results[2].iterations == 2 or len(results[2].losses) == 3) and results[2].capped is True
+    assert results[100].iterations < 100 and results[100].capped is False  # a 4-parameter quadratic: converged

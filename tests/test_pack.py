@@ -58,6 +58,7 @@ def test_packed_runs_equal_the_same_runs_made_alone(overrides):
         for a, b, s_lone, s_pack in zip(alone, together, lone, packed, strict=True):
             assert not isinstance(b, BaseException), b
             assert a["iterations"] == b["iterations"]  # the same stopping decisions
+            assert a["capped"] == b["capped"] and set(a["capped"]) == set(a["iterations"])
             # rounding only: batched vs single GEMMs, per-sample vs batch-mode derivatives
             assert np.abs(a["weights"] - b["weights"]).max() < 2e-4
             with torch.no_grad():
@@ -115,6 +116,10 @@ def test_packed_sweep_on_the_local_backend_isolates_a_failed_run(tmp_path):
         assert states[r]["state"] == "done" and sorted(states[r]["pack"]) == runs
         ds = xr.open_zarr(root / "pk" / r / "store.zarr")
         assert int(ds.committed.sum()) == 3 and float(ds.rel_l2[-1]) < 0.5
+        # the packed path records how each sub-problem stopped (−1 exactly where it did not run)
+        iters, capped = ds.iterations.values, ds.capped.values
+        assert ((capped == -1) == (iters == -1)).all() and np.isin(capped[iters >= 0], [0, 1]).all()
+        assert ds.attrs["capped_substeps"] == int((capped == 1).sum())
         log = open(root / "pk" / r / "log.txt").read()  # its own progress lines, not its neighbours'
         assert all(f"{r} step {k}/2 " in log for k in range(3)) and all(o not in log for o in runs if o != r)
     for r in failed:

@@ -97,6 +97,8 @@ def test_sweep_dataset_stacks_runs_and_selects_by_swept_keys(sweep, report):
         np.testing.assert_array_equal(ds.rel_l2.sel(run=run).values[:n], store.rel_l2.values[:n])
         assert np.isnan(ds.rel_l2.sel(run=run).values[n:]).all()
         np.testing.assert_allclose(ds.time.sel(run=run).values[:n], store.time.values[:n])
+        np.testing.assert_array_equal(ds.capped.sel(run=run).values[:n], (store.capped.values[:n] == 1).sum(axis=1))
+        assert int(ds.capped_substeps.sel(run=run)) == int((store.capped.values[:n] == 1).sum()) == n
     states = dict(zip(ds.run.values, ds.state.values, strict=True))
     assert sorted(states.values()) == ["done", "done", "done", "failed", "failed", "running"]
     assert [int(ds.steps_done.sel(run=r)) for r in sorted(adv.run.values)] == [3, 3, 2, 1]
@@ -123,12 +125,15 @@ def test_summary_rows_are_sorted_by_error_and_match_the_stores(sweep, report):
         assert float(row["final_rel_l2"]) == float(store.rel_l2.values[n - 1])
         assert float(row["worst_rel_l2"]) == float(store.rel_l2.values[:n].max())
         assert int(row["iterations"]) == int(store.iterations.values[:n].clip(min=0).sum())
+        # tiny(): rtol 0 and a tol no loss reaches, so every sub-problem stopped at its cap
+        assert int(row["capped_substeps"]) == int((store.capped.values[:n] == 1).sum()) == n
         assert float(row["seconds_total"]) == pytest.approx(float(store.seconds.values[:n].sum()), rel=1e-12)
         assert int(row["n_params"]) == store.weights.shape[1]
         assert row["network.width"] in ("8", "12")
     failed = [r for r in rows if r["state"] == "failed" and r["run"].startswith("advection/")][0]
     assert failed["reason"] == "RuntimeError: diverged" and failed["steps_done"] == "1"
     rec = [r for r in rows if r["run"].startswith("rec/") and r["state"] == "done"][0]
+    assert rec["capped_substeps"] == ""  # not a PDE run: no sub-problems
     store = xr.open_zarr(os.path.join(sweep, rec["run"], "store.zarr"))
     assert float(rec["final_mse"]) == float(store.mse.values[-1])
     assert float(rec["final_rmse"]) == float(store.rmse.values[-1])

@@ -26,13 +26,14 @@ def _store(run_dir: str, version: int, committed: int, state: str = "running") -
         "loss": VarSpec(("step", "substep"), (STEPS, 2), "float64"),
         "rel_l2": VarSpec(("step",), (STEPS,), "float64"),
         "iterations": VarSpec(("step", "substep"), (STEPS, 2), "int32"),
+        "capped": VarSpec(("step", "substep"), (STEPS, 2), "int8", fill=-1),
         "field": VarSpec(("step", "x"), (STEPS, 64), "float32"),
     }
     store = StepStore.create(os.path.join(run_dir, "store.zarr"), variables, {"run_id": "r"}, store_version=version)
     rng = np.random.default_rng(version)
     for step in range(committed):
         store.commit_step(step, {"loss": rng.random(2), "rel_l2": rng.random() if step != 2 else np.nan,
-                                 "iterations": [step, -1], "field": rng.random(64)})
+                                 "iterations": [step, -1], "capped": [step % 2, -1], "field": rng.random(64)})
     with open(os.path.join(run_dir, "run.json"), "w", encoding="utf-8") as fh:
         json.dump({"state": state, "run_id": os.path.basename(run_dir)}, fh)
     return run_dir
@@ -44,6 +45,8 @@ def _with_zarr(run_dir: str) -> dict:
     done = np.asarray(group["committed"][:]).astype(bool)
     n = int(np.argmin(done)) if not done.all() else len(done)
     out = {"steps_done": n, "steps_total": len(done), "last_loss": None, "last_error": None}
+    flags = np.asarray(group["capped"][:n])
+    out["capped"] = (int((flags == 1).sum()), int((flags >= 0).sum()))
     if n:
         loss = np.asarray(group["loss"][n - 1], dtype=float)
         out["last_loss"] = float(np.nanmax(loss)) if np.isfinite(loss).any() else None
@@ -59,9 +62,10 @@ def test_status_figures_equal_zarrs(tmp_path, version, committed):
     run_dir = _store(str(tmp_path / "r"), version, committed)
     got = status.run_status(run_dir)
     assert "store_error" not in got, got
-    assert {k: got[k] for k in ("steps_done", "steps_total", "last_loss", "last_error")} == _with_zarr(run_dir)
-    assert got["steps_done"] == committed
-    for name in ("committed", "loss", "rel_l2", "iterations", "field", "step"):  # every array, bit for bit
+    keys = ("steps_done", "steps_total", "last_loss", "last_error", "capped")
+    assert {k: got[k] for k in keys} == _with_zarr(run_dir)
+    assert got["steps_done"] == committed and got["capped"] == (committed // 2, committed)
+    for name in ("committed", "loss", "rel_l2", "iterations", "capped", "field", "step"):  # every array, bit for bit
         path = os.path.join(run_dir, "store.zarr", name)
         ours, theirs = store_small.read_small(path), np.asarray(zarr.open_array(path, mode="r")[:])
         assert ours.dtype == theirs.dtype and ours.shape == theirs.shape, name

@@ -40,6 +40,7 @@ class RunRecord:
     steps_total: int = 0
     n_params: int = 0
     iterations: int = 0
+    capped: int | None = None  # sub-problems stopped at their iteration cap (None: store predates ``capped``)
     seconds_total: float = float("nan")
     series: dict[str, np.ndarray] = field(default_factory=dict)  # name → (records,) float64
     coord: np.ndarray | None = None  # the record dim's physical coordinate (time, epoch)
@@ -128,6 +129,10 @@ def collect_run(run_dir: str, root: str) -> RunRecord:
     if "iterations" in ds and ds["iterations"].dims == (dim, "substep"):
         iters = np.asarray(ds["iterations"].values, dtype=np.float64)
         rec.series["iterations"] = series(np.where(iters >= 0, iters, 0).sum(axis=1))
+    if "capped" in ds and ds["capped"].dims == (dim, "substep"):  # absent in stores from before it
+        flags = np.asarray(ds["capped"].values)
+        rec.series["capped"] = series((flags == 1).sum(axis=1))  # per step: sub-problems stopped at their cap
+        rec.capped = int((flags[:n] == 1).sum())
     if "loss" in ds and ds["loss"].dims == (dim, "substep"):
         loss = np.asarray(ds["loss"].values, dtype=np.float64)
         with np.errstate(all="ignore"):

@@ -4,7 +4,8 @@ under DIR, written to ``DIR/report/``.
 * ``sweep.zarr``: every per-step (PDE) or per-epoch (reconstruction) scalar series
   stacked along a ``run`` dimension, NaN-padded to the longest run, with each swept key
   as a coordinate along ``run`` (``ds.rel_l2.sel(step=3).groupby("time.dt")``), plus
-  ``state``, ``reason`` and ``steps_done`` per run;
+  ``state``, ``reason``, ``steps_done`` and ``capped_substeps`` per run (PDE: ``capped``
+  per step is how many of the step's sub-problems stopped at their iteration cap);
 * ``summary.csv`` / ``summary.md``: one row per run, sorted by the primary error;
 * ``*.png``: see :mod:`insr_hpc.analysis.figures`;
 * ``tensorboard/``: one HParams session per run (:mod:`insr_hpc.analysis.tensorboard`).
@@ -90,6 +91,8 @@ def sweep_dataset(records: Sequence[RunRecord]):
     coords["state"] = ("run", np.array([r.state for r in records], dtype=object))
     coords["reason"] = ("run", np.array([r.reason for r in records], dtype=object))
     coords["steps_done"] = ("run", np.array([r.steps_done for r in records], dtype=np.int64))
+    coords["capped_substeps"] = ("run", np.array([np.nan if r.capped is None else r.capped for r in records],
+                                                 dtype=np.float64))
     data_vars: dict[str, Any] = {}
     for dim, coord_name in (("step", "time"), ("epoch", None)):
         group = [(i, r) for i, r in enumerate(records) if r.record_dim == dim]
@@ -121,6 +124,11 @@ def sweep_dataset(records: Sequence[RunRecord]):
     if "time" in ds.coords:
         ds["time"].attrs.update(long_name="time of the step", units="1")
     ds["run"].attrs["long_name"] = "run directory relative to the sweep"
+    ds["capped_substeps"].attrs["long_name"] = (
+        "sub-problems over the committed steps whose optimiser stopped at its iteration cap "
+        "(NaN: unknown: no store, not a PDE run, or a store from before the variable capped)")
+    if "capped" in ds:
+        ds["capped"].attrs["long_name"] = "sub-problems of the step whose optimiser stopped at its iteration cap"
     return ds
 
 
@@ -138,7 +146,7 @@ def summary_rows(records: Sequence[RunRecord]) -> tuple[list[str], list[dict[str
     metrics = _metric_names(records)
     header = ["run", *keys, "state", "steps_done", "steps_total"]
     header += [f"final_{m}" for m in metrics] + [f"worst_{m}" for m in metrics]
-    header += ["seconds_total", "seconds_per_step", "iterations", "n_params", "reason"]
+    header += ["seconds_total", "seconds_per_step", "iterations", "capped_substeps", "n_params", "reason"]
 
     def sort_key(r: RunRecord):
         value = r.final.get(r.primary, math.nan)
@@ -152,6 +160,7 @@ def summary_rows(records: Sequence[RunRecord]) -> tuple[list[str], list[dict[str
         row.update({f"worst_{m}": r.worst.get(m, math.nan) for m in metrics})
         per_step = r.seconds_total / r.steps_done if r.steps_done else math.nan
         row.update(seconds_total=r.seconds_total, seconds_per_step=per_step, iterations=r.iterations,
+                   capped_substeps=math.nan if r.capped is None else r.capped,  # empty: unknown
                    n_params=r.n_params, reason=r.reason)
         rows.append(row)
     return header, rows

@@ -1,9 +1,10 @@
 """``insr-hpc status DIR``: every run under DIR, its state and progress.
 
-Reads only ``run.json`` and three small per-step arrays of the store (``committed``,
-``loss``, the error series) through :mod:`insr_hpc.store_small`, never the store's group
-metadata or its large arrays, and imports neither torch nor the workloads: 2 000 runs
-take a second or two (benchmarks/sweep_expand.py).
+Reads only ``run.json`` and four small per-step arrays of the store (``committed``,
+``loss``, ``capped``, the error series) through :mod:`insr_hpc.store_small`, never the
+store's group metadata or its large arrays, and imports neither torch nor the
+workloads: 2 000 runs take a second or two (benchmarks/sweep_expand.py). A finished run
+some of whose sub-problems stopped at their iteration cap shows as ``done (capped N)``.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def run_status(run_dir: str) -> dict[str, Any]:
     state = rd.read_state()
     state.setdefault("run_id", os.path.basename(run_dir))
     state["run_dir"] = run_dir
-    state.update(steps_done=0, steps_total=None, last_loss=None, last_error=None)
+    state.update(steps_done=0, steps_total=None, last_loss=None, last_error=None, capped=None)
     path = rd.store
     if os.path.exists(os.path.join(path, "zarr.json")):
         try:
@@ -53,6 +54,10 @@ def run_status(run_dir: str) -> dict[str, Any]:
                         if finite.size:
                             state["last_error"] = (name, float(seen[finite[-1]]))
                         break
+            if os.path.isdir(os.path.join(path, "capped")):  # absent in stores from before it: unknown
+                flags = np.asarray(read_small(os.path.join(path, "capped"))[:n]) if n else np.zeros(0)
+                # (sub-problems stopped at their iteration cap, sub-problems run) over the committed steps
+                state["capped"] = (int((flags == 1).sum()), int((flags >= 0).sum()))
         except Exception as exc:  # a store being created right now, or damaged
             state["store_error"] = f"{type(exc).__name__}: {exc}"
     # A local run whose process vanished without recording why.
@@ -68,10 +73,16 @@ def _fmt(value: float | None) -> str:
 
 
 def format_table(states: list[dict[str, Any]]) -> str:
-    rows = [("run", "state", "steps", "last loss", "error", "backend/job", "reason")]
+    rows = [("run", "state", "steps", "capped", "last loss", "error", "backend/job", "reason")]
     for st in states:
         total = st.get("steps_total")
         steps = f"{st['steps_done']}/{total}" if total else "-"
+        # sub-problems whose optimiser stopped at its iteration cap / sub-problems run ("-": unknown)
+        capped = st.get("capped")
+        capped_s = f"{capped[0]}/{capped[1]}" if capped and capped[1] else "-"
+        shown = st.get("state", "?")
+        if capped and capped[0] and shown in ("done", "suspect"):  # finished, but not every sub-problem converged
+            shown = f"{shown} (capped {capped[0]})"
         err = st.get("last_error")
         err_s = f"{err[0]}={err[1]:.3e}" if err else "-"
         job = f"{st.get('backend', '-')}/{st.get('job_id', '-')}" if st.get("backend") else "-"
@@ -80,6 +91,6 @@ def format_table(states: list[dict[str, Any]]) -> str:
         reason = st.get("reason") or ""
         if st.get("earlier_attempts"):  # retried by its backend: say what happened to the attempt before
             reason = "; ".join(filter(None, [reason, st["earlier_attempts"][-1]]))
-        rows.append((st["run_id"], st.get("state", "?"), steps, _fmt(st.get("last_loss")), err_s, job, reason))
+        rows.append((st["run_id"], shown, steps, capped_s, _fmt(st.get("last_loss")), err_s, job, reason))
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)

@@ -131,7 +131,7 @@ class PackStepper:
                 return sps[k].terms
             return build
 
-        out: list[dict | BaseException] = [{"iterations": {}, "loss": {}, "losses": {}} for _ in solvers]
+        out: list[dict | BaseException] = [{"iterations": {}, "loss": {}, "capped": {}, "losses": {}} for _ in solvers]
         alive = list(range(len(solvers)))
         for k in range(len(problems[0])):
             names = {problems[i][k].name for i in alive}
@@ -164,6 +164,7 @@ class PackStepper:
                     continue
                 out[i]["iterations"][sp0.name] = res.iterations
                 out[i]["loss"][sp0.name] = res.final_loss
+                out[i]["capped"][sp0.name] = bool(res.capped)
                 out[i]["losses"][sp0.name] = res.losses
                 still.append(i)
             alive = still

@@ -110,9 +110,10 @@ class Solver:
         return self.case.step_problems(ctx)
 
     def advance(self, step: int, on_losses: Callable[[str, list[float]], None] | None = None) -> dict:
-        """Compute step ``step`` (0 = initial fit). Returns iterations and final loss by sub-problem name."""
+        """Compute step ``step`` (0 = initial fit). Returns iterations, final loss and whether
+        the optimiser stopped at its iteration cap (``capped``), by sub-problem name."""
         cfg = self.cfg
-        iters, losses = {}, {}
+        iters, losses, capped = {}, {}, {}
         t0 = time.perf_counter()
         for k, sp in enumerate(self.problems(step)):
             # Rank-independent seed: ranks slice one global batch (see rank_slice).
@@ -132,11 +133,13 @@ class Solver:
                 )
             iters[sp.name] = res.iterations
             losses[sp.name] = res.final_loss
+            capped[sp.name] = bool(res.capped)
             if on_losses is not None:
                 on_losses(sp.name, res.losses)
         flat = self.flat_weights()
         self.push_history(flat)
-        return {"iterations": iters, "loss": losses, "weights": flat, "seconds": time.perf_counter() - t0}
+        return {"iterations": iters, "loss": losses, "capped": capped, "weights": flat,
+                "seconds": time.perf_counter() - t0}
 
     def substep_names(self) -> list[str]:
         """Columns of the store's ``iterations``/``loss``: step 0's sub-problems, then a step's."""

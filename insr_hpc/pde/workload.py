@@ -29,6 +29,8 @@ from insr_hpc.store import StepStore, VarSpec, json_safe
 from insr_hpc.workloads import WORKLOADS, hparams, reopen_store
 
 HPARAM_SECTIONS = ("problem", "network", "integrator", "optim", "time", "sampling")
+# values of the store's ``capped`` (CF flag_meanings → flag_values)
+CAPPED_FLAGS = {"not_run": -1, "converged_by_rule": 0, "stopped_at_cap": 1}
 
 
 def store_variables(solver: Solver) -> dict[str, VarSpec]:
@@ -55,6 +57,12 @@ def store_variables(solver: Solver) -> dict[str, VarSpec]:
         variables[name] = VarSpec(("step", *dims), (n, *shape), "float32", attrs)
     variables["iterations"] = VarSpec(("step", "substep"), (n, len(subs)), "int32", {"long_name": "optimiser iterations (Adam/L-BFGS steps, Gauss–Newton iterations)"})
     variables["loss"] = VarSpec(("step", "substep"), (n, len(subs)), "float64", {"long_name": "objective at the end of the sub-problem"})
+    variables["capped"] = VarSpec(
+        ("step", "substep"), (n, len(subs)), "int8",
+        {"long_name": "the sub-problem's optimiser stopped at its iteration cap, not by its convergence rule",
+         "flag_values": list(CAPPED_FLAGS.values()), "flag_meanings": " ".join(CAPPED_FLAGS)},
+        fill=CAPPED_FLAGS["not_run"],
+    )
     variables["seconds"] = VarSpec(("step",), (n,), "float64", {"long_name": "wall time of the step", "units": "s"})
     for name in errs:
         variables[name] = VarSpec(("step",), (n,), "float64", {"long_name": f"{name} vs reference"})
@@ -109,6 +117,8 @@ class PDERun:
         if start > 0:
             solver.load_weights(solver.history[0])
         done_iters = int(np.asarray(store.group["iterations"][:start]).clip(min=0).sum()) if start else 0
+        # A store from before the ``capped`` variable is resumed without it: unknown there.
+        self.has_capped = "capped" in store.group
         self.monitor = Monitor(os.path.join(run_dir, "tb"), start, done_iters, cfg.output.log_every, enabled=env.is_main)
         # A grid-solver reference may need to be advanced through the steps already done.
         for k in range(start):
@@ -140,18 +150,20 @@ class PDERun:
         if env.is_main:
             iters = np.array([result["iterations"].get(s, -1) for s in self.subs], dtype=np.int32)
             losses = np.array([result["loss"].get(s, np.nan) for s in self.subs])
-            self.store.commit_step(
-                step,
-                {
-                    "weights": result["weights"],
-                    **outputs,
-                    **reference,
-                    "iterations": iters,
-                    "loss": losses,
-                    "seconds": result["seconds"],
-                    **errors,
-                },
-            )
+            values = {
+                "weights": result["weights"],
+                **outputs,
+                **reference,
+                "iterations": iters,
+                "loss": losses,
+                "seconds": result["seconds"],
+                **errors,
+            }
+            if self.has_capped:
+                capped = result["capped"]
+                values["capped"] = np.array([int(capped[s]) if s in capped else CAPPED_FLAGS["not_run"]
+                                             for s in self.subs], dtype=np.int8)
+            self.store.commit_step(step, values)
             scalars = {f"error/{k}": v for k, v in errors.items()}
             scalars.update({f"iterations/{s}": result["iterations"][s] for s in result["iterations"]})
             scalars.update({f"final_loss/{s}": result["loss"][s] for s in result["loss"]})
@@ -165,8 +177,10 @@ class PDERun:
         if self.lines and (step % self.lines == 0 or step == self.total - 1):  # batch logs: plain lines, not a bar
             errs = " ".join(f"{k}={v:.3e}" for k, v in errors.items())
             its = sum(result["iterations"].values())
+            capped = [s for s, c in result["capped"].items() if c]
             self.log(f"{self.run_id} step {step}/{self.total - 1} t={t:.4g} {errs} "
-                     f"loss={max(result['loss'].values()):.3e} iterations={its} {result['seconds']:.2f}s")
+                     f"loss={max(result['loss'].values()):.3e} iterations={its} {result['seconds']:.2f}s"
+                     + (f" capped={','.join(capped)}" if capped else ""))
         self.next_step += 1
 
     def finish(self) -> dict[str, Any]:
@@ -174,7 +188,10 @@ class PDERun:
         if self.env.is_main:
             if not self.store.attrs.get("complete"):
                 self.monitor.hparams(hparams(self.cfg, HPARAM_SECTIONS), summary["final"])
-            self.store.finish({"complete": True, "final_errors": summary["final"]})
+            done = {"complete": True, "final_errors": summary["final"]}
+            if "capped_substeps" in summary:
+                done["capped_substeps"] = summary["capped_substeps"]
+            self.store.finish(done)
         return summary
 
     def close(self) -> None:
@@ -280,7 +297,11 @@ def _summary(store: StepStore, error_names) -> dict[str, Any]:
     last = store.completed_steps() - 1
     final = {name: float(store.read_step(name, last)) for name in error_names}
     final["max_over_steps_rel_l2"] = float(np.nanmax(store.group[error_names[0]][: last + 1]))
-    return {"steps_done": last + 1, "final": final}
+    out: dict[str, Any] = {"steps_done": last + 1, "final": final}
+    if "capped" in store.group:  # absent in stores from before the variable: unknown
+        capped = np.asarray(store.group["capped"][: last + 1])
+        out["capped_substeps"] = int((capped == CAPPED_FLAGS["stopped_at_cap"]).sum())
+    return out
 
 
 @dataclass

@@ -8,6 +8,9 @@ iterations without improvement, torch's ReduceLROnPlateau), once the rate falls
 below ``min_lr``. The INSR authors' recipe is lr 1e-4, plateau 500, factor 0.1,
 min_lr 1e-8, at most 20 000 iterations and no window rule (rtol 0).
 
+A result is ``capped`` when the loop ran all ``max_iters`` iterations without any of
+these rules firing (at the last iteration included).
+
 ``keep_best``: the iterate with the lowest batch loss is remembered, and at the end
 it and the last iterate are compared on one fresh evaluation batch; the better one is
 returned, so an optimisation that ends inside an Adam spike does not keep the spike.
@@ -94,6 +97,7 @@ def adam_loop(params, batch_loss, draw_batches, gen, *, lr, max_iters, tol, rtol
     losses: list[float] = []
     best_window, stale = float("inf"), 0
     best_loss, best_params = float("inf"), None
+    capped = True  # until a stopping rule fires: the loop ran out at max_iters
     for it in range(1, max_iters + 1):
         opt.zero_grad(set_to_none=True)
         loss = batch_loss(draw_batches())
@@ -110,10 +114,12 @@ def adam_loop(params, batch_loss, draw_batches, gen, *, lr, max_iters, tol, rtol
         opt.step()
         losses.append(value)
         if 0 <= value < tol:  # residual losses; an energy (may be < 0) stops by the other rules
+            capped = False
             break
         if sched is not None:
             sched.step(value)
             if opt.param_groups[0]["lr"] < min_lr:
+                capped = False
                 break
         if rtol > 0 and it % window == 0:
             cur = sum(losses[-window:]) / window
@@ -122,11 +128,12 @@ def adam_loop(params, batch_loss, draw_batches, gen, *, lr, max_iters, tol, rtol
             else:
                 stale += 1
                 if stale >= patience:
+                    capped = False
                     break
     final = losses[-1]
     if keep_best and best_params is not None:
         final = _pick_best(params, best_params, batch_loss, draw_batches, mean_scalar)
-    return MinimizeResult(len(losses), final, losses)
+    return MinimizeResult(len(losses), final, losses, capped=capped)
 
 
 def _pick_best(params, best_params, batch_loss, draw_batches, mean_scalar) -> float:

@@ -1,5 +1,10 @@
 """L-BFGS with a strong-Wolfe line search (torch.optim.LBFGS) on a fixed batch per
-time step: a quasi-Newton method for any objective (residuals or energies)."""
+time step: a quasi-Newton method for any objective (residuals or energies).
+
+A result is ``capped`` when torch's loop ended on its budget (``max_iters`` iterations
+or ``max_eval`` objective evaluations) rather than on a tolerance; torch checks the
+budget first at each iteration, so an iteration that exhausts the budget counts as
+capped even if a tolerance would also have stopped it there (the cautious side)."""
 
 from __future__ import annotations
 
@@ -58,10 +63,13 @@ class LBFGS(Optimizer):
             losses.append(value)
             return torch.tensor(value, dtype=loss.dtype)
 
+        max_eval = opt.param_groups[0]["max_eval"]
         opt.step(closure)
-        iterations = int(opt.state[params[0]].get("n_iter", len(losses)))
+        state = opt.state[params[0]]
+        iterations = int(state.get("n_iter", len(losses)))
+        capped = iterations >= max_iters or int(state.get("func_evals", len(losses))) >= max_eval
         with torch.no_grad():
             final = float(objective(problem.terms, field, batches))
         if reducer.mean_scalar is not None:
             final = reducer.mean_scalar(final)
-        return MinimizeResult(iterations, final, losses)
+        return MinimizeResult(iterations, final, losses, capped=capped)

@@ -8,7 +8,8 @@ The decisions are taken per run, exactly as :func:`~insr_hpc.pde.optimizers.adam
 and :func:`~insr_hpc.pde.optimizers.gauss_newton.levenberg_marquardt` take them; only
 the arithmetic is batched, so a packed run equals the same run made alone up to
 floating-point rounding (batched vs single GEMMs, per-sample vs batch-mode spatial
-derivatives). A run that has stopped drops out of the batch.
+derivatives). A run that has stopped drops out of the batch; one still in it after
+``max_iters`` iterations stopped at its cap (``MinimizeResult.capped``), as alone.
 
 The run-specific inputs of the objective (history weights, swept problem values, Δt)
 travel as a per-run pytree ``aux``; ``terms_of(aux_j)`` rebuilds run j's terms inside
@@ -140,6 +141,7 @@ def packed_adam(prob: PackedProblem, *, lrs, max_iters, tol, rtol, window, patie
                         continue
             still.append(j)
         active = still
+    capped = set(active)  # still going after max_iters: no stopping rule fired
     finals = [ls[-1] if ls else float("nan") for ls in losses]
     picks = [j for j in range(k) if keep_best and best_params[j] is not None]
     if picks:  # the better of the last and the best iterate, on one fresh batch per run
@@ -156,7 +158,7 @@ def packed_adam(prob: PackedProblem, *, lrs, max_iters, tol, rtol, window, patie
                 finals[j] = float(best[i])
             else:
                 finals[j] = float(last[i])
-    return theta, [MinimizeResult(len(losses[j]), finals[j], losses[j]) for j in range(k)]
+    return theta, [MinimizeResult(len(losses[j]), finals[j], losses[j], capped=j in capped) for j in range(k)]
 
 
 # Levenberg–Marquardt -----------------------------------------------------------------
@@ -259,7 +261,8 @@ def packed_levenberg_marquardt(prob: PackedProblem, *, max_iters, rtol, params) 
                 continue
             still.append(j)
         active = still
-    return theta, [MinimizeResult(iterations[j], final[j], losses[j]) for j in range(k)]
+    capped = set(active)  # still going after max_iters: no stopping rule fired
+    return theta, [MinimizeResult(iterations[j], final[j], losses[j], capped=j in capped) for j in range(k)]
 
 
 def _take_batch(batch, idx: torch.Tensor):

@@ -10,6 +10,12 @@ import xarray as xr
 from insr_hpc.cli import main
 
 FAST = [
+    # the Adam path (configs/euler.yaml ships Gauss–Newton: tests/test_euler_gn.py)
+    "optim.name=adam",
+    "optim.lr=1e-4",
+    "optim.init_lr=1e-4",
+    "optim.rtol=1e-3",
+    "optim.window=25",
     "network.depth=2",
     "network.width=32",
     "sampling.interior=2048",

@@ -43,6 +43,11 @@ class SubProblem:
     field: str
     terms: list[Residual | Energy]
     prepare: Callable[[], None] | None = None  # called right before it is optimised (e.g. snapshots)
+    # Also consider the field's weights at step n (the last committed step) as the warm
+    # start: the solver keeps whichever of those and the current weights has the lower
+    # objective on one batch. For a sub-problem whose answer lies nearer uⁿ than the
+    # previous sub-problem's output (Euler's projection undoes most of the advection).
+    warm_from_previous: bool = False
 
     @property
     def least_squares(self) -> bool:

@@ -17,7 +17,7 @@ from insr_hpc.pde.case import CASES, Case, StepContext, SubProblem
 from insr_hpc.pde.integrators import INTEGRATORS
 from insr_hpc.pde.optimizers import OPTIMIZERS
 from insr_hpc.pde.optimizers.base import Reducer
-from insr_hpc.pde.terms import module_point_fn
+from insr_hpc.pde.terms import draw, module_point_fn, objective
 from insr_hpc.runtime import RunEnv, derived_seed
 
 
@@ -120,6 +120,8 @@ class Solver:
             gen = torch.Generator().manual_seed(derived_seed(cfg.seed, step, k, 0))
             if sp.prepare is not None:
                 sp.prepare()
+            if sp.warm_from_previous and step > 0:
+                self._pick_warm_start(sp, derived_seed(cfg.seed, step, k, 1))
             res = self.optimizer.minimize(self.models[sp.field], sp, gen, initial=step == 0, reducer=self.reducer)
             if not all(np.isfinite(res.losses)) or not np.isfinite(res.final_loss):
                 bad = next((i for i, v in enumerate(res.losses) if not np.isfinite(v)), len(res.losses) - 1)
@@ -140,6 +142,22 @@ class Solver:
         self.push_history(flat)
         return {"iterations": iters, "loss": losses, "capped": capped, "weights": flat,
                 "seconds": time.perf_counter() - t0}
+
+    def _pick_warm_start(self, sp: SubProblem, seed: int) -> None:
+        """Load the field's step-n weights if they score lower than its current ones on
+        one batch (drawn from its own seed: the optimiser's samples are unchanged)."""
+        module = self.models[sp.field]
+        field = module_point_fn(module)
+        batches = draw(sp.terms, torch.Generator().manual_seed(seed))
+        now = flatten_params(module)
+        previous = self._split(self.history[0])[sp.field]
+        scores = []
+        for flat in (now, previous):
+            load_flat_params(module, flat)
+            with torch.no_grad():
+                value = objective(sp.terms, field, batches).detach().reshape(1)
+            scores.append(float(self.reducer.mean(value)[0]))
+        load_flat_params(module, previous if scores[1] < scores[0] else now)
 
     def substep_names(self) -> list[str]:
         """Columns of the store's ``iterations``/``loss``: step 0's sub-problems, then a step's."""

@@ -12,6 +12,14 @@ in float64 (dense Cholesky up to ``max_dense`` parameters; beyond, conjugate gra
 on J itself without forming JᵀJ), accepts θ + δ if it lowers ‖r‖² on the same samples (λ ÷ 3) and
 otherwise raises λ (× 4) and solves again. Data-parallel ranks each hold a slice of
 the rows; JᵀJ, Jᵀr and ‖r‖² are summed across ranks, so every rank takes the same step.
+On CPU, JᵀJ is one triangle by BLAS ``ssyrk`` and the damped system is factored by
+LAPACK on it (:class:`NormalEquations`): forming JᵀJ is the dominant cost.
+
+``damping_floor``: D = diag(JᵀJ) floored at that fraction of its mean. Without a floor,
+a direction the residual barely sees (the hidden weights of a network whose output
+layer is near zero, e.g. a pressure fitted to ∇p ≈ 0) has D ≈ 0 and Marquardt's scaled
+step along it is unbounded: every trial is refused and the sub-problem never moves —
+what made Gauss–Newton fail on Euler's pressure solve.
 
 Energies (the variational elasticity step): Newton on E(θ), CG on (H + λI) δ = −∇E and a
 backtracking (Armijo) line search on the iteration's samples. When every term splits
@@ -26,14 +34,17 @@ integral: on one fixed batch a converged Newton overfits the sample set, so with
 ``resample: iteration`` each iteration draws fresh samples, and ``average`` final
 iterations (fresh samples each) are averaged, which averages their sampling noise.
 
-Stopping: ``max_iters`` (``init_max_iters`` at step 0), the objective below ``tol``, or
-an accepted iteration that improved it by less than ``rtol`` (relative).
+Stopping: ``max_iters`` (``init_max_iters`` at step 0), the objective below ``tol``, an
+accepted iteration that improved it by less than ``rtol`` (relative), or (least squares,
+steps ≥ 1) the objective at most ``reduction`` × its warm-start value. A sub-problem that
+ends at its cap says so (``MinimizeResult.capped``; the store's ``capped``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch.func import jacrev, jvp, vmap
 
@@ -72,6 +83,9 @@ class GaussNewton(Optimizer):
         linear_solver: str = "auto"  # auto: cholesky up to max_dense parameters, cg beyond
         max_dense: int = 10000  # parameters up to which JᵀJ is formed and Cholesky-factored
         cg_iters: int = 100  # conjugate-gradient iterations per solve (matrix-free and Newton–CG)
+        cg_rtol: float = 1e-3  # matrix-free LM: CG stops once the residual of the normal equations falls by this
+        reduction: float = 0.0  # LM, steps ≥ 1: converged once the objective is ≤ this × its warm-start value
+        damping_floor: float = 0.0  # LM: Marquardt's diag(JᵀJ) floored at this × its mean (0: no floor)
         chunk: int = 2048  # samples per vmap chunk of the Jacobian (bounds memory)
         gram_dtype: str = "float32"  # JᵀJ product in float32 (2× faster) or float64; the solve is float64
         init_warmup: int = 300  # step 0: Adam iterations (lr init_warmup_lr) before Gauss–Newton
@@ -97,6 +111,9 @@ class GaussNewton(Optimizer):
             )
             require(self.max_dense >= 1, "max_dense", f"must be >= 1, got {self.max_dense}")
             require(self.cg_iters >= 1, "cg_iters", f"must be >= 1, got {self.cg_iters}")
+            require(0 < self.cg_rtol < 1, "cg_rtol", f"must lie in (0, 1), got {self.cg_rtol}")
+            require(0 <= self.reduction < 1, "reduction", f"must lie in [0, 1), got {self.reduction}")
+            require(self.damping_floor >= 0, "damping_floor", f"must be >= 0, got {self.damping_floor}")
             require(self.chunk >= 1, "chunk", f"must be >= 1, got {self.chunk}")
             require(self.gram_dtype in ("float64", "float32"), "gram_dtype", f"expected float64 or float32, got '{self.gram_dtype}'")
             require(self.init_warmup >= 0, "init_warmup", f"must be >= 0, got {self.init_warmup}")
@@ -131,7 +148,8 @@ class GaussNewton(Optimizer):
             )
             warm = p.init_warmup
         if problem.least_squares:
-            res = levenberg_marquardt(vec, problem.terms, gen, max_iters=max_iters, rtol=rtol, params=p, reducer=reducer)
+            res = levenberg_marquardt(vec, problem.terms, gen, max_iters=max_iters, rtol=rtol, params=p, reducer=reducer,
+                                      reduction=0.0 if initial else p.reduction)
         elif p.energy_curvature == "ggn" and has_energy_split(problem.terms):
             res = ggn_newton(module, problem.terms, gen, max_iters=max_iters, rtol=rtol, params=p, reducer=reducer)
         else:
@@ -187,8 +205,86 @@ def _cg(matvec, b: torch.Tensor, iters: int, rel_tol: float = 1e-8) -> torch.Ten
     return x
 
 
-def levenberg_marquardt(vec: ParamVector, terms, gen, *, max_iters, rtol, params, reducer: Reducer) -> MinimizeResult:
+class NormalEquations:
+    """Damped Gauss–Newton systems (JᵀJ + λD) δ = −g for one Jacobian, factored per λ.
+
+    On CPU with a float32 Jacobian, JᵀJ is one triangle by BLAS ``ssyrk`` (half the flops
+    of ``J.T @ J``: it is the dominant cost of an iteration) and each damped system is
+    Cholesky-factored in float64 by LAPACK on that triangle (scipy), under torch's
+    thread count; elsewhere (CUDA, a float64 Gram) by torch. ``reduce`` sums the Gram
+    over data-parallel ranks."""
+
+    def __init__(self, J: torch.Tensor, reduce, float64: bool):
+        self.cpu = J.device.type == "cpu" and not float64 and J.dtype == torch.float32
+        self.device = J.device
+        if self.cpu:
+            from scipy.linalg import blas
+
+            with _blas_threads():
+                upper = blas.ssyrk(1.0, J.detach().contiguous().numpy().T, trans=0, lower=0)  # (P, P), F-order
+            upper = reduce(torch.from_numpy(upper.astype(np.float64, order="F")).T).numpy().T  # (sum over ranks)
+            self.A = np.asfortranarray(upper)
+            self.diag = torch.from_numpy(np.diagonal(self.A).copy())
+        else:
+            Jg = J.double() if float64 else J
+            self.A = reduce((Jg.T @ Jg).double())
+            self.diag = torch.diagonal(self.A).clone()
+
+    def solve(self, g: torch.Tensor, lam: float, D: torch.Tensor) -> torch.Tensor:
+        """δ = −(JᵀJ + λD)⁻¹ g; raises torch.linalg.LinAlgError if not positive definite."""
+        if not self.cpu:
+            chol = torch.linalg.cholesky(self.A + lam * torch.diag(D))
+            return -torch.cholesky_solve(g[:, None], chol)[:, 0]
+        from scipy.linalg import LinAlgError, cho_factor, cho_solve
+
+        M = self.A.copy(order="F")
+        M[np.diag_indices_from(M)] += lam * D.numpy()
+        try:
+            with _blas_threads():
+                factor = cho_factor(M, lower=False, overwrite_a=True, check_finite=False)
+                delta = cho_solve(factor, g.cpu().numpy(), check_finite=False)
+        except (LinAlgError, np.linalg.LinAlgError) as exc:
+            raise torch.linalg.LinAlgError(str(exc)) from None
+        if not np.all(np.isfinite(delta)):
+            raise torch.linalg.LinAlgError("non-finite Gauss–Newton step")
+        return -torch.from_numpy(delta).to(self.device)
+
+
+def _blas_threads():
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(torch.get_num_threads())
+
+
+def _pcg(matvec, b: torch.Tensor, inv_diag: torch.Tensor, iters: int, rel_tol: float) -> tuple[torch.Tensor, int]:
+    """Jacobi-preconditioned conjugate gradients for SPD ``matvec``; (x, iterations)."""
+    x = torch.zeros_like(b)
+    r = b.clone()
+    z = inv_diag * r
+    p = z.clone()
+    rz = r @ z
+    b_norm = float(b.norm())
+    for k in range(iters):
+        Ap = matvec(p)
+        curv = p @ Ap
+        if curv <= 0:
+            return (x if k else z), k + 1
+        alpha = rz / curv
+        x = x + alpha * p
+        r = r - alpha * Ap
+        if float(r.norm()) <= rel_tol * b_norm:
+            return x, k + 1
+        z = inv_diag * r
+        rz_new = r @ z
+        p = z + (rz_new / rz) * p
+        rz = rz_new
+    return x, iters
+
+
+def levenberg_marquardt(vec: ParamVector, terms, gen, *, max_iters, rtol, params, reducer: Reducer,
+                        reduction: float = 0.0) -> MinimizeResult:
     theta = vec.get()
+    start = None  # the objective at the warm start
     world = reducer.world_size
     dense = params.linear_solver == "cholesky" or (params.linear_solver == "auto" and vec.size <= params.max_dense)
     lam = params.damping
@@ -196,6 +292,7 @@ def levenberg_marquardt(vec: ParamVector, terms, gen, *, max_iters, rtol, params
     batches = draw(terms, gen)
     final = float("nan")
     iterations = 0
+    capped = True  # stays True when the loop ends at max_iters
 
     def global_sq(r: torch.Tensor) -> float:
         """‖r‖² over all ranks' rows."""
@@ -214,22 +311,35 @@ def levenberg_marquardt(vec: ParamVector, terms, gen, *, max_iters, rtol, params
         if f0 <= params.tol:
             final = f0
             losses.append(f0)
+            capped = False
             break
-        g = reducer.sum(J.double().T @ r.double())
+        if params.gram_dtype == "float64":
+            g = reducer.sum(J.double().T @ r.double())
+        else:  # (no float64 copy of J: the product accumulates in float32, then the solve is float64)
+            g = reducer.sum((J.T @ r.to(J.dtype)).double())
         if dense:
-            Jg = J.double() if params.gram_dtype == "float64" else J
-            A = reducer.sum((Jg.T @ Jg).double())
-            diag = torch.diagonal(A).clamp_min(1e-12 * float(torch.diagonal(A).max()) + 1e-30)
+            normal = NormalEquations(J, reducer.sum, params.gram_dtype == "float64")
+            diag = normal.diag
+        else:
+            diag = reducer.sum((J * J).sum(0).double())
+        # Marquardt scaling D = diag JᵀJ, floored at damping_floor × its mean: a direction
+        # the residual barely sees (a dead unit, a zeroed output layer) is damped like an
+        # average one instead of being free to take an arbitrarily large step.
+        floor = params.damping_floor * float(diag.mean()) if params.damping_floor > 0 else 0.0
+        D = diag.clamp_min(max(floor, 1e-12 * float(diag.max()) + 1e-30))
 
         def step_for(lam_: float) -> torch.Tensor:
-            """δ solving (JᵀJ + λD) δ = −Jᵀr (D = diag JᵀJ dense, I with CG)."""
+            """δ solving (JᵀJ + λD) δ = −Jᵀr."""
             if dense:
-                chol = torch.linalg.cholesky(A + lam_ * torch.diag(diag))
-                return -torch.cholesky_solve(g[:, None], chol)[:, 0]
+                return normal.solve(g, lam_, D)
+            if params.damping_floor > 0:
+                def mv(v):
+                    return reducer.sum((J.T @ (J @ v.to(J.dtype))).double()) + lam_ * D * v
+                return -_pcg(mv, g, 1.0 / (diag + lam_ * D), params.cg_iters, params.cg_rtol)[0]
             return -_cg(lambda v: reducer.sum((J.T @ (J @ v.to(J.dtype))).double()) + lam_ * v, g, params.cg_iters)
 
         accepted = False
-        for _ in range(12):
+        for tries in range(12):
             try:
                 delta = step_for(lam)
             except torch.linalg.LinAlgError:
@@ -245,6 +355,7 @@ def levenberg_marquardt(vec: ParamVector, terms, gen, *, max_iters, rtol, params
         if not accepted:
             final = f0
             losses.append(f0)
+            capped = False
             break
         final = f1
         losses.append(f1)
@@ -252,10 +363,17 @@ def levenberg_marquardt(vec: ParamVector, terms, gen, *, max_iters, rtol, params
         # fresh samples every iteration) when the objective stops falling from one
         # iteration to the next: the sampling-noise floor is reached.
         stalled = len(losses) > 1 and f1 > (1 - rtol) * losses[-2]
-        if f1 <= params.tol or (f0 - f1) < rtol * f0 or stalled:
+        if start is None:
+            start = f0
+        reduced = reduction > 0 and f1 <= reduction * start
+        # A small gain counts as convergence only from the first λ tried: after refused
+        # trials the gain was limited by the damping just raised, not by the problem.
+        small_gain = (f0 - f1) < rtol * f0 and (tries == 0 or not params.damping_floor)
+        if f1 <= params.tol or small_gain or stalled or reduced:
+            capped = False
             break
     vec.set(theta)
-    return MinimizeResult(iterations, final, losses)
+    return MinimizeResult(iterations, final, losses, capped=capped)
 
 
 # energies ----------------------------------------------------------------------------
@@ -286,6 +404,7 @@ def newton_cg(vec: ParamVector, terms, gen, *, max_iters, rtol, params, reducer:
 
     iterations = 0
     final = float("nan")
+    capped = True  # unless the rtol rule ends the loop before max_iters
     for it in range(max_iters):
         if it > 0 and params.resample == "iteration":
             batches = draw(terms, gen)
@@ -320,9 +439,10 @@ def newton_cg(vec: ParamVector, terms, gen, *, max_iters, rtol, params, reducer:
         losses.append(e1)
         final = e1
         if abs(e0 - e1) < rtol * max(abs(e0), 1e-12):
+            capped = False
             break
     vec.set(theta)
-    return MinimizeResult(iterations, final, losses)
+    return MinimizeResult(iterations, final, losses, capped=capped)
 
 
 def has_energy_split(terms) -> bool:
@@ -429,6 +549,7 @@ def ggn_newton(module, terms, gen, *, max_iters, rtol, params, reducer: Reducer)
         return e0, e0, 0.0, False
 
     iterations, final = 0, float("nan")
+    capped = True  # unless the rtol rule ends the descent before max_iters (averaging is not descent)
     for it in range(max_iters):
         if it > 0 and params.resample == "iteration":
             batches = draw(terms, gen)
@@ -441,6 +562,7 @@ def ggn_newton(module, terms, gen, *, max_iters, rtol, params, reducer: Reducer)
             continue
         lam = max(lam / 3, params.damping) if step == 1.0 else lam * 2
         if abs(e0 - e1) < rtol * max(abs(e0), 1e-12):
+            capped = False
             break
     if params.average:
         mean = None
@@ -457,7 +579,7 @@ def ggn_newton(module, terms, gen, *, max_iters, rtol, params, reducer: Reducer)
             mean = theta if mean is None else mean + (theta - mean) / (k + 1)
         put(mean)
         final = value(batches)
-    return MinimizeResult(iterations, final, losses)
+    return MinimizeResult(iterations, final, losses, capped=capped)
 
 
 def _first(batch):

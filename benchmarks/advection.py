@@ -1,7 +1,7 @@
 """1D advection in the INSR paper's setting: the authors' figures, the Adam path with
 their recipe, and the Gauss–Newton path, side by side in one process (1 thread).
 
-    python benchmarks/advection.py [--steps 3] [--adam-cap 3000] [--rounds 5]
+    python benchmarks/advection.py [--steps 3] [--adam-cap 3000] [--rounds 5] [--authors-repo CHECKOUT]
 
 Prints and writes to docs/benchmarks.md:
 1. per-iteration cost of each optimiser on the same 901-parameter network, measured in
@@ -11,6 +11,11 @@ Prints and writes to docs/benchmarks.md:
    midpoint solution, exact in space) and seconds per step for both paths;
 3. the speed-up at equal (or better) error against the authors' quoted figures and
    against their iteration counts at our measured Adam iteration cost.
+
+The authors' row is quoted from an earlier run of their code, unless ``--authors-repo``
+names a checkout of honglin-c/INSR-PDE: then their ``Advection1DModel`` is imported from
+it (harness: benchmarks/insr_authors.py) and timed here, per iteration (CPU and wall ms
+of initialise and advect), with the iteration counts their plateau rule allows.
 """
 
 from __future__ import annotations
@@ -50,6 +55,31 @@ AUTHORS = {
 }
 ADAM_RECIPE = {"name": "adam", "lr": 1e-4, "init_lr": 1e-4, "plateau": 500, "plateau_factor": 0.1, "min_lr": 1e-8,
                "rtol": 0.0, "init_rtol": 0.0, "tol": 0.0, "keep_best": True}
+
+
+AUTHORS_ARGS = ["--init_cond", "example1", "--num_hidden_layers", "2", "--hidden_features", "20", "-sr", "5000",
+                "--dt", "0.05", "-T", "240"]  # scripts/advect1D.sh (-g selects a GPU: not used here)
+
+
+def authors_measured(repo: str, iters: int) -> dict:
+    """Their Advection1DModel (scripts/advect1D.sh, on CPU): per-iteration CPU/wall ms of
+    initialise and advect, and the iterations per step their plateau rule allows."""
+    from benchmarks import insr_authors as ia
+
+    torch.manual_seed(0)
+    model = ia.load_model(repo, "advection", AUTHORS_ARGS)
+    from advection.examples import get_examples  # their initial condition
+
+    model.init_cond_func = get_examples(model.cfg.init_cond)
+    init = ia.time_iterations(model, "_initialize", iters)
+    model.field_prev.load_state_dict(model.field.state_dict())  # their step(): u_prev ← u
+    advect = ia.time_iterations(model, "_advect", iters)
+    rule = ia.plateau_rule(model)
+    n_params = sum(p.numel() for p in model.field.parameters())
+    print(f"  authors' code: initialise {init.cpu_ms:.1f} ms CPU ({init.wall_ms:.1f} wall), advect {advect.cpu_ms:.1f} "
+          f"ms CPU ({advect.wall_ms:.1f} wall) per iteration; {rule.min_iters}–{rule.max_iters} iterations per step "
+          f"({rule.describe()})", flush=True)
+    return {"init": init, "advect": advect, "rule": rule, "n_params": n_params}
 
 
 def make_solver(optim: dict, samples: int, overrides=()) -> Solver:
@@ -202,6 +232,8 @@ def main() -> None:
     ap.add_argument("--pack", default="1,4,16", help="pack sizes k to compare (1 = alone)")
     ap.add_argument("--pack-runs", type=int, default=16)
     ap.add_argument("--pack-steps", type=int, default=2)
+    ap.add_argument("--authors-repo", help="a checkout of honglin-c/INSR-PDE: time their code here (else quoted)")
+    ap.add_argument("--authors-iters", type=int, default=50, help="timed iterations per sub-problem of their code")
     args = ap.parse_args()
     torch.set_num_threads(1)
     if args.only != "paths":
@@ -209,6 +241,10 @@ def main() -> None:
     if args.only == "packed":
         return
 
+    theirs = None
+    if args.authors_repo:
+        print("the authors' code …", flush=True)
+        theirs = authors_measured(args.authors_repo, args.authors_iters)
     print("per-iteration cost (interleaved rounds) …", flush=True)
     cost = per_iteration_costs(args.rounds)
     print("Gauss–Newton path (configs/advection.yaml) …", flush=True)
@@ -235,6 +271,15 @@ def main() -> None:
         line("this project, Gauss–Newton (default)", gn_rows, cost["gauss_newton"] * 1e3),
         ["midpoint scheme itself (semi-discrete, exact in space)", "–", "–", "0", *scheme, "0", "–", "–"],
     ]
+    if theirs is not None:
+        t_lo, t_hi = theirs["rule"].min_iters, theirs["rule"].max_iters
+        ms, init_ms = theirs["advect"].cpu_ms, theirs["init"].cpu_ms
+        rows.insert(1, [
+            "authors' code (measured here: their Advection1DModel, CPU ms (wall))",
+            f"{ms:.1f} ({theirs['advect'].wall_ms:.1f})", f"{t_lo}–{t_hi} (plateau rule)", "–",
+            *(["–"] * args.steps), "–", f"{init_ms * t_lo / 1e3:.0f}–{init_ms * t_hi / 1e3:.0f}",
+            f"{ms * t_lo / 1e3:.0f}–{ms * t_hi / 1e3:.0f}",
+        ])
     table = markdown_table(
         ["method", "ms / iteration", "iterations / step", "rel L2 step 0", *steps_hdr, "max optimiser share",
          "s step 0", "s / step"],
@@ -249,6 +294,15 @@ def main() -> None:
         f"(quiet machine); {at_our_cost[0]:.0f}–{at_our_cost[1]:.0f}× against their {lo}–{hi} Adam iterations "
         f"at this run's measured Adam cost ({cost['adam'] * 1e3:.1f} ms/iteration, same network and batch)."
     )
+    if theirs is not None:
+        t_lo, ms = theirs["rule"].min_iters, theirs["advect"].cpu_ms
+        summary += (
+            f" Their code timed in this run: {ms:.1f} ms CPU ({theirs['advect'].wall_ms:.1f} ms wall) per advect "
+            f"iteration, {theirs['init'].cpu_ms:.1f} ms CPU per initialise iteration (mean of {theirs['advect'].iters} "
+            f"after a warm-up; {theirs['n_params']} parameters, 5 000 + 50 samples); their schedule "
+            f"({theirs['rule'].describe()}) allows {t_lo}–{theirs['rule'].max_iters} iterations per step, so a step "
+            f"costs ≥ {ms * t_lo / 1e3:.0f} s CPU, {ms * t_lo / 1e3 / gn_step:.0f}× this project's Gauss–Newton step."
+        )
     body = (
         "1D advection, Gaussian pulse (μ = −1.5, σ = 0.1, a = 0.25), dt = 0.05, midpoint rule, SIREN 3 sine layers × 20 "
         "(901 parameters), 1 thread. Errors are relative L2 vs the analytic solution on 1 024 points; "
@@ -258,7 +312,8 @@ def main() -> None:
     )
     write_section(
         "Advection: the authors' accuracy, Adam vs Gauss–Newton",
-        f"python benchmarks/advection.py --steps {args.steps} --adam-cap {args.adam_cap} --rounds {args.rounds}",
+        f"python benchmarks/advection.py --steps {args.steps} --adam-cap {args.adam_cap} --rounds {args.rounds}"
+        + (f" --authors-repo CHECKOUT --authors-iters {args.authors_iters}" if args.authors_repo else ""),
         body,
     )
 

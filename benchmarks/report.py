@@ -29,11 +29,12 @@ def machine() -> str:
     return f"{platform.processor() or platform.machine()}, {cores} cores, Python {platform.python_version()}"
 
 
-def write_section(name: str, command: str, body: str) -> None:
-    """Replace (or append) the section ``name`` of docs/benchmarks.md."""
+def write_section(name: str, command: str, body: str, host: str | None = None) -> None:
+    """Replace (or append) the section ``name`` of docs/benchmarks.md. ``host``: the
+    machine it was measured on when that is not this one (default: :func:`machine`)."""
     stamp = time.strftime("%Y-%m-%d")
     section = (
-        f"<!-- BEGIN {name} -->\n## {name}\n\nMeasured {stamp} on {machine()} with:\n\n"
+        f"<!-- BEGIN {name} -->\n## {name}\n\nMeasured {stamp} on {host or machine()} with:\n\n"
         f"```\n{command}\n```\n\n{body.strip()}\n<!-- END {name} -->"
     )
     text = open(DOC, encoding="utf-8").read() if os.path.exists(DOC) else HEADER

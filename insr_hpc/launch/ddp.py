@@ -221,7 +221,14 @@ def init(info: ProcessGroupInfo, device: str = "auto", backend: str = "auto", pr
             world_size=info.world_size,
             timeout=datetime.timedelta(minutes=10),
         )
-    world = info.world_size
+    return group_env(dev, info.rank, info.world_size, progress and info.rank == 0)
+
+
+def group_env(dev: torch.device, rank: int, world: int, progress: bool = True) -> RunEnv:
+    """This rank's RunEnv on the already initialised default process group: gradients,
+    scalars and tensors reduced over it with ``all_reduce`` (what :func:`init` returns
+    once it has joined the group; ``benchmarks/device_check.py`` calls it on a one-rank
+    NCCL group)."""
 
     def reduce_grads(params: list[torch.nn.Parameter]) -> None:
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
@@ -244,13 +251,13 @@ def init(info: ProcessGroupInfo, device: str = "auto", backend: str = "auto", pr
 
     return RunEnv(
         device=dev,
-        rank=info.rank,
+        rank=rank,
         world_size=world,
         reduce_grads=reduce_grads,
         reduce_scalar=reduce_scalar,
         reduce_tensor=reduce_tensor,
         barrier=dist.barrier,
-        progress=progress and info.rank == 0,
+        progress=progress,
     )
 
 

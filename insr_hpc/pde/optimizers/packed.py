@@ -114,10 +114,11 @@ def packed_adam(prob: PackedProblem, *, lrs, max_iters, tol, rtol, window, patie
         steps[idx] += 1
         m1[idx] = m1[idx].lerp(grads, 1 - b1)
         m2[idx] = m2[idx] * b2 + (1 - b2) * grads * grads
-        # bias corrections in float64, as torch computes them (Python floats)
+        # bias corrections in float64, as torch computes them (Python floats), on the host;
+        # then to θ's dtype and device
         rates = torch.tensor([lr[j] for j in active], dtype=torch.float64)
-        step_size = (rates / (1 - b1 ** steps[idx])).to(theta.dtype)[:, None]
-        bc2_sqrt = ((1 - b2 ** steps[idx]) ** 0.5).to(theta.dtype)[:, None]
+        step_size = (rates / (1 - b1 ** steps[idx])).to(theta)[:, None]
+        bc2_sqrt = ((1 - b2 ** steps[idx]) ** 0.5).to(theta)[:, None]
         denom = m2[idx].sqrt() / bc2_sqrt + ADAM_EPS
         theta[idx] = theta[idx] - step_size * m1[idx] / denom
         still = []
@@ -210,7 +211,7 @@ def packed_levenberg_marquardt(prob: PackedProblem, *, max_iters, rtol, params) 
             if not undecided:
                 break
             u = torch.tensor(undecided)
-            lams = torch.tensor([lam[active[i]] for i in undecided], dtype=torch.float64)
+            lams = torch.tensor([lam[active[i]] for i in undecided], dtype=torch.float64, device=g.device)
             if dense:
                 chol, info = torch.linalg.cholesky_ex(A[u] + lams[:, None, None] * torch.diag_embed(diag[u]))
                 ok = [n for n in range(len(undecided)) if int(info[n]) == 0]

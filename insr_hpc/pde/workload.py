@@ -119,6 +119,9 @@ class PDERun:
         done_iters = int(np.asarray(store.group["iterations"][:start]).clip(min=0).sum()) if start else 0
         # A store from before the ``capped`` variable is resumed without it: unknown there.
         self.has_capped = "capped" in store.group
+        # Likewise per-step variables a later version added (e.g. Euler's scheme_rel_l2):
+        # an older store is resumed without them.
+        self.absent = set(store_variables(solver)) - set(store.group.array_keys())
         self.monitor = Monitor(os.path.join(run_dir, "tb"), start, done_iters, cfg.output.log_every, enabled=env.is_main)
         # A grid-solver reference may need to be advanced through the steps already done.
         for k in range(start):
@@ -163,7 +166,7 @@ class PDERun:
                 capped = result["capped"]
                 values["capped"] = np.array([int(capped[s]) if s in capped else CAPPED_FLAGS["not_run"]
                                              for s in self.subs], dtype=np.int8)
-            self.store.commit_step(step, values)
+            self.store.commit_step(step, {k: v for k, v in values.items() if k not in self.absent})
             scalars = {f"error/{k}": v for k, v in errors.items()}
             scalars.update({f"iterations/{s}": result["iterations"][s] for s in result["iterations"]})
             scalars.update({f"final_loss/{s}": result["loss"][s] for s in result["loss"]})
@@ -295,7 +298,7 @@ def check_guard(cfg: Config, step: int, errors: dict[str, float], primary: str, 
 
 def _summary(store: StepStore, error_names) -> dict[str, Any]:
     last = store.completed_steps() - 1
-    final = {name: float(store.read_step(name, last)) for name in error_names}
+    final = {name: float(store.read_step(name, last)) for name in error_names if name in store.group}
     final["max_over_steps_rel_l2"] = float(np.nanmax(store.group[error_names[0]][: last + 1]))
     out: dict[str, Any] = {"steps_done": last + 1, "final": final}
     if "capped" in store.group:  # absent in stores from before the variable: unknown

@@ -366,9 +366,9 @@ def levenberg_marquardt(vec: ParamVector, terms, gen, *, max_iters, rtol, params
         if start is None:
             start = f0
         reduced = reduction > 0 and f1 <= reduction * start
-        # A small gain counts as convergence only from the first λ tried: after refused
-        # trials the gain was limited by the damping just raised, not by the problem.
-        small_gain = (f0 - f1) < rtol * f0 and (tries == 0 or not params.damping_floor)
+        # A small first gain counts as convergence only from the first λ tried: after
+        # refused trials it was limited by the damping just raised, not by the problem.
+        small_gain = (f0 - f1) < rtol * f0 and (it > 0 or tries == 0 or not params.damping_floor)
         if f1 <= params.tol or small_gain or stalled or reduced:
             capped = False
             break

@@ -45,6 +45,8 @@ class RunRecord:
     series: dict[str, np.ndarray] = field(default_factory=dict)  # name → (records,) float64
     coord: np.ndarray | None = None  # the record dim's physical coordinate (time, epoch)
     final: dict[str, float] = field(default_factory=dict)  # metric → value at the last record
+    # the case's classical solver at equal memory, at the last record (Euler: grid_linear_rel_l2 …)
+    baselines: dict[str, float] = field(default_factory=dict)
     worst: dict[str, float] = field(default_factory=dict)  # metric → max over committed records
 
     @property
@@ -151,8 +153,26 @@ def collect_run(run_dir: str, root: str) -> RunRecord:
         finite = done[np.isfinite(done)]
         rec.final[name] = float(finite[-1]) if finite.size else float("nan")  # recon: last evaluated epoch
         rec.worst[name] = float(finite.max()) if finite.size else float("nan")
+    if rec.workload == "pde" and n:
+        rec.baselines = _baselines(ds, config, rec.n_params, n - 1)
     rec.iterations = int(np.nansum(rec.series.get("iterations", np.zeros(0))))
     rec.seconds_total = float(np.nansum(rec.series["seconds"])) if n else float("nan")
     if rec.state == "done" and n < rec.steps_total:
         rec.state = "partial"  # run.json says done but the store disagrees: trust the store
     return rec
+
+
+def _baselines(ds, config: dict, n_params: int, step: int) -> dict[str, float]:
+    """The case's equal-memory classical errors at ``step`` (empty when it has none or the
+    store lacks what it needs: a report never fails over a baseline)."""
+    from insr_hpc.pde.cases import CASES
+
+    try:
+        problem = dict(config.get("problem") or {})
+        cls = CASES.get(problem.get("case", ""))
+        case = cls(cls.Params(**problem), float(config["time"]["dt"]))
+        names = [v for v in ds.data_vars if v.endswith("_ref") and ds[v].dims and ds[v].dims[0] == "step"]
+        reference = {v: np.asarray(ds[v].values[step]) for v in names}
+        return case.baseline_errors(n_params, step, reference) if reference else {}
+    except Exception:  # noqa: BLE001 - an old or foreign store: no baseline column
+        return {}

@@ -6,7 +6,10 @@ under DIR, written to ``DIR/report/``.
   as a coordinate along ``run`` (``ds.rel_l2.sel(step=3).groupby("time.dt")``), plus
   ``state``, ``reason``, ``steps_done`` and ``capped_substeps`` per run (PDE: ``capped``
   per step is how many of the step's sub-problems stopped at their iteration cap);
-* ``summary.csv`` / ``summary.md``: one row per run, sorted by the primary error;
+* ``summary.csv`` / ``summary.md``: one row per run, sorted by the primary error, with
+  the case's classical solver at equal memory beside it where the case has one (Euler:
+  ``grid_linear_rel_l2`` / ``grid_cubic_rel_l2``, the grid solver with N² cells × 3 ≈
+  the run's weights, at the last committed step, against the same reference);
 * ``*.png``: see :mod:`insr_hpc.analysis.figures`;
 * ``tensorboard/``: one HParams session per run (:mod:`insr_hpc.analysis.tensorboard`).
 
@@ -146,6 +149,10 @@ def summary_rows(records: Sequence[RunRecord]) -> tuple[list[str], list[dict[str
     metrics = _metric_names(records)
     header = ["run", *keys, "state", "steps_done", "steps_total"]
     header += [f"final_{m}" for m in metrics] + [f"worst_{m}" for m in metrics]
+    baselines: list[str] = []
+    for r in records:
+        baselines += [b for b in r.baselines if b not in baselines]
+    header += baselines
     header += ["seconds_total", "seconds_per_step", "iterations", "capped_substeps", "n_params", "reason"]
 
     def sort_key(r: RunRecord):
@@ -158,6 +165,7 @@ def summary_rows(records: Sequence[RunRecord]) -> tuple[list[str], list[dict[str
         row.update(state=r.state, steps_done=r.steps_done, steps_total=r.steps_total)
         row.update({f"final_{m}": r.final.get(m, math.nan) for m in metrics})
         row.update({f"worst_{m}": r.worst.get(m, math.nan) for m in metrics})
+        row.update({b: r.baselines.get(b, math.nan) for b in baselines})
         per_step = r.seconds_total / r.steps_done if r.steps_done else math.nan
         row.update(seconds_total=r.seconds_total, seconds_per_step=per_step, iterations=r.iterations,
                    capped_substeps=math.nan if r.capped is None else r.capped,  # empty: unknown

@@ -143,6 +143,12 @@ class Case:
         """Errors of one step's outputs against its reference."""
         raise NotImplementedError
 
+    def baseline_errors(self, n_params: int, step: int, reference: dict[str, np.ndarray]) -> dict[str, float]:
+        """Errors of the case's classical solver at the memory of ``n_params`` network
+        weights, at step ``step`` against ``reference`` (the stored reference fields of
+        that step): what the report sets beside INSR. None by default."""
+        return {}
+
     def figure(self, outputs: dict[str, np.ndarray], t: float, resolution: int):
         """A matplotlib figure of the step vs the reference, or None."""
         return None

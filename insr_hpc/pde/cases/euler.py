@@ -304,6 +304,23 @@ class Euler(Case):
             "scheme_rel_l2": float(np.linalg.norm(ref - u0) / norm0) if steady else float("nan"),
         }
 
+    def baseline_errors(self, n_params, step, reference):
+        """The grid solver at equal memory (N² cells × 3 values ≈ the weights of u and p),
+        linear and cubic (the paper compares INSR with the linear one), advanced ``step``
+        steps and compared with the stored reference on the output grid."""
+        ref = np.asarray(reference["u_ref"], dtype=np.float64)
+        n = max(4, int(round(np.sqrt(n_params / 3))))
+        xc = cell_centres(ref.shape[0])
+        out = {}
+        for order, label in ((1, "linear"), (3, "cubic")):
+            grid = EulerGrid(n, self.dt, velocity_numpy(self.params.initial, self.params), order)
+            for _ in range(step):
+                grid.advance()
+            u = grid.sample(xc, xc)[0]
+            out[f"grid_{label}_rel_l2"] = float(np.linalg.norm(u - ref) / max(np.linalg.norm(ref), 1e-12))
+        out["grid_cells"] = float(n)
+        return out
+
     def figure(self, outputs, t, resolution):
         import matplotlib
 

@@ -1,9 +1,9 @@
 """1D advection in the INSR paper's setting: the authors' figures, the Adam path with
 their recipe, and the Gauss–Newton path, side by side in one process (1 thread).
 
-    python benchmarks/advection.py [--steps 3] [--adam-cap 3000] [--rounds 5] [--authors-repo CHECKOUT]
+    python benchmarks/advection.py [--steps 3] [--adam-cap 3000] [--rounds 5] [--authors-repo CHECKOUT] [--write]
 
-Prints and writes to docs/benchmarks.md:
+Prints (and with --write writes to docs/benchmarks.md):
 1. per-iteration cost of each optimiser on the same 901-parameter network, measured in
    interleaved rounds (Adam: one iteration on 5 000 samples + 50 boundary points, the
    authors' batch; Gauss–Newton: one Levenberg–Marquardt iteration on 2 000 samples);
@@ -137,7 +137,7 @@ def per_iteration_costs(rounds: int) -> dict[str, float]:
     return {k: float(np.median(v)) for k, v in times.items()}
 
 
-def packed_sweep(n_runs: int, ks: list[int], steps: int) -> None:
+def packed_sweep(n_runs: int, ks: list[int], steps: int, write: bool = False) -> None:
     """Runs per hour for packs of k (k = 1: every run alone), side by side.
 
     ``n_runs`` runs of the default config (seeds 0…n−1). Step 0 is fitted once per run
@@ -219,8 +219,9 @@ def packed_sweep(n_runs: int, ks: list[int], steps: int) -> None:
         f"{os.cpu_count()} cores (absolute times scale with it; the ratios come from interleaved rounds).\n\n{table}\n"
     )
     print(table)
-    write_section("Advection: packed sweeps", f"python benchmarks/advection.py --only packed --pack-runs {n_runs} "
-                  f"--pack {','.join(map(str, ks))} --pack-steps {steps}", body)
+    if write:
+        write_section("Advection: packed sweeps", f"python benchmarks/advection.py --only packed --pack-runs {n_runs} "
+                      f"--pack {','.join(map(str, ks))} --pack-steps {steps}", body)
 
 
 def main() -> None:
@@ -232,12 +233,13 @@ def main() -> None:
     ap.add_argument("--pack", default="1,4,16", help="pack sizes k to compare (1 = alone)")
     ap.add_argument("--pack-runs", type=int, default=16)
     ap.add_argument("--pack-steps", type=int, default=2)
+    ap.add_argument("--write", action="store_true", help="also write the tables into docs/benchmarks.md")
     ap.add_argument("--authors-repo", help="a checkout of honglin-c/INSR-PDE: time their code here (else quoted)")
     ap.add_argument("--authors-iters", type=int, default=50, help="timed iterations per sub-problem of their code")
     args = ap.parse_args()
     torch.set_num_threads(1)
     if args.only != "paths":
-        packed_sweep(args.pack_runs, [int(k) for k in args.pack.split(",")], args.pack_steps)
+        packed_sweep(args.pack_runs, [int(k) for k in args.pack.split(",")], args.pack_steps, args.write)
     if args.only == "packed":
         return
 
@@ -310,6 +312,8 @@ def main() -> None:
         "that is not the time scheme's). Per-iteration costs are medians of interleaved rounds.\n\n"
         f"{table}\n\n{summary}\n"
     )
+    if not args.write:
+        return
     write_section(
         "Advection: the authors' accuracy, Adam vs Gauss–Newton",
         f"python benchmarks/advection.py --steps {args.steps} --adam-cap {args.adam_cap} --rounds {args.rounds}"

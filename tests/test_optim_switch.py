@@ -18,7 +18,8 @@ from insr_hpc.errors import ConfigError
 from insr_hpc.pde.optimizers import OPTIMIZERS
 from insr_hpc.plan import plan_runs
 
-EULER = os.path.join(REPO, "configs", "euler.yaml")
+# an Euler config whose optim block is Adam's (configs/euler.yaml ships Gauss–Newton)
+EULER = os.path.join(REPO, "tests", "data", "euler_adam.yaml")
 NOTE = "optim.name={new}: dropped the file's optim keys it does not take: {keys}"
 
 
@@ -69,9 +70,9 @@ def test_a_sweep_notes_each_distinct_drop_once(tmp_path):
     expansion alike."""
     notes: list[str] = []
     plan = plan_runs(os.path.join(REPO, "configs", "euler_sweep.yaml"),
-                     ["optim.name=gauss_newton", f"output.root={tmp_path}"], notes=notes)
-    assert len(plan.specs) > 1 and len(notes) == 1 and "optim.name=gauss_newton" in notes[0]
-    assert {c.optim.name for c in plan.configs} == {"gauss_newton"}
+                     ["optim.name=adam", f"output.root={tmp_path}"], notes=notes)
+    assert len(plan.specs) > 1 and len(notes) == 1 and "optim.name=adam" in notes[0]
+    assert {c.optim.name for c in plan.configs} == {"adam"}
 
     with open(EULER, encoding="utf-8") as fh:
         data = yaml.safe_load(fh)

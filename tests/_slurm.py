@@ -75,14 +75,23 @@ def wait_mid_run(run_dir: str, steps: int = 2, timeout: float = 180) -> tuple[st
 def wait_requeued_and_release(job_id: str, run_dir: str, capsys, *, time_limit_min: int | None = None) -> dict:
     """Wait until Slurm holds the requeued job, check run.json and ``insr-hpc status``
     say pending/preempted, then release it. Returns run.json as seen while held."""
+    seen: list[str] = []
+
     def requeued():
         job = scontrol_job(job_id)
+        state = f"{job.get('JobState')}/Restarts={job.get('Restarts')}/Reason={job.get('Reason')}"
+        if not seen or seen[-1] != state:
+            seen.append(state)  # the states passed through, for the failure message
         return job.get("JobState") == "PENDING" and int(job.get("Restarts", "0")) >= 1
 
     # squeue says PENDING while scontrol still says COMPLETING (old instance cleaning up);
     # slurmd rejects a credential issued in the same second as the revoked one, so release
     # only once scontrol says PENDING (the old instance is gone), a couple of seconds later.
-    wait_for(requeued, 120, "the job to be requeued (scontrol: PENDING, Restarts >= 1)")
+    try:
+        wait_for(requeued, 120, "the job to be requeued (scontrol: PENDING, Restarts >= 1)")
+    except BaseException:
+        print(f"job {job_id} went through: {' -> '.join(seen[-12:])}")
+        raise
     time.sleep(2)
     assert squeue_states([job_id]).get(job_id) == "PENDING"
     held = read_state(run_dir)

@@ -172,7 +172,7 @@ def _baselines(ds, config: dict, n_params: int, step: int) -> dict[str, float]:
         cls = CASES.get(problem.get("case", ""))
         case = cls(cls.Params(**problem), float(config["time"]["dt"]))
         names = [v for v in ds.data_vars if v.endswith("_ref") and ds[v].dims and ds[v].dims[0] == "step"]
-        reference = {v: np.asarray(ds[v].values[step]) for v in names}
+        reference = {v: np.asarray(ds[v].isel(step=step).values) for v in names}  # that step only
         return case.baseline_errors(n_params, step, reference) if reference else {}
     except Exception:  # noqa: BLE001 - an old or foreign store: no baseline column
         return {}

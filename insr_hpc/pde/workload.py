@@ -117,11 +117,10 @@ class PDERun:
         if start > 0:
             solver.load_weights(solver.history[0])
         done_iters = int(np.asarray(store.group["iterations"][:start]).clip(min=0).sum()) if start else 0
-        # A store from before the ``capped`` variable is resumed without it: unknown there.
-        self.has_capped = "capped" in store.group
-        # Likewise per-step variables a later version added (e.g. Euler's scheme_rel_l2):
-        # an older store is resumed without them.
-        self.absent = set(store_variables(solver)) - set(store.group.array_keys())
+        # The arrays a step writes are the store's: one made by an older version lacks the
+        # per-step variables added since (``capped``, Euler's scheme_rel_l2) and is resumed
+        # without them (unknown there).
+        self.arrays = set(store.group.array_keys())
         self.monitor = Monitor(os.path.join(run_dir, "tb"), start, done_iters, cfg.output.log_every, enabled=env.is_main)
         # A grid-solver reference may need to be advanced through the steps already done.
         for k in range(start):
@@ -161,12 +160,10 @@ class PDERun:
                 "loss": losses,
                 "seconds": result["seconds"],
                 **errors,
+                "capped": np.array([int(result["capped"][s]) if s in result["capped"] else CAPPED_FLAGS["not_run"]
+                                    for s in self.subs], dtype=np.int8),
             }
-            if self.has_capped:
-                capped = result["capped"]
-                values["capped"] = np.array([int(capped[s]) if s in capped else CAPPED_FLAGS["not_run"]
-                                             for s in self.subs], dtype=np.int8)
-            self.store.commit_step(step, {k: v for k, v in values.items() if k not in self.absent})
+            self.store.commit_step(step, {k: v for k, v in values.items() if k in self.arrays})
             scalars = {f"error/{k}": v for k, v in errors.items()}
             scalars.update({f"iterations/{s}": result["iterations"][s] for s in result["iterations"]})
             scalars.update({f"final_loss/{s}": result["loss"][s] for s in result["loss"]})

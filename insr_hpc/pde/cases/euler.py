@@ -32,7 +32,7 @@ from insr_hpc.config.schema import require
 from insr_hpc.ops import divergence, divergence_at, grad_at, laplacian_at
 from insr_hpc.pde.baselines.euler_grid import EulerGrid, cell_centres
 from insr_hpc.pde.case import CASES, Case, FieldSpec, StepContext, SubProblem
-from insr_hpc.pde.terms import Residual, module_point_fn
+from insr_hpc.pde.terms import Residual
 from insr_hpc.pde.cases.euler_initial import INITIAL_CONDITIONS, velocity_numpy, velocity_torch
 
 PRESSURE_FORMS = ("ritz", "strong")
@@ -173,8 +173,6 @@ class Euler(Case):
         return [Residual("ritz", sample, ritz)]
 
     def initial_problems(self, current, n_interior, n_boundary, device):
-        u = module_point_fn(current["u"])
-
         def fit_u(field, x):
             with torch.no_grad():
                 target = self.u0(x.reshape(-1, 2)).reshape(x.shape)
@@ -192,7 +190,6 @@ class Euler(Case):
         # warm-starts from nearly its answer. (Fitting ∇p ≈ 0 instead drove p to a network
         # with a vanishing output layer, a point where Gauss–Newton's scaled steps in the
         # hidden weights are unbounded: every trial of step 1's pressure solve was refused.)
-        del u
         return [
             SubProblem("fit_u", "u", fit + self._wall_term(n_boundary, device)),
             SubProblem("fit_p", "p", self._pressure_terms(advected, exact, n_interior, n_boundary, device)),

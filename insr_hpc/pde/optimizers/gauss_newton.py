@@ -83,9 +83,8 @@ class GaussNewton(Optimizer):
         linear_solver: str = "auto"  # auto: cholesky up to max_dense parameters, cg beyond
         max_dense: int = 10000  # parameters up to which JᵀJ is formed and Cholesky-factored
         cg_iters: int = 100  # conjugate-gradient iterations per solve (matrix-free and Newton–CG)
-        cg_rtol: float = 1e-3  # matrix-free LM: CG stops once the residual of the normal equations falls by this
         reduction: float = 0.0  # LM, steps ≥ 1: converged once the objective is ≤ this × its warm-start value
-        damping_floor: float = 0.0  # LM: Marquardt's diag(JᵀJ) floored at this × its mean (0: no floor)
+        damping_floor: float = 0.0  # LM, dense solve: Marquardt's diag(JᵀJ) floored at this × its mean (0: no floor)
         chunk: int = 2048  # samples per vmap chunk of the Jacobian (bounds memory)
         gram_dtype: str = "float32"  # JᵀJ product in float32 (2× faster) or float64; the solve is float64
         init_warmup: int = 300  # step 0: Adam iterations (lr init_warmup_lr) before Gauss–Newton
@@ -111,7 +110,6 @@ class GaussNewton(Optimizer):
             )
             require(self.max_dense >= 1, "max_dense", f"must be >= 1, got {self.max_dense}")
             require(self.cg_iters >= 1, "cg_iters", f"must be >= 1, got {self.cg_iters}")
-            require(0 < self.cg_rtol < 1, "cg_rtol", f"must lie in (0, 1), got {self.cg_rtol}")
             require(0 <= self.reduction < 1, "reduction", f"must lie in [0, 1), got {self.reduction}")
             require(self.damping_floor >= 0, "damping_floor", f"must be >= 0, got {self.damping_floor}")
             require(self.chunk >= 1, "chunk", f"must be >= 1, got {self.chunk}")
@@ -221,9 +219,8 @@ class NormalEquations:
             from scipy.linalg import blas
 
             with _blas_threads():
-                upper = blas.ssyrk(1.0, J.detach().contiguous().numpy().T, trans=0, lower=0)  # (P, P), F-order
-            upper = reduce(torch.from_numpy(upper.astype(np.float64, order="F")).T).numpy().T  # (sum over ranks)
-            self.A = np.asfortranarray(upper)
+                upper = blas.ssyrk(1.0, J.detach().contiguous().numpy().T, trans=0, lower=0)  # (P, P): its upper triangle
+            self.A = reduce(torch.from_numpy(upper.astype(np.float64))).numpy()  # (summed over ranks elementwise)
             self.diag = torch.from_numpy(np.diagonal(self.A).copy())
         else:
             Jg = J.double() if float64 else J
@@ -254,31 +251,6 @@ def _blas_threads():
     from threadpoolctl import threadpool_limits
 
     return threadpool_limits(torch.get_num_threads())
-
-
-def _pcg(matvec, b: torch.Tensor, inv_diag: torch.Tensor, iters: int, rel_tol: float) -> tuple[torch.Tensor, int]:
-    """Jacobi-preconditioned conjugate gradients for SPD ``matvec``; (x, iterations)."""
-    x = torch.zeros_like(b)
-    r = b.clone()
-    z = inv_diag * r
-    p = z.clone()
-    rz = r @ z
-    b_norm = float(b.norm())
-    for k in range(iters):
-        Ap = matvec(p)
-        curv = p @ Ap
-        if curv <= 0:
-            return (x if k else z), k + 1
-        alpha = rz / curv
-        x = x + alpha * p
-        r = r - alpha * Ap
-        if float(r.norm()) <= rel_tol * b_norm:
-            return x, k + 1
-        z = inv_diag * r
-        rz_new = r @ z
-        p = z + (rz_new / rz) * p
-        rz = rz_new
-    return x, iters
 
 
 def levenberg_marquardt(vec: ParamVector, terms, gen, *, max_iters, rtol, params, reducer: Reducer,
@@ -319,23 +291,17 @@ def levenberg_marquardt(vec: ParamVector, terms, gen, *, max_iters, rtol, params
             g = reducer.sum((J.T @ r.to(J.dtype)).double())
         if dense:
             normal = NormalEquations(J, reducer.sum, params.gram_dtype == "float64")
+            # Marquardt scaling D = diag JᵀJ, floored at damping_floor × its mean: a direction
+            # the residual barely sees (a dead unit, a zeroed output layer) is damped like an
+            # average one instead of being free to take an arbitrarily large step.
             diag = normal.diag
-        else:
-            diag = reducer.sum((J * J).sum(0).double())
-        # Marquardt scaling D = diag JᵀJ, floored at damping_floor × its mean: a direction
-        # the residual barely sees (a dead unit, a zeroed output layer) is damped like an
-        # average one instead of being free to take an arbitrarily large step.
-        floor = params.damping_floor * float(diag.mean()) if params.damping_floor > 0 else 0.0
-        D = diag.clamp_min(max(floor, 1e-12 * float(diag.max()) + 1e-30))
+            floor = params.damping_floor * float(diag.mean())
+            D = diag.clamp_min(max(floor, 1e-12 * float(diag.max()) + 1e-30))
 
         def step_for(lam_: float) -> torch.Tensor:
-            """δ solving (JᵀJ + λD) δ = −Jᵀr."""
+            """δ solving (JᵀJ + λD) δ = −Jᵀr (D = I with matrix-free CG)."""
             if dense:
                 return normal.solve(g, lam_, D)
-            if params.damping_floor > 0:
-                def mv(v):
-                    return reducer.sum((J.T @ (J @ v.to(J.dtype))).double()) + lam_ * D * v
-                return -_pcg(mv, g, 1.0 / (diag + lam_ * D), params.cg_iters, params.cg_rtol)[0]
             return -_cg(lambda v: reducer.sum((J.T @ (J @ v.to(J.dtype))).double()) + lam_ * v, g, params.cg_iters)
 
         accepted = False

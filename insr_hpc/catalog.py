@@ -33,3 +33,9 @@ def load_config(path, overrides: Sequence[str] = (), notes: list[str] | None = N
 def build_config(data: Mapping[str, Any]):
     """A validated Config from plain data (e.g. a RunSpec's resolved config)."""
     return _load.build_config(data, CATALOG)
+
+
+def decode_config(data: Mapping[str, Any]):
+    """The typed Config of plain data that was validated already (a planned RunSpec's
+    config, its digest intact): converted only, not validated again."""
+    return _load.typed_config(data, CATALOG)

@@ -65,7 +65,7 @@ def _backend(name: str, launch_cfg):
 
 def cmd_run(args) -> int:
     from insr_hpc.plan import plan_runs
-    from insr_hpc.run import RunDir, check_resumable, execute
+    from insr_hpc.run import RunDir, admit, execute
     from insr_hpc.rundir import RunLocked
     from insr_hpc.runtime import STOP, Interrupted, install_stop_handlers
 
@@ -84,15 +84,11 @@ def cmd_run(args) -> int:
 
     env = env_from_launcher(cfg.device, cfg.launch.ddp.backend)
     main_rank = env is None or env.is_main
-    if main_rank:
-        holder = rd.holder()
-        if holder is not None:
-            raise InsrError(f"run {spec.run_id} is being computed by {_holder(holder)}; wait for it or cancel it")
-        if cfg.output.overwrite:
-            rd.clear_outputs()  # other ranks wait at the run's first barrier
-        else:
-            check_resumable(spec)  # a refused resume changes nothing on disk
-        spec.save()
+    if main_rank:  # other ranks wait at the run's first barrier
+        busy = admit([spec], backend=None).busy
+        if busy:
+            raise InsrError(f"run {spec.run_id} is being computed by {_holder(busy[spec.run_id])}; "
+                            "wait for it or cancel it")
     restore = install_stop_handlers(announce=main_rank and sys.stderr.isatty())
     try:
         summary = execute(spec, env=env)
@@ -126,22 +122,15 @@ def _holder(holder: dict) -> str:
 def cmd_submit(args) -> int:
     from insr_hpc.analysis.status import format_table, run_status
     from insr_hpc.launch.base import SubmitInterrupted
+    from insr_hpc.launch.packing import check_packing, make_packs
     from insr_hpc.plan import plan_runs
-    from insr_hpc.run import RunDir, check_resumable
+    from insr_hpc.run import admit
 
     plan = plan_runs(args.config, args.overrides)
     backend_name = args.backend or plan.launch.backend
     backend = _backend(backend_name, plan.launch)
-    if args.no_wait and not getattr(backend, "can_detach", False):
-        raise InsrError(f"--no-wait: backend '{backend_name}' runs inside this process; only slurm and ray can detach")
-    from insr_hpc.launch.packing import PACKING_BACKENDS, make_packs
-
-    if plan.launch.pack > 1 and backend_name not in PACKING_BACKENDS:  # --backend may differ from the config's
-        raise ConfigError("launch.pack", f"the {backend_name} backend runs one run per job; packing is done by "
-                          f"{', '.join(PACKING_BACKENDS)}; use launch.pack=1")
-    backend.check()  # a backend that cannot run here is refused before anything is written
-    if args.no_wait and hasattr(backend, "check_detach"):
-        backend.check_detach()
+    check_packing(plan.specs, plan.configs, backend_name)  # --backend may differ from the config's
+    backend.available(detach=args.no_wait)  # refused before anything is written
     if args.dry_run:
         packs = f" in {len(make_packs(plan.specs, plan.launch.pack))} pack(s) of at most {plan.launch.pack}" \
             if plan.launch.pack > 1 else ""
@@ -150,36 +139,12 @@ def cmd_submit(args) -> int:
             values = ", ".join(f"{k}={v}" for k, v in spec.overrides.items())
             print(f"  {spec.run_id}  {values}")
         return 0
-    # Refusals first, so that a refused submit changes nothing on disk.
-    busy: dict[str, dict] = {}
-    for spec, cfg in zip(plan.specs, plan.configs, strict=True):
-        holder = RunDir(spec.run_dir).holder()
-        if holder is not None:
-            busy[spec.run_id] = holder
-        elif not cfg.output.overwrite:
-            check_resumable(spec)
-    for spec, cfg in zip(plan.specs, plan.configs, strict=True):
-        if cfg.output.overwrite and spec.run_id not in busy:
-            RunDir(spec.run_dir).clear_outputs()
-    for run_id, holder in busy.items():
+    verdict = admit(plan.specs, backend_name)  # refusals first: a refused submit changes nothing on disk
+    for run_id, holder in verdict.busy.items():
         print(f"{run_id}: skipped: being computed by {_holder(holder)}")
-    todo = []
-    for spec in plan.specs:
-        rd = RunDir(spec.run_dir)
-        if spec.run_id in busy:
-            continue
-        with rd.try_lock(command="insr-hpc submit") as mine:
-            if mine is None:  # taken since we looked: another submit started it
-                print(f"{spec.run_id}: skipped: being computed by {_holder(rd.holder() or {})}")
-                continue
-            if rd.read_state().get("state") == "done":
-                continue
-            spec.save()  # visible to `insr-hpc status` before a worker picks it up
-            rd.transition("pending", None, run_id=spec.run_id, backend=backend_name, cancel_requested=False)
-        todo.append(spec)
-    skipped = len(plan.specs) - len(todo) - len(busy)
-    if skipped:
-        print(f"{skipped} run(s) already done, skipped")
+    if verdict.done:
+        print(f"{len(verdict.done)} run(s) already done, skipped")
+    todo = verdict.todo
     if args.no_wait:
         backend.submit(todo, plan.sweep_dir, progress=True, wait=False)
         print(f"queued {len(todo)} run(s); follow with: insr-hpc status {plan.sweep_dir}")
@@ -217,9 +182,11 @@ def cmd_status(args) -> int:
 
 
 def _add_job_states(states: list[dict]) -> None:
-    """Ask each backend that can (slurm, ray) for its live job state: ``job_state`` in each dict.
-    The launch layer (it imports torch) is imported only when some run has a job on a
-    backend other than local (local's job id is a pid, checked by run_status)."""
+    """Ask each backend that queues jobs (slurm, ray) for its live job state:
+    ``job_state`` in each dict; a run whose job has ended without recording an end is
+    shown ``failed``, with the backend's why (nothing is written). The launch layer (it
+    imports torch) is imported only when some run has a job on a backend other than
+    local (local's job id is a pid, checked by run_status)."""
     live_states = [st for st in states if st.get("job_id") and st.get("backend") not in (None, "local")]
     if not live_states:
         return
@@ -232,24 +199,14 @@ def _add_job_states(states: list[dict]) -> None:
             groups.setdefault(st["backend"], []).append(st)
     for name, group in groups.items():
         backend = BACKENDS.get(name)(LaunchConfig())
-        if hasattr(backend, "job_states"):
-            live = backend.job_states(group)
-            for st in group:
-                if st["run_id"] in live:
-                    st["job_state"] = live[st["run_id"]]
-                    _job_gone(st)
-
-
-def _job_gone(st: dict) -> None:
-    """A Slurm run that run.json calls pending/running whose job has ended (or that
-    Slurm no longer knows) without recording an end: e.g. scancel'ed, or killed,
-    before its job step could write run.json. Shown failed, with why (not written)."""
-    from insr_hpc.launch.slurm import ENDED
-
-    if st.get("backend") == "slurm" and st.get("state") in ("pending", "running") and st["job_state"] in ENDED:
-        what = "no longer known to Slurm" if st["job_state"] == "GONE" else f"ended {st['job_state']}"
-        st["state"] = "failed"
-        st["reason"] = f"slurm job {st.get('job_id')} {what} without recording an end; submit again to resume"
+        live = backend.states(group)
+        for st in group:
+            if st["run_id"] in live:
+                st["job_state"] = live[st["run_id"]]
+                why = backend.ended_unrecorded(st, st["job_state"]) if st.get("state") in ("pending", "running") \
+                    else None
+                if why:
+                    st["state"], st["reason"] = "failed", why
 
 
 def cmd_cancel(args) -> int:

@@ -7,6 +7,7 @@ config, the backend name and the output root's writability.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -15,7 +16,7 @@ from insr_hpc.config import config_to_dict, sweep_points
 from insr_hpc.config.load import announce, merge_dicts, read_layers
 from insr_hpc.config.expand import expand_configs
 from insr_hpc.errors import ConfigError, InsrError
-from insr_hpc.run import RunSpec
+from insr_hpc.rundir import RunSpec, config_digest
 
 
 @dataclass
@@ -53,10 +54,11 @@ def plan_runs(
     check_writable(sweep_dir, "output.root")
     check_name_lengths(sweep_dir, name, [p.run_id for p in points])
     shared: dict[int, dict] = {}  # points share their unchanged sections: so do their dicts (read-only)
-    specs = [
-        RunSpec(p.run_id, os.path.join(sweep_dir, p.run_id), config_to_dict(cfg, shared), dict(p.overrides))
-        for p, cfg in zip(points, configs, strict=True)
-    ]
+    specs = []
+    for p, cfg in zip(points, configs, strict=True):
+        data = config_to_dict(cfg, shared)  # validated above: the digest seals what was validated
+        specs.append(RunSpec(p.run_id, os.path.join(sweep_dir, p.run_id), data, dict(p.overrides),
+                             config_digest(data), typed=cfg))
     from insr_hpc.launch.packing import check_packing
 
     check_packing(specs, configs)
@@ -91,7 +93,9 @@ def _name_max(path: str) -> int:
 
 
 def check_writable(path: str, key: str) -> None:
-    """Fail unless ``path`` exists as a writable directory or could be created."""
+    """Fail unless ``path`` exists as a writable directory or could be created: probed
+    by creating and removing an entry in the nearest existing directory (permission
+    bits say nothing to root, nor about /proc, /sys or a read-only mount)."""
     probe = os.path.abspath(path)
     while not os.path.exists(probe):
         parent = os.path.dirname(probe)
@@ -100,5 +104,9 @@ def check_writable(path: str, key: str) -> None:
         probe = parent
     if not os.path.isdir(probe):
         raise InsrError(f"{key}: cannot create '{path}': '{probe}' is not a directory")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise InsrError(f"{key}: cannot create '{path}': '{probe}' is not writable")
+    try:
+        entry = tempfile.mkdtemp(prefix=".insr-hpc-probe-", dir=probe)
+        os.rmdir(entry)
+    except OSError as exc:
+        raise InsrError(f"{key}: cannot create '{path}': '{probe}' is not writable "
+                        f"({exc.strerror or type(exc).__name__})") from None

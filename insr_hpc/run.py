@@ -1,57 +1,49 @@
-"""RunSpec (plain, picklable) and ``execute``: run one job wherever it landed.
+"""The run layer: admit a plan's runs, then ``execute`` each one wherever it landed.
 
-The run directory holds ``spec.json`` (what to run), ``run.json`` (its state),
-``store.zarr`` and ``tb/``. Resume logic lives in the workload and the store, so a
-spec executed twice, on any backend, continues where the first left off.
+``execute(spec)`` is the one owner of a run's life: every backend and DDP rank calls
+it, and it alone takes the run's lock, checks that the store may be resumed with this
+config, and records the outcome (running → done | suspect | failed | cancelled, or
+back to pending when stopped). Before any backend sees a run, :func:`admit` (called by
+``insr-hpc run`` and ``submit``) refuses what cannot start without writing anything,
+then writes each run's ``spec.json`` once and records it pending. Backends only move
+specs, report engine states and cancel; when a job dies before its run could record an
+end, they hand the engine's word to :meth:`RunDir.settle`.
+
+The run directory's file names, state and lock are :class:`~insr_hpc.rundir.RunDir`'s.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import time
 import traceback
+from collections.abc import Sequence
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from insr_hpc.catalog import build_config
 from insr_hpc.errors import InsrError
-from insr_hpc.rundir import STATES, RunDir, RunLocked, describe_holder
+from insr_hpc.rundir import STATES, RunDir, RunLocked, RunSpec, describe_holder
 from insr_hpc.runtime import Interrupted, RunEnv, select_device
-from insr_hpc.workloads import WORKLOADS
+from insr_hpc.workloads import WORKLOADS, Ended, check_store_resumable
 
-__all__ = ["STATES", "Interrupted", "RunDir", "RunSpec", "check_resumable", "clear_outputs", "execute", "execute_pack",
-           "read_state", "update_state"]
-
-
-@dataclass
-class RunSpec:
-    run_id: str
-    run_dir: str
-    config: dict[str, Any]  # fully resolved config (plain data)
-    overrides: dict[str, Any] = field(default_factory=dict)  # this sweep point's values
-
-    def save(self) -> str:
-        rd = RunDir(self.run_dir)
-        os.makedirs(rd.path, exist_ok=True)
-        _atomic_json(rd.spec, asdict(self))
-        return rd.spec
-
-    @classmethod
-    def load(cls, path: str) -> RunSpec:
-        with open(path, encoding="utf-8") as fh:
-            return cls(**json.load(fh))
+__all__ = ["STATES", "Admission", "Interrupted", "RunDir", "RunSpec", "admit", "check_resumable", "execute",
+           "execute_pack", "read_state", "spec_config", "update_state"]
 
 
-def _atomic_json(path: str, data: dict) -> None:
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=1, default=str)
-    os.replace(tmp, path)
+def spec_config(spec: RunSpec):
+    """The typed Config of ``spec``, made once per process: the plan's own object when
+    the plan ran here; decoded without validating again when the config is the one the
+    plan validated (its digest matches); validated when it is not (a spec made by hand,
+    or a spec.json edited since)."""
+    if spec.typed is None:
+        from insr_hpc.catalog import build_config, decode_config
+
+        spec.typed = decode_config(spec.config) if spec.validated else build_config(spec.config)
+    return spec.typed
 
 
 def read_state(run_dir: str) -> dict[str, Any]:
@@ -62,14 +54,6 @@ def read_state(run_dir: str) -> dict[str, Any]:
 def update_state(run_dir: str, **changes: Any) -> dict[str, Any]:
     """Merge changes into ``run.json``; a ``state`` change must be an allowed transition."""
     return RunDir(run_dir).update(**changes)
-
-
-RUN_OUTPUTS = RunDir.OUTPUTS
-
-
-def clear_outputs(run_dir: str) -> None:
-    """Delete a run's results so it starts from step 0 (``output.overwrite=true``)."""
-    RunDir(run_dir).clear_outputs()
 
 
 def _reason(exc: BaseException, run_dir: str) -> str:
@@ -87,21 +71,86 @@ def _reason(exc: BaseException, run_dir: str) -> str:
 def check_resumable(spec: RunSpec) -> None:
     """Refuse (InsrError naming the key) a spec whose existing store was written with a
     config that changes results. Reads the store's attributes only; writes nothing."""
-    from insr_hpc.workloads import check_store_resumable
-
     check_store_resumable(RunDir(spec.run_dir).store, spec.config)
 
 
-def execute(spec: RunSpec, env: RunEnv | None = None, threads: int | None = None) -> dict[str, Any]:
+# -- before any backend: admit -------------------------------------------------------------
+@dataclass
+class Admission:
+    """What :func:`admit` decided: the runs to hand to a backend, the runs another live
+    process computes now (run id → its lock's holder) and the runs already done."""
+
+    todo: list[RunSpec] = field(default_factory=list)
+    busy: dict[str, dict] = field(default_factory=dict)
+    done: list[str] = field(default_factory=list)
+
+
+def admit(specs: Sequence[RunSpec], backend: str | None) -> Admission:
+    """Prepare a plan's runs for a backend (``None``: ``insr-hpc run``, in this process).
+
+    First every refusal, with nothing written: a run directory or file that is a
+    symbolic link, a store this config may not resume (InsrError naming the key). Then,
+    for each run no live process holds: ``output.overwrite`` clears its outputs; its
+    ``spec.json`` is written (the one write of it per submit); for a backend, a run
+    already ``done`` is left alone (its spec rewritten only if it differs) and any other
+    run is recorded ``pending`` on that backend, with its attempt count reset."""
+    verdict = Admission()
+    for spec in specs:
+        rd = RunDir(spec.run_dir)
+        rd.check_not_linked()
+        holder = rd.holder()
+        if holder is not None:
+            verdict.busy[spec.run_id] = holder
+        elif not spec_config(spec).output.overwrite:
+            check_resumable(spec)
+    for spec in specs:
+        rd = RunDir(spec.run_dir)
+        if spec.run_id in verdict.busy:
+            continue
+        with rd.try_lock(command=f"insr-hpc {'submit' if backend else 'run'}") as mine:
+            if mine is None:  # taken since we looked: another submit started it
+                verdict.busy[spec.run_id] = rd.holder() or {}
+                continue
+            if spec_config(spec).output.overwrite:
+                rd.clear_outputs()
+            state = rd.read_state()
+            if backend is not None and state.get("state") == "done" and os.path.exists(rd.state_file):
+                if not rd.spec_matches(spec):  # e.g. a damaged spec.json beside a done run
+                    rd.write_spec(spec)
+                verdict.done.append(spec.run_id)
+                continue
+            rd.write_spec(spec)
+            if backend is not None:
+                fresh = {"attempts": 0, "earlier_attempts": []} if state.get("state") in (None, "pending", "cancelled") \
+                    else {}
+                rd.transition("pending", None, run_id=spec.run_id, backend=backend, job_id=None,
+                              cancel_requested=False, **fresh)
+        verdict.todo.append(spec)
+    return verdict
+
+
+# -- wherever the run landed: execute ------------------------------------------------------------
+def _job_fields(job: dict[str, Any] | None) -> dict[str, Any]:
+    """What run.json records about the job computing the run: ``job`` from the backend,
+    else the local worker's own process group (its ``submit`` signals that group)."""
+    if job is not None:
+        return dict(job)
+    backend = os.environ.get("INSR_HPC_BACKEND")
+    return {"backend": backend, "job_id": str(os.getpgrp())} if backend == "local" else {}
+
+
+def execute(spec: RunSpec, env: RunEnv | None = None, threads: int | None = None,
+            job: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run one spec in this process: the one entry point of every backend and DDP rank.
 
-    Holds the run's lock (rank 0; :class:`~insr_hpc.rundir.RunLocked` if another live
-    process computes it), refuses a store written with a result-changing config before
-    changing anything, records running → done | suspect | failed (or back to pending
-    when interrupted) in ``run.json``. Returns the workload's summary; re-raises the
-    workload's exception after recording it.
+    Rank 0 holds the run's lock (:class:`~insr_hpc.rundir.RunLocked` if another live
+    process computes it) and, under it, refuses a store written with a result-changing
+    config before changing anything; then records one more attempt (``job``: the
+    backend's job id and host, else the local worker's) and running → done | suspect |
+    failed (pending when interrupted; cancelled when a cancel was asked) in ``run.json``.
+    Returns the workload's summary; re-raises the workload's exception after recording it.
     """
-    cfg = build_config(spec.config)
+    cfg = spec_config(spec)
     if threads is None:
         threads = cfg.launch.threads_per_job
     torch.set_num_threads(max(1, threads))
@@ -115,8 +164,8 @@ def execute(spec: RunSpec, env: RunEnv | None = None, threads: int | None = None
         refused: BaseException | None = None
         if main:
             try:
-                check_resumable(spec)
                 stack.enter_context(rd.lock(command=f"insr-hpc run {spec.run_id}", on_takeover=took_over))
+                check_resumable(spec)
             except (InsrError, RunLocked) as exc:
                 refused = exc
         if env is not None and env.world_size > 1 and env.reduce_scalar is not None:
@@ -126,9 +175,33 @@ def execute(spec: RunSpec, env: RunEnv | None = None, threads: int | None = None
         if refused is not None:
             raise refused
         if main:
-            rd.transition("running", run_id=spec.run_id, host=socket.gethostname(), pid=os.getpid(),
-                          started=time.time(), overrides=spec.overrides)
+            rd.begin_attempt(state="running", reason=None, run_id=spec.run_id, host=socket.gethostname(),
+                             pid=os.getpid(), started=time.time(), overrides=spec.overrides, **_job_fields(job))
         return _execute(spec, cfg, rd, env)
+
+
+def _stopped(rd: RunDir, exc: BaseException) -> None:
+    """Record a run stopped at a step boundary: cancelled when asked, else pending."""
+    if rd.cancel_requested():
+        rd.transition("cancelled", "cancelled by user", ended=time.time())
+    else:
+        how = str(exc) or "interrupted (Ctrl-C)"
+        rd.transition("pending", f"interrupted: {how}; submit again to resume", ended=time.time())
+
+
+def _failed(rd: RunDir, exc: BaseException, text: str | None = None) -> str:
+    reason = _reason(exc, rd.path)
+    rd.write_error(text or "".join(traceback.format_exception(exc)))
+    _record_failure_in_store(rd, reason)
+    rd.transition("failed", reason, ended=time.time())
+    return reason
+
+
+def _finished(rd: RunDir, summary: Any, world_size: int) -> None:
+    """A finished run whose results fail a guard rail is ``suspect``, never ``done``."""
+    suspect = summary.get("suspect") if isinstance(summary, dict) else None
+    rd.transition("suspect" if suspect else "done", suspect, ended=time.time(), summary=summary,
+                  world_size=world_size)
 
 
 def _execute(spec: RunSpec, cfg, rd: RunDir, env: RunEnv | None) -> dict[str, Any]:
@@ -138,24 +211,19 @@ def _execute(spec: RunSpec, cfg, rd: RunDir, env: RunEnv | None) -> dict[str, An
         summary = WORKLOADS.get(cfg.workload).run(cfg, spec.run_dir, env, spec.run_id)
     except (Interrupted, KeyboardInterrupt) as exc:
         if main:
-            how = str(exc) or "interrupted (Ctrl-C)"
-            rd.transition("pending", f"interrupted: {how}; submit again to resume", ended=time.time())
+            _stopped(rd, exc)
         raise
     except BaseException as exc:
-        if main and not isinstance(exc, SystemExit):
-            reason = _reason(exc, rd.path)
-            rd.write_error(traceback.format_exc())
-            _record_failure_in_store(rd, reason)
-            rd.transition("failed", reason, ended=time.time())
+        if main and not isinstance(exc, SystemExit):  # a SystemExit is the launcher's to record
+            _failed(rd, exc, traceback.format_exc())
         raise
-    if main:  # a finished run whose results fail a guard rail is "suspect", never "done"
-        suspect = summary.get("suspect") if isinstance(summary, dict) else None
-        rd.transition("suspect" if suspect else "done", suspect, ended=time.time(),
-                      summary=summary, world_size=env.world_size)
+    if main:
+        _finished(rd, summary, env.world_size)
     return summary
 
 
-def execute_pack(specs: list[RunSpec], threads: int | None = None) -> dict[str, str]:
+def execute_pack(specs: list[RunSpec], threads: int | None = None,
+                 job: dict[str, Any] | None = None) -> dict[str, str]:
     """Run k specs as one pack in this process (``launch.pack``; :mod:`insr_hpc.pde.pack`).
 
     Every run is locked, checked and recorded as if it ran alone (running → done |
@@ -163,7 +231,7 @@ def execute_pack(specs: list[RunSpec], threads: int | None = None) -> dict[str, 
     or is locked by another process leaves the others going. Returns run_id → outcome
     (a state, or ``skipped`` when another live process holds its lock). Re-raises
     :class:`~insr_hpc.runtime.Interrupted` after recording the runs it stopped."""
-    cfgs = [build_config(s.config) for s in specs]
+    cfgs = [spec_config(s) for s in specs]
     torch.set_num_threads(max(1, threads if threads is not None else cfgs[0].launch.threads_per_job))
     outcome: dict[str, str] = {}
     with ExitStack() as stack:
@@ -171,8 +239,8 @@ def execute_pack(specs: list[RunSpec], threads: int | None = None) -> dict[str, 
         for spec, cfg in zip(specs, cfgs, strict=True):
             rd = RunDir(spec.run_dir)
             try:
-                check_resumable(spec)
                 stack.enter_context(rd.lock(command=f"insr-hpc run {spec.run_id} (pack of {len(specs)})"))
+                check_resumable(spec)
             except RunLocked as exc:
                 print(f"insr-hpc: run {spec.run_id} skipped: {exc}", flush=True)
                 outcome[spec.run_id] = "skipped"
@@ -181,47 +249,41 @@ def execute_pack(specs: list[RunSpec], threads: int | None = None) -> dict[str, 
                 print(f"insr-hpc: run {spec.run_id} refused: {exc}", flush=True)
                 outcome[spec.run_id] = rd.read_state().get("state", "pending")
                 continue
-            rd.transition("running", run_id=spec.run_id, host=socket.gethostname(), pid=os.getpid(),
-                          started=time.time(), overrides=spec.overrides, pack=[s.run_id for s in specs],
-                          cancel_requested=False)
+            rd.begin_attempt(state="running", reason=None, run_id=spec.run_id, host=socket.gethostname(),
+                             pid=os.getpid(), started=time.time(), overrides=spec.overrides,
+                             pack=[s.run_id for s in specs], **_job_fields(job))
             members.append((spec, cfg, rd))
         if not members:
             return outcome
         env = RunEnv(device=select_device(members[0][1].device))
 
-        def ended(i: int, result) -> None:
+        def ended(i: int, how: Ended) -> None:
             spec, _cfg, rd = members[i]
-            if isinstance(result, str):  # dropped at a step boundary (cancelled)
-                rd.transition("cancelled", result, ended=time.time())
-            elif isinstance(result, BaseException):
-                reason = _reason(result, rd.path)
-                rd.write_error("".join(traceback.format_exception(result)))
-                _record_failure_in_store(rd, reason)
-                rd.transition("failed", reason, ended=time.time())
+            if how.dropped is not None:
+                rd.transition("cancelled", how.dropped, ended=time.time())
+            elif how.error is not None:
+                reason = _failed(rd, how.error)
                 print(f"insr-hpc: run {spec.run_id} failed: {reason}", flush=True)
             else:
-                suspect = result.get("suspect") if isinstance(result, dict) else None
-                rd.transition("suspect" if suspect else "done", suspect, ended=time.time(), summary=result,
-                              world_size=1)
+                _finished(rd, how.summary, 1)
             outcome[spec.run_id] = rd.read_state().get("state", "failed")
 
         def should_drop(i: int) -> str | None:
-            return "cancelled by user" if members[i][2].read_state().get("cancel_requested") else None
+            return "cancelled by user" if members[i][2].cancel_requested() else None
 
         workload = WORKLOADS.get(members[0][1].workload)
         try:
             workload.run_pack([(cfg, spec.run_dir, spec.run_id) for spec, cfg, _ in members], env, ended, should_drop)
         except (Interrupted, KeyboardInterrupt) as exc:
-            how = str(exc) or "interrupted (Ctrl-C)"
             for spec, _cfg, rd in members:
                 if spec.run_id not in outcome:
-                    rd.transition("pending", f"interrupted: {how}; submit again to resume", ended=time.time())
-                    outcome[spec.run_id] = "pending"
+                    _stopped(rd, exc)
+                    outcome[spec.run_id] = rd.read_state().get("state", "pending")
             raise
         except BaseException as exc:  # the pack itself broke: every run not yet ended failed with it
             for i, (spec, _cfg, _rd) in enumerate(members):
                 if spec.run_id not in outcome:
-                    ended(i, exc)
+                    ended(i, Ended(error=exc))
             if not isinstance(exc, Exception):
                 raise
     return outcome

@@ -19,6 +19,21 @@ holder's host and pid from the file and says it took the lock over. ``flock`` is
 honoured across hosts on NFS (Linux emulates it with POSIX locks) and on Lustre mounted
 with ``-o flock``.
 
+**What to run** is a :class:`RunSpec` (plain data: run id, directory, the resolved and
+validated config, the sweep point's values, the config's digest), written once per
+submit as ``spec.json`` by :meth:`RunDir.write_spec` and read back by
+:meth:`RunDir.read_spec`. A spec whose config still matches the digest the plan
+recorded was validated when it was planned and is never validated again; one without
+it (edited by hand, or built in code) is validated when it is first turned into a
+typed config.
+
+**How a run ends** is decided in two places only: by the run itself
+(``run.execute`` records done / suspect / failed / cancelled, or pending when
+stopped), and, when its process died before it could say, by :meth:`RunDir.settle`,
+which every backend calls with the engine's word on the job. A cancel is asked for
+through :meth:`RunDir.request_cancel` and seen through :meth:`RunDir.cancel_requested`
+whatever the backend.
+
 Importing this module is cheap (no torch, no zarr): ``status`` over thousands of runs uses it.
 """
 
@@ -26,13 +41,17 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import hashlib
 import json
 import os
 import shutil
 import socket
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
+
+from insr_hpc.errors import InsrError
 
 STATES = ("pending", "running", "done", "suspect", "failed", "cancelled")
 FINAL = ("done", "suspect", "failed", "cancelled")
@@ -80,6 +99,50 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def config_digest(config: Any) -> str:
+    """sha256 of a resolved config's canonical JSON: what the plan validated."""
+    text = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str, ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class RunSpec:
+    """What to run: plain data, picklable, the same on every backend.
+
+    ``config`` is the resolved config as plain data; ``digest`` is
+    :func:`config_digest` of it, set by the plan once the config was validated (None
+    for a spec made by hand). ``typed`` is the typed Config of this process, when the
+    plan made it here (never pickled, never written)."""
+
+    run_id: str
+    run_dir: str
+    config: dict[str, Any]
+    overrides: dict[str, Any] = field(default_factory=dict)  # this sweep point's values
+    digest: str | None = None
+    typed: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def validated(self) -> bool:
+        """Is ``config`` exactly what a plan validated (its digest still matches)?"""
+        return self.digest is not None and self.digest == config_digest(self.config)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "run_dir": self.run_dir, "config": self.config,
+                "overrides": self.overrides, "digest": self.digest}
+
+    def __getstate__(self) -> dict[str, Any]:  # a Ray task gets the data, not this process's objects
+        return self.to_json() | {"typed": None}
+
+    def save(self) -> str:
+        """Write this spec as its run directory's spec.json (:meth:`RunDir.write_spec`)."""
+        return RunDir(self.run_dir).write_spec(self)
+
+    @classmethod
+    def load(cls, path: str) -> RunSpec:
+        """The spec in ``path`` (a run directory's spec.json)."""
+        return RunDir(os.path.dirname(os.path.abspath(path))).read_spec(path)
+
+
 class RunDir:
     """The files of one run (``root/name/run_id/``) and the operations on its state."""
 
@@ -91,6 +154,7 @@ class RunDir:
     TB = "tb"
     CHECKPOINT = "checkpoint.pt"
     LOCK = "run.lock"
+    STATE_GUARD = ".run.json.lock"  # held for the moment of one run.json read-modify-write
     # What a run writes; ``clear_outputs`` removes it to start over (spec.json, log.txt
     # and the lock stay: the spec is what will run, the log is the user's history).
     OUTPUTS = (STORE, STORE + ".partial", TB, CHECKPOINT, STATE, ERROR)
@@ -140,12 +204,55 @@ class RunDir:
     def is_run_dir(filenames) -> bool:
         return RunDir.SPEC in filenames or RunDir.STATE in filenames
 
+    def check_not_linked(self) -> None:
+        """Refuse (InsrError) a run directory, or a file of it, that is a symbolic link:
+        a link would make the run write (or ``output.overwrite`` delete) outside
+        ``output.root``."""
+        for path in (self.path, *(self.file(name) for name in (self.SPEC, self.STATE, self.LOCK, *self.OUTPUTS))):
+            if os.path.islink(path):
+                raise InsrError(f"'{path}' is a symbolic link (to '{os.readlink(path)}'); a run directory and its "
+                                "files must be real: remove the link or use another output.root")
+
+    # -- the spec -----------------------------------------------------------------
+    def write_spec(self, spec: RunSpec) -> str:
+        """Write ``spec.json`` (atomically): once per submit, before a backend sees the run."""
+        os.makedirs(self.path, exist_ok=True)
+        tmp = f"{self.spec}.{os.getpid()}.tmp"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(spec.to_json(), fh, indent=1, default=str)
+        os.replace(tmp, self.spec)
+        return self.spec
+
+    def read_spec(self, path: str | None = None) -> RunSpec:
+        """The run's spec (InsrError naming the file when it is missing or not a spec)."""
+        path = path or self.spec
+        try:
+            with open(path, encoding="utf-8") as fh:
+                data = json.load(fh)
+        except OSError as exc:
+            raise InsrError(f"{path}: cannot read the run's spec: {exc.strerror or exc}") from None
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+            raise InsrError(f"{path}: not a run spec (not valid JSON: {str(exc).splitlines()[0][:120]})") from None
+        keys = ("run_id", "run_dir", "config")
+        if not isinstance(data, dict) or not all(k in data for k in keys) or not isinstance(data["config"], dict) \
+                or not isinstance(data.get("overrides", {}), dict):
+            raise InsrError(f"{path}: not a run spec (expected an object with {', '.join(keys)})")
+        return RunSpec(str(data["run_id"]), str(data["run_dir"]), data["config"], data.get("overrides") or {},
+                       data.get("digest") if isinstance(data.get("digest"), str) else None)
+
+    def spec_matches(self, spec: RunSpec) -> bool:
+        """Does the spec.json on disk hold exactly ``spec``?"""
+        try:
+            return self.read_spec().to_json() == json.loads(json.dumps(spec.to_json(), default=str))
+        except InsrError:
+            return False
+
     # -- state ------------------------------------------------------------------
     def read_state(self) -> dict[str, Any]:
         try:
             with open(self.state_file, encoding="utf-8") as fh:
                 data = json.load(fh)
-        except (OSError, json.JSONDecodeError):
+        except (OSError, ValueError, RecursionError):  # ValueError: bad JSON or not UTF-8
             return {"state": "pending"}
         return data if isinstance(data, dict) else {"state": "pending"}
 
@@ -158,6 +265,36 @@ class RunDir:
         except Exception:
             return 0
         return int(done.argmin()) if not done.all() else len(done)
+
+    def request_cancel(self) -> None:
+        """Ask for this run to be cancelled (the one cancel protocol of every backend):
+        the run stops at its next step boundary, a pack drops it, a Ray driver cancels its
+        task; whoever sees the run end without an outcome records ``cancelled``."""
+        self.update(cancel_requested=True)
+
+    def cancel_requested(self) -> bool:
+        return bool(self.read_state().get("cancel_requested"))
+
+    def settle(self, ended: str, *, cancelled: str = "cancelled by user", stopping: str | None = None,
+               unfinished: tuple[str, ...] = ("running",)) -> str:
+        """The engine says this run's job is over (``ended``: how, e.g. ``worker exited
+        with code -9``). An outcome the run recorded itself stands; a run still in one of
+        the ``unfinished`` states is recorded ``cancelled`` (reason ``cancelled``) when a
+        cancel was asked, back to ``pending`` with reason ``stopping`` when the submit
+        itself was being stopped, else ``failed`` with reason ``ended``. Returns the
+        state now. (``unfinished`` includes ``pending`` for engines that queue a job
+        before its run starts, e.g. Slurm: a job cancelled in the queue never ran.)"""
+        state = self.read_state()
+        if state.get("state", "pending") not in unfinished:
+            return state.get("state", "pending")
+        try:
+            if state.get("cancel_requested"):
+                return self.transition("cancelled", cancelled)["state"]
+            if stopping is not None:
+                return self.transition("pending", stopping)["state"]
+            return self.transition("failed", ended)["state"]
+        except StateError:  # it recorded its own end meanwhile
+            return self.read_state().get("state", "failed")
 
     def cancel_if_live(self, reason: str) -> bool:
         """Record ``cancelled`` unless the run ended meanwhile (a job that finished while
@@ -193,6 +330,27 @@ class RunDir:
     def update(self, **changes: Any) -> dict[str, Any]:
         """Merge ``changes`` into run.json (atomically). A ``state`` among them must be
         an allowed transition (:class:`StateError` otherwise)."""
+        with self._state_guard():
+            return self._update(changes)
+
+    @contextmanager
+    def _state_guard(self):
+        """Serialise read-modify-writes of run.json between processes (a backend
+        recording a job id while the job records that it runs). Best effort: where the
+        guard file cannot be made (a full disk), the write goes on unguarded."""
+        try:
+            os.makedirs(self.path, exist_ok=True)
+            fd = os.open(self.file(self.STATE_GUARD), os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            yield
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def _update(self, changes: dict[str, Any]) -> dict[str, Any]:
         state = self.read_state()
         if "state" in changes:
             old, new = state.get("state", "pending"), changes["state"]
@@ -239,7 +397,9 @@ class RunDir:
         requeued or restarted run must resume, not wipe what it has already computed."""
         for name in self.OUTPUTS:
             path = self.file(name)
-            if os.path.isdir(path):
+            if os.path.islink(path):  # never delete through a link: only the link goes
+                os.remove(path)
+            elif os.path.isdir(path):
                 shutil.rmtree(path)
             elif os.path.exists(path):
                 os.remove(path)
@@ -274,7 +434,7 @@ class RunDir:
         try:
             with open(self.lock_file, encoding="utf-8") as fh:
                 data = json.loads(fh.read() or "null")
-        except (OSError, json.JSONDecodeError):
+        except (OSError, ValueError, RecursionError):  # ValueError: bad JSON or not UTF-8
             return None
         return data if isinstance(data, dict) else None
 

@@ -1,12 +1,17 @@
 """The workload registry (``workload: pde | recon``) and rules shared by workloads.
 
 A workload entry has ``config_class`` (its typed Config), ``tagged_sections``
-(section → (tag key, registry)) and ``run(cfg, run_dir, env, run_id) -> summary``.
+(section → (tag key, registry)) and ``run(cfg, run_dir, env, run_id) -> summary``;
+one that can solve several runs in one process also has ``pack_key(config)`` and
+``run_pack(runs, env, ended, should_drop)``, reporting each run's end as an
+:class:`Ended`. A workload names the files of its run directory through
+:class:`~insr_hpc.rundir.RunDir` and never decides a run's state: ``run.execute`` does.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from insr_hpc.config.load import config_to_dict
@@ -19,6 +24,16 @@ WORKLOADS.default = "pde"
 
 # Keys that may change between a run and its resumption: they do not change results.
 RESUME_FREE = ("name", "launch", "sweep", "device", "guard", "output.root", "output.overwrite", "output.log_every", "output.figure_every")
+
+
+@dataclass(frozen=True)
+class Ended:
+    """How one run of a pack ended: its summary, the exception that ended it alone, or
+    the reason it was dropped at a step boundary (a cancel)."""
+
+    summary: Any = None
+    error: BaseException | None = None
+    dropped: str | None = None
 
 
 def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -55,14 +70,14 @@ def check_store_resumable(path: str, config: Mapping[str, Any]) -> None:
     check_resumable(stored, json_safe(dict(config)), path)
 
 
-def reopen_store(path: str, cfg: Any, log: Callable[[str], None] = print) -> StepStore | None:
-    """The run's existing store, checked to be resumable with ``cfg`` and verified: a
-    committed step whose data is missing or damaged is un-committed (with every step
-    after it), so the run recomputes it; ``log`` says so. None if there is no store."""
+def reopen_store(path: str, log: Callable[[str], None] = print) -> StepStore | None:
+    """The run's existing store, verified: a committed step whose data is missing or
+    damaged is un-committed (with every step after it), so the run recomputes it;
+    ``log`` says so. None if there is no store. (Whether this config may resume the store
+    was checked once, by ``run.execute``, under the run's lock.)"""
     if not StepStore.exists(path):
         return None
     store = StepStore.open(path)
-    check_resumable(store.attrs.get("config", {}), config_to_dict(cfg), path)
     repaired = store.repair()
     if repaired is not None:
         log(f"store verification: {repaired}")

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from insr_hpc.rundir import RunDir
 from insr_hpc.store import StepStore, StoreFormatError
 
 # The error a sweep is ranked by, per workload, and the other final metrics reported.
@@ -63,7 +64,7 @@ def _read_json(path: str) -> dict[str, Any]:
         with open(path, encoding="utf-8") as fh:
             data = json.load(fh)
         return data if isinstance(data, dict) else {}
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError, RecursionError):  # ValueError: bad JSON or not UTF-8
         return {}
 
 
@@ -82,8 +83,9 @@ def sweep_label(value: Any) -> Any:
 def collect_run(run_dir: str, root: str) -> RunRecord:
     """Read one run directory (run.json, spec.json, store.zarr). Raises BadStore when the
     store exists but cannot be used (unknown version, missing array, corrupt attribute)."""
-    state = _read_json(os.path.join(run_dir, "run.json"))
-    spec = _read_json(os.path.join(run_dir, "spec.json"))
+    rd = RunDir(run_dir)
+    state = _read_json(rd.state_file)
+    spec = _read_json(rd.spec)
     overrides = spec.get("overrides") or state.get("overrides") or {}
     rec = RunRecord(
         run=os.path.relpath(run_dir, root),
@@ -92,7 +94,7 @@ def collect_run(run_dir: str, root: str) -> RunRecord:
         reason=str(state.get("reason") or ""),
         workload=str((spec.get("config") or {}).get("workload", "pde")),
     )
-    path = os.path.join(run_dir, "store.zarr")
+    path = rd.store
     if not os.path.exists(path):
         return rec  # failed or pending before its store was created: present, no series
     try:

@@ -18,10 +18,9 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 
 from tqdm import tqdm
 
-from insr_hpc.errors import ConfigError
+from insr_hpc.errors import ConfigError, InsrError
 from insr_hpc.launch.base import BACKENDS, Backend, SubmitInterrupted
 from insr_hpc.launch.packing import make_packs
-from insr_hpc.run import read_state
 from insr_hpc.rundir import EXIT_LOCKED, RunDir, pid_alive
 
 
@@ -34,7 +33,7 @@ def available_cores() -> int:
 
 def finished_line(spec) -> str:
     """``run_id: state (reason) key=value …`` for a run that just ended."""
-    state = read_state(spec.run_dir)
+    state = RunDir(spec.run_dir).read_state()
     text = f"{spec.run_id}: {state.get('state', '?')}"
     if state.get("reason"):
         text += f" ({state['reason']})"
@@ -46,11 +45,25 @@ def finished_line(spec) -> str:
 @BACKENDS.register("local")
 class LocalBackend(Backend):
     name = "local"
+    can_pack = True
 
     def __init__(self, launch_cfg):
         super().__init__(launch_cfg)
         if launch_cfg.ddp.nodes != 1:
             raise ConfigError("launch.ddp.nodes", f"the local backend runs on one machine, got {launch_cfg.ddp.nodes}")
+
+    def available(self, detach: bool = False) -> None:
+        if detach:
+            raise InsrError("--no-wait: backend 'local' runs inside this process; only slurm and ray can detach")
+
+    def states(self, runs) -> dict[str, str]:
+        """RUNNING while the worker's process group lives, else GONE."""
+        out = {}
+        for st in runs:
+            job = str(st.get("job_id") or "")
+            if job.isdigit():
+                out[st["run_id"]] = "RUNNING" if pid_alive(int(job)) else "GONE"
+        return out
 
     def workers(self, n_runs: int) -> int:
         per_run = self.launch.threads_per_job * self.launch.ddp.nproc_per_node
@@ -68,37 +81,33 @@ class LocalBackend(Backend):
         rd = RunDir(spec.run_dir)
         if self._stopping is not None:  # submit was stopped before this run started
             return "pending"
-        path = spec.save()
-        env = self._worker_env()
         with open(rd.log, "ab") as log:
             proc = subprocess.Popen(
-                self.command(path),
-                stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                self.command(rd.spec),
+                stdout=log, stderr=subprocess.STDOUT, env=self._worker_env(), start_new_session=True,
             )
             with self._lock:
                 self._procs[spec.run_id] = proc
             if self._stopping is not None:  # the signal came while it was starting
                 _signal_group(proc, self._stopping)
-            holder = rd.holder()
-            if holder is None or holder.get("pid") == proc.pid:  # not another submit's run
-                rd.update(backend="local", job_id=str(proc.pid))
             code = proc.wait()
             with self._lock:
                 self._procs.pop(spec.run_id, None)
         if code == EXIT_LOCKED:
             return "skipped"
-        rd.update(backend="local", job_id=str(proc.pid))
-        state = rd.read_state()
-        if code != 0 and state.get("state") == "running":
-            if self._stopping is not None:
-                state = rd.transition("pending", f"interrupted: killed {self.launch.grace_s:g} s after "
-                                      f"{signal.Signals(self._stopping).name} (grace period); submit again to resume")
-            else:
-                reason = f"worker exited with code {code}" + (" (killed by signal)" if code < 0 else "")
-                state = rd.transition("failed", reason)
-        return state.get("state", "failed")
+        if code == 0:
+            return rd.read_state().get("state", "failed")
+        return rd.settle(f"worker exited with code {code}" + (" (killed by signal)" if code < 0 else ""),
+                         stopping=self._stop_reason())
 
-    def submit(self, specs, sweep_dir, progress=True):
+    def _stop_reason(self) -> str | None:
+        """The pending reason of a run killed because submit itself was stopped."""
+        if self._stopping is None:
+            return None
+        return (f"interrupted: killed {self.launch.grace_s:g} s after {signal.Signals(self._stopping).name} "
+                "(grace period); submit again to resume")
+
+    def submit(self, specs, sweep_dir, progress=True, wait=True):
         """Run the specs, at most ``workers`` at once (with ``launch.pack`` > 1: packs of
         compatible runs, one worker process each). SIGTERM/SIGINT stop it: running
         workers get SIGTERM (they stop at their next step boundary, state ``pending``)
@@ -122,14 +131,14 @@ class LocalBackend(Backend):
                     except OSError as exc:
                         outcome = {}
                         for spec in unit:
-                            RunDir(spec.run_dir).transition("failed", f"could not start worker: {exc}")
-                            outcome[spec.run_id] = "failed"
+                            outcome[spec.run_id] = RunDir(spec.run_dir).settle(
+                                f"could not start worker: {exc}", unfinished=("pending", "running"))
                     for spec in unit:
                         results[spec.run_id] = outcome.get(spec.run_id, "failed")
                         if self._stopping is None or results[spec.run_id] != "pending":
                             bar.write(finished_line(spec) if results[spec.run_id] != "skipped" else
                                       f"{spec.run_id}: skipped: being computed by another process (its lock: "
-                                      f"{RunDir(spec.run_dir).lock_file}); state now {read_state(spec.run_dir).get('state')}")
+                                      f"{RunDir(spec.run_dir).lock_file}); state now {RunDir(spec.run_dir).read_state().get('state')}")
                         bar.update(1)
                 bar.close()
         finally:
@@ -137,9 +146,9 @@ class LocalBackend(Backend):
         if self._stopping is not None:
             for spec in specs:
                 rd = RunDir(spec.run_dir)
-                if results.get(spec.run_id) == "pending" and rd.read_state().get("state") == "pending" \
-                        and not rd.read_state().get("reason"):
-                    rd.transition("pending", "interrupted: submit was stopped before the run started")
+                if results.get(spec.run_id) == "pending" and not rd.read_state().get("reason"):
+                    rd.settle("", stopping="interrupted: submit was stopped before the run started",
+                              unfinished=("pending",))
             raise SubmitInterrupted(self._stopping, results)
         return results
 
@@ -154,7 +163,7 @@ class LocalBackend(Backend):
         progress lines to its own ``log.txt``."""
         if self._stopping is not None:
             return {s.run_id: "pending" for s in specs}
-        paths = [s.save() for s in specs]
+        paths = [RunDir(s.run_dir).spec for s in specs]
         log_dir = os.path.join(os.path.dirname(specs[0].run_dir), "packs")
         os.makedirs(log_dir, exist_ok=True)
         key = f"pack:{specs[0].run_id}"
@@ -165,11 +174,6 @@ class LocalBackend(Backend):
                 self._procs[key] = proc
             if self._stopping is not None:
                 _signal_group(proc, self._stopping)
-            for spec in specs:
-                rd = RunDir(spec.run_dir)
-                holder = rd.holder()
-                if holder is None or holder.get("pid") == proc.pid:  # not another submit's run
-                    rd.update(backend="local", job_id=str(proc.pid))
             code = proc.wait()
             with self._lock:
                 self._procs.pop(key, None)
@@ -177,17 +181,11 @@ class LocalBackend(Backend):
         for spec in specs:
             rd = RunDir(spec.run_dir)
             state = rd.read_state()
-            if state.get("pid") == proc.pid:
-                rd.update(backend="local", job_id=str(proc.pid))
-            if state.get("state") == "running" and state.get("pid") == proc.pid:
-                if self._stopping is not None:
-                    state = rd.transition("pending", f"interrupted: killed {self.launch.grace_s:g} s after "
-                                          f"{signal.Signals(self._stopping).name} (grace period); submit again to resume")
-                else:
-                    state = rd.transition("failed", f"pack worker exited with code {code}"
-                                          + (" (killed by signal)" if code < 0 else ""))
-            held = state.get("pid") not in (None, proc.pid) and state.get("state") == "running"
-            out[spec.run_id] = "skipped" if held else state.get("state", "failed")
+            if state.get("pid") != proc.pid:  # never started by this pack: another process holds it
+                out[spec.run_id] = "skipped" if state.get("state") == "running" else state.get("state", "failed")
+                continue
+            out[spec.run_id] = rd.settle(f"pack worker exited with code {code}" + (" (killed by signal)" if code < 0
+                                         else ""), stopping=self._stop_reason())
         return out
 
     def _worker_env(self) -> dict[str, str]:
@@ -234,13 +232,13 @@ class LocalBackend(Backend):
         for proc in procs:
             _signal_group(proc, signal.SIGKILL)
 
-    def cancel(self, states):
+    def cancel(self, runs):
         cancelled = []
-        for st in states:
+        for st in runs:
             pid = st.get("job_id")
             if st.get("backend") == "local" and st.get("state") in ("pending", "running") and pid:
                 rd = RunDir(st["run_dir"])
-                rd.update(cancel_requested=True)
+                rd.request_cancel()
                 if len(st.get("pack") or ()) > 1 and st.get("state") == "running" and pid_alive(int(pid)):
                     # a packed run: its pack drops it at the next step boundary (and records
                     # it cancelled); the pack's other runs go on
@@ -250,7 +248,7 @@ class LocalBackend(Backend):
                     os.killpg(int(pid), signal.SIGTERM)
                 except (ProcessLookupError, PermissionError):
                     continue
-                rd.transition("cancelled", "cancelled by user")
+                rd.cancel_if_live("cancelled by user")
                 cancelled.append(st.get("run_id", pid))
         return cancelled
 

@@ -10,7 +10,13 @@ from collections.abc import Sequence
 from insr_hpc.errors import ConfigError
 from insr_hpc.workloads import WORKLOADS
 
-PACKING_BACKENDS = ("local", "ray")
+
+
+def packing_backends() -> list[str]:
+    """The backends that declare ``can_pack``."""
+    from insr_hpc.launch.base import BACKENDS
+
+    return [name for name in BACKENDS.names() if BACKENDS.get(name).can_pack]
 
 
 def pack_key_of(config: dict) -> str:
@@ -22,16 +28,19 @@ def pack_key_of(config: dict) -> str:
     return key(config)
 
 
-def check_packing(specs: Sequence, configs: Sequence) -> None:
+def check_packing(specs: Sequence, configs: Sequence, backend: str | None = None) -> None:
     """Refuse (ConfigError on ``launch.pack``) a sweep whose runs ask for packing but
     cannot be packed: an unpackable case, optimiser or workload, DDP, or a backend
-    that does not pack."""
+    (``backend``, else each config's ``launch.backend``) that does not pack."""
+    from insr_hpc.launch.base import BACKENDS
+
     for spec, cfg in zip(specs, configs, strict=True):
         if cfg.launch.pack <= 1:
             continue
-        if cfg.launch.backend not in PACKING_BACKENDS:
-            raise ConfigError("launch.pack", f"the {cfg.launch.backend} backend runs one run per job; packing is "
-                              f"done by {', '.join(PACKING_BACKENDS)}; use launch.pack=1")
+        name = backend or cfg.launch.backend
+        if not BACKENDS.get(name).can_pack:
+            raise ConfigError("launch.pack", f"the {name} backend runs one run per job; packing is "
+                              f"done by {', '.join(packing_backends())}; use launch.pack=1")
         pack_key_of(spec.config)
 
 

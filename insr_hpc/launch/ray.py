@@ -33,15 +33,13 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import asdict
 from typing import Any
 
 from insr_hpc.errors import ConfigError, InsrError
 from insr_hpc.launch.base import BACKENDS, Backend
 from insr_hpc.launch.local import available_cores
 from insr_hpc.launch.packing import make_packs
-from insr_hpc.run import RunSpec, read_state, update_state
-from insr_hpc.rundir import RunDir, RunLocked
+from insr_hpc.rundir import RunDir, RunLocked, RunSpec
 
 POLL_S = 0.5
 CANCEL_WAIT_S = 15.0
@@ -116,50 +114,29 @@ print(value.decode() if value else "", flush=True)
 """
 
 
-def _execute_spec(spec_data: dict[str, Any], threads: int) -> str:
-    """Body of the Ray task: run one spec in the Ray worker process."""
+def _execute_spec(spec: RunSpec, threads: int) -> str:
+    """Body of the Ray task: run one spec in the Ray worker process (Ray's retries of a
+    failed task come back here, as one more attempt)."""
     from insr_hpc.run import execute
 
-    spec = RunSpec(**spec_data)
-    RunDir(spec.run_dir).begin_attempt(backend="ray", host=os.uname().nodename)  # Ray retries come back here
     try:
-        execute(spec, threads=threads)
+        execute(spec, threads=threads, job={"backend": "ray", "host": os.uname().nodename})
     except RunLocked:  # another live process computes this run: leave its state alone
         return "skipped"
     except Exception as exc:  # our errors take constructor arguments Ray cannot unpickle
-        _mark_if_cancelled(spec.run_dir)
         raise RuntimeError(f"{type(exc).__name__}: {exc}") from None
-    except BaseException:  # a cancellation (KeyboardInterrupt) or the worker exiting: Ray's own
-        _mark_if_cancelled(spec.run_dir)
-        raise
-    return read_state(spec.run_dir).get("state", "done")
+    return RunDir(spec.run_dir).read_state().get("state", "done")
 
 
-def _execute_pack(spec_datas: list[dict[str, Any]], threads: int) -> dict[str, str]:
+def _execute_pack(specs: list[RunSpec], threads: int) -> dict[str, str]:
     """Body of a Ray task holding a pack (``launch.pack``): k specs in one worker process
     (:func:`insr_hpc.run.execute_pack`). Returns run_id → outcome."""
     from insr_hpc.run import execute_pack
 
-    specs = [RunSpec(**data) for data in spec_datas]
-    for spec in specs:
-        RunDir(spec.run_dir).begin_attempt(backend="ray", host=os.uname().nodename)
     try:
-        return execute_pack(specs, threads=threads)
+        return execute_pack(specs, threads=threads, job={"backend": "ray", "host": os.uname().nodename})
     except Exception as exc:
-        for spec in specs:
-            _mark_if_cancelled(spec.run_dir)
         raise RuntimeError(f"{type(exc).__name__}: {exc}") from None
-    except BaseException:
-        for spec in specs:
-            _mark_if_cancelled(spec.run_dir)
-        raise
-
-
-def _mark_if_cancelled(run_dir: str) -> None:
-    """A run stopped by ``insr-hpc cancel`` was cancelled, whatever the exception says."""
-    state = read_state(run_dir)
-    if state.get("cancel_requested") and state.get("state") != "cancelled":
-        update_state(run_dir, state="cancelled", reason="cancelled by user")
 
 
 def _rank_endpoint() -> tuple[str, int]:
@@ -171,31 +148,23 @@ def _rank_endpoint() -> tuple[str, int]:
         return ray.util.get_node_ip_address(), s.getsockname()[1]
 
 
-def _execute_rank(spec_data: dict[str, Any], place: dict[str, str], threads: int) -> str:
+def _execute_rank(spec: RunSpec, place: dict[str, str], threads: int, job: dict[str, Any]) -> str:
     """One rank of a data-parallel run: join the gang's process group and run the spec."""
-    from insr_hpc.catalog import build_config
     from insr_hpc.launch import ddp
-    from insr_hpc.run import execute
+    from insr_hpc.run import execute, spec_config
 
-    spec = RunSpec(**spec_data)
-    cfg = build_config(spec.config)
+    cfg = spec_config(spec)
     saved = {k: os.environ.get(k) for k in place}
     os.environ.update(place)  # the Ray launcher's variables, read by ddp.detect like torchrun's
     try:
         info = ddp.detect()
         env = ddp.init(info, cfg.device, cfg.launch.ddp.backend, progress=False)
         try:
-            execute(spec, env=env, threads=threads)
+            execute(spec, env=env, threads=threads, job=job)
         except RunLocked:
             return "skipped"
         except Exception as exc:
-            if info.rank == 0:
-                _mark_if_cancelled(spec.run_dir)
             raise RuntimeError(f"rank {info.rank}: {type(exc).__name__}: {exc}") from None
-        except BaseException:
-            if info.rank == 0:
-                _mark_if_cancelled(spec.run_dir)
-            raise
         finally:
             ddp.shutdown()
     finally:
@@ -204,19 +173,19 @@ def _execute_rank(spec_data: dict[str, Any], place: dict[str, str], threads: int
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-    return read_state(spec.run_dir).get("state", "done")
+    return RunDir(spec.run_dir).read_state().get("state", "done")
 
 
-def _execute_gang(spec_data: dict[str, Any], bundle: dict[str, float], world: int, strategy: str, threads: int) -> str:
-    """Body of a data-parallel run's task: a placement group, one rank task per bundle."""
+def _execute_gang(spec: RunSpec, bundle: dict[str, float], world: int, strategy: str, threads: int) -> str:
+    """Body of a data-parallel run's task: a placement group, one rank task per bundle
+    (rank 0 records the attempt and the outcome, as for every run)."""
     import ray
     from ray.util.placement_group import placement_group, placement_group_table, remove_placement_group
     from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
     from insr_hpc.launch.ddp import RayGang
 
-    spec = RunSpec(**spec_data)
-    RunDir(spec.run_dir).begin_attempt(backend="ray", ray_gang=f"{world} ranks, {strategy}")
+    job = {"backend": "ray", "ray_gang": f"{world} ranks, {strategy}"}
     # Unnamed: a retry after a crashed attempt must not collide with that attempt's group.
     pg = placement_group([dict(bundle)] * world, strategy=strategy)
     try:
@@ -234,7 +203,7 @@ def _execute_gang(spec_data: dict[str, Any], bundle: dict[str, float], world: in
         for i in range(world):
             local = sum(1 for j in range(i) if nodes[j] == nodes[i])
             place = RayGang(i, world, local, addr, port).env()
-            refs.append(in_bundle(i, _execute_rank).remote(spec_data, place, threads))
+            refs.append(in_bundle(i, _execute_rank).remote(spec, place, threads, job))
         pending = list(refs)
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
@@ -244,7 +213,7 @@ def _execute_gang(spec_data: dict[str, Any], bundle: dict[str, float], world: in
                 for ref in pending:
                     ray.cancel(ref, force=True)
                 raise
-        return read_state(spec.run_dir).get("state", "done")
+        return RunDir(spec.run_dir).read_state().get("state", "done")
     finally:
         remove_placement_group(pg)
 
@@ -252,6 +221,7 @@ def _execute_gang(spec_data: dict[str, Any], bundle: dict[str, float], world: in
 @BACKENDS.register("ray")
 class RayBackend(Backend):
     name = "ray"
+    can_pack = True
     can_detach = True  # `submit --no-wait` hands the sweep to the cluster's job server
 
     def __init__(self, launch_cfg):
@@ -260,7 +230,12 @@ class RayBackend(Backend):
 
     # -- capability checks (before anything is written) --------------------------------
 
-    def check(self) -> None:
+    def available(self, detach: bool = False) -> None:
+        self._check_runtime()
+        if detach:
+            self._check_detach()
+
+    def _check_runtime(self) -> None:
         _import_ray()
         rc, ddp = self.launch.ray, self.launch.ddp
         if ddp.world_size > 1 and not (rc.num_cpus > 0 or rc.num_gpus > 0):
@@ -274,7 +249,7 @@ class RayBackend(Backend):
                     f"(ray start --head) or fix the address"
                 )
 
-    def check_detach(self) -> None:
+    def _check_detach(self) -> None:
         from insr_hpc.launch.ray_cluster import job_server_answers
 
         address = self.launch.ray.address
@@ -343,8 +318,8 @@ class RayBackend(Backend):
 
             def start(unit):
                 if len(unit) == 1:
-                    return task.remote(asdict(unit[0]), threads)
-                return pack.remote([asdict(spec) for spec in unit], threads)
+                    return task.remote(unit[0], threads)
+                return pack.remote(list(unit), threads)
 
             return start
         bundle = {"CPU": float(rc.num_cpus)}
@@ -355,7 +330,7 @@ class RayBackend(Backend):
         strategy = "STRICT_PACK" if ddp.nodes == 1 else "PACK"
         self._check_gang_fits(ray, bundle, ddp.world_size, strategy)
         gang = ray.remote(_execute_gang).options(num_cpus=0, name="insr-hpc-ddp-run", **common)
-        return lambda unit: gang.remote(asdict(unit[0]), bundle, ddp.world_size, strategy, threads)
+        return lambda unit: gang.remote(unit[0], bundle, ddp.world_size, strategy, threads)
 
     @staticmethod
     def _check_gang_fits(ray, bundle: dict[str, float], world: int, strategy: str) -> None:
@@ -379,21 +354,14 @@ class RayBackend(Backend):
         try:
             launch = self._task(ray)
         except InsrError as exc:  # a gang this cluster cannot hold: each run says why
-            for spec in specs:
-                spec.save()
-                update_state(spec.run_dir, run_id=spec.run_id, backend="ray", state="failed", reason=str(exc))
-            return {spec.run_id: "failed" for spec in specs}
+            return {spec.run_id: RunDir(spec.run_dir).settle(str(exc), unfinished=("pending",)) for spec in specs}
         refs: dict[Any, list[RunSpec]] = {}
         results: dict[str, str] = {}
         queued = []
         for spec in specs:
-            if ray_job is None:
-                spec.save()
-                update_state(spec.run_dir, run_id=spec.run_id, state="pending", reason=None, cancel_requested=False,
-                             attempts=0, earlier_attempts=[])
-            elif read_state(spec.run_dir).get("cancel_requested"):  # cancelled before this driver started
-                update_state(spec.run_dir, state="cancelled", reason="cancelled by user")
-                results[spec.run_id] = "cancelled"
+            rd = RunDir(spec.run_dir)
+            if ray_job is not None and rd.cancel_requested():  # cancelled before this driver started
+                results[spec.run_id] = rd.settle("", unfinished=("pending",))
                 continue
             queued.append(spec)
         # launch.pack > 1: compatible runs share a task (one process, solved batched)
@@ -401,7 +369,7 @@ class RayBackend(Backend):
             ref = launch(unit)
             task = ref.task_id().hex()
             for spec in unit:
-                update_state(spec.run_dir, backend="ray", ray_task=task, job_id=ray_job or task)
+                RunDir(spec.run_dir).update(backend="ray", ray_task=task, job_id=ray_job or task)
             refs[ref] = unit
         results.update(self._wait(ray, refs, progress))
         return results
@@ -420,7 +388,7 @@ class RayBackend(Backend):
                         print(f"{run_id}: {state} (ray task {ref.task_id().hex()[:12]})", flush=True)
             for ref in pending:
                 unit = refs[ref]
-                asked = [read_state(spec.run_dir).get("cancel_requested") for spec in unit]
+                asked = [RunDir(spec.run_dir).cancel_requested() for spec in unit]
                 # a pack drops its cancelled runs at a step boundary by itself; the task
                 # is cancelled only when every run in it is
                 if all(asked) and ref not in cancelled:
@@ -437,21 +405,11 @@ class RayBackend(Backend):
             value = ray.get(ref)
             return value if isinstance(value, dict) else {unit[0].run_id: value}
         except Exception as exc:  # the run's own exception, a crashed worker, or a cancellation
-            out = {}
-            for spec in unit:
-                state = read_state(spec.run_dir)
-                if state.get("cancel_requested") and (len(unit) == 1 or state.get("state") in LIVE + ("cancelled",)):
-                    update_state(spec.run_dir, state="cancelled", reason="cancelled by user (ray.cancel)")
-                    out[spec.run_id] = "cancelled"
-                    continue
-                if len(unit) > 1 and state.get("state") not in LIVE:  # a packed run that had ended
-                    out[spec.run_id] = state.get("state", "failed")
-                    continue
-                if state.get("state") != "failed":
-                    msg = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
-                    update_state(spec.run_dir, state="failed", reason=f"{type(exc).__name__}: {msg[:200]}")
-                out[spec.run_id] = "failed"
-            return out
+            msg = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
+            return {spec.run_id: RunDir(spec.run_dir).settle(f"{type(exc).__name__}: {msg[:200]}",
+                                                             cancelled="cancelled by user (ray.cancel)",
+                                                             unfinished=LIVE)
+                    for spec in unit}
 
     # -- detached sweeps ----------------------------------------------------------------
 
@@ -461,20 +419,19 @@ class RayBackend(Backend):
         if not specs:
             return {}
         if self._dashboard is None:
-            self.check_detach()
+            self._check_detach()
         url = self._dashboard
         sweep = os.path.abspath(sweep_dir)
         sid = f"insr-{os.path.basename(sweep)}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
         job_file = os.path.join(sweep, "ray", f"{sid}.json")
         os.makedirs(os.path.dirname(job_file), exist_ok=True)
-        runs = [os.path.abspath(spec.save()) for spec in specs]
+        runs = [RunDir(spec.run_dir).spec for spec in specs]
         with open(job_file, "w", encoding="utf-8") as fh:
             json.dump({"ray_job": sid, "dashboard": url, "address": self.launch.ray.address, "runs": runs,
                        "submitted": time.time()}, fh, indent=1)
         for spec in specs:
-            update_state(spec.run_dir, run_id=spec.run_id, backend="ray", job_id=sid, ray_job=sid, ray_dashboard=url,
-                         ray_job_file=job_file, state="pending", reason=None, cancel_requested=False, attempts=0,
-                         earlier_attempts=[])
+            RunDir(spec.run_dir).update(backend="ray", job_id=sid, ray_job=sid, ray_dashboard=url,
+                                        ray_job_file=job_file)
         # The driver runs on the cluster, in this directory (relative paths in the config
         # keep their meaning; a cluster sharing this filesystem is assumed, as for Slurm).
         entrypoint = f"cd {shlex.quote(os.getcwd())} && python -m insr_hpc.launch.ray_driver {shlex.quote(job_file)}"
@@ -482,7 +439,7 @@ class RayBackend(Backend):
             job_client(url).submit_job(entrypoint=entrypoint, submission_id=sid, metadata={"insr_sweep": sweep})
         except Exception as exc:
             for spec in specs:
-                update_state(spec.run_dir, state="failed", reason=f"ray job submission failed: {exc}"[:300])
+                RunDir(spec.run_dir).settle(f"ray job submission failed: {exc}"[:300], unfinished=("pending",))
             raise InsrError(f"--no-wait: submitting the Ray job to {url} failed: {exc}") from None
         if progress:
             print(f"ray job {sid} on {url}: {len(specs)} run(s)", flush=True)
@@ -508,10 +465,12 @@ class RayBackend(Backend):
                 out[key] = "UNREACHABLE" if "onnect" in str(exc) else "UNKNOWN"
         return out
 
-    def job_states(self, states):
-        live = self._job_statuses(states)
+    def states(self, runs):
+        """Detached runs: their Ray job's status on the job server (an attached run's
+        task is known only to its driver: left out)."""
+        live = self._job_statuses(runs)
         return {st["run_id"]: live[(st["ray_dashboard"], st["ray_job"])]
-                for st in states if (st.get("ray_dashboard"), st.get("ray_job")) in live}
+                for st in runs if (st.get("ray_dashboard"), st.get("ray_job")) in live}
 
     def cancel(self, states):
         """Detached runs: stop their Ray job when every unfinished run of it is cancelled
@@ -520,7 +479,7 @@ class RayBackend(Backend):
 
         asked = [st for st in states if st.get("state") in LIVE]
         for st in asked:
-            update_state(st["run_dir"], cancel_requested=True)
+            RunDir(st["run_dir"]).request_cancel()
         asked_dirs = {os.path.abspath(st["run_dir"]) for st in asked}
         stopped: set[str] = set()
         for st in asked:
@@ -532,7 +491,7 @@ class RayBackend(Backend):
                     runs = [os.path.dirname(p) for p in json.load(fh)["runs"]]
             except (OSError, TypeError, ValueError, KeyError):
                 runs = []
-            unfinished = {r for r in runs if read_state(r).get("state") in LIVE}
+            unfinished = {r for r in runs if RunDir(r).read_state().get("state") in LIVE}
             if unfinished - asked_dirs:
                 continue  # other runs of that job go on: its driver cancels these
             try:
@@ -551,7 +510,7 @@ class RayBackend(Backend):
         waiting = [st for st in asked if st.get("ray_job") not in stopped]
         while waiting and time.time() < deadline:
             time.sleep(POLL_S)
-            waiting = [st for st in waiting if read_state(st["run_dir"]).get("state") in LIVE]
+            waiting = [st for st in waiting if RunDir(st["run_dir"]).read_state().get("state") in LIVE]
         for st in waiting:
             # No driver answered: a Ray task dies with its driver, so nothing runs any more.
             RunDir(st["run_dir"]).cancel_if_live("cancelled (no Ray driver answered; its tasks end with it)")

@@ -20,20 +20,20 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import ray
 
-    from insr_hpc.catalog import build_config
+    from insr_hpc.errors import InsrError
     from insr_hpc.launch.ray import RayBackend
-    from insr_hpc.run import RunSpec
+    from insr_hpc.run import RunSpec, spec_config
 
     with open(argv[0], encoding="utf-8") as fh:
         job = json.load(fh)
-    specs = []
-    for path in job["runs"]:
-        spec = RunSpec.load(path)
-        spec.run_dir = os.path.dirname(os.path.abspath(path))  # a relative output.root meant the submitter's cwd
-        specs.append(spec)
+    try:
+        specs = [RunSpec.load(path) for path in job["runs"]]
+    except InsrError as exc:
+        print(f"insr-hpc: error: {exc}", file=sys.stderr)
+        return 2
     if not specs:
         return 0
-    backend = RayBackend(build_config(specs[0].config).launch)
+    backend = RayBackend(spec_config(specs[0]).launch)
     ray.init(address=os.environ.get("RAY_ADDRESS", "auto"), log_to_driver=False, configure_logging=False)
     try:
         results = backend.run_specs(ray, specs, progress=True, ray_job=job["ray_job"])

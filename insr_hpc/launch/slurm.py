@@ -1,7 +1,11 @@
 """Slurm through submitit: a sweep is job arrays, preemption requeues and resumes.
 
 Resources come from ``launch.slurm`` (and ``launch.ddp`` for data-parallel runs: one
-task per rank). Logs and submitit's pickles live in ``<sweep>/slurm/``. A sweep larger
+task per rank). Logs and submitit's pickles live in ``<sweep>/slurm/`` (created
+``0700``): a job unpickles the small submission file submitit wrote there (the job's
+callable and the path of its run's ``spec.json``), so whoever can write that directory
+can run code as the user; the submitting side never unpickles anything from it (it
+reads each run's outcome from ``run.json``). A sweep larger
 than the cluster's ``MaxArraySize`` is split into several arrays (:func:`plan_arrays`),
 chained so that ``array_parallelism`` caps the whole sweep. On USR2 (preemption with
 ``preempt_send_user_signal``, ``signal_delay_s`` before the time limit, or a signal to
@@ -24,13 +28,13 @@ import signal
 import subprocess
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from insr_hpc.errors import InsrError
 from insr_hpc.launch.base import BACKENDS, Backend
-from insr_hpc.run import RunSpec, execute, read_state, update_state
-from insr_hpc.rundir import RunDir, RunLocked
+from insr_hpc.run import execute, spec_config
+from insr_hpc.rundir import FINAL, RunDir, RunLocked, RunSpec
 
 try:  # submitit is an optional dependency (the ``cluster`` extra)
     from submitit.helpers import Checkpointable
@@ -39,7 +43,6 @@ except ImportError:  # pragma: no cover - reported when the backend is used
 
 POLL_S = 0.5
 SQUEUE_EVERY = 6  # polls
-FINAL = ("done", "suspect", "failed", "cancelled")
 
 
 def executor_parameters(launch_cfg, job_name: str = "insr-hpc") -> dict[str, Any]:
@@ -220,52 +223,52 @@ def _being_requeued() -> bool:
 
 
 class RunJob(Checkpointable):
-    """What each Slurm task executes: one RunSpec (rank ``SLURM_PROCID`` of a DDP run).
+    """What each Slurm task executes: the run whose ``spec.json`` path it is given (rank
+    ``SLURM_PROCID`` of a DDP run).
 
     Checkpointable: on USR2 submitit calls ``checkpoint``, which records the preemption
-    and resubmits this object with the same spec; submitit requeues the job and exits;
+    and resubmits this object with the same path; submitit requeues the job and exits;
     the store holds everything done so far. SIGTERM (which submitit would ignore) ends the run at once,
     so ``scancel`` stops it now rather than after Slurm's KillWait."""
 
-    def __call__(self, spec_data: dict[str, Any]) -> str:
+    def __call__(self, spec_path: str) -> str:
         import submitit
 
-        from insr_hpc.catalog import build_config
         from insr_hpc.launch import ddp
 
-        spec = RunSpec(**spec_data)
-        cfg = build_config(spec.config)
+        spec = RunSpec.load(spec_path)
+        cfg = spec_config(spec)
         job = submitit.JobEnvironment()
         self._install_signal_handlers()
         if os.environ.pop("INSR_EARLY_USR2", None):  # arrived before submitit's handler: deliver it now
             signal.raise_signal(signal.SIGUSR2)
         info = ddp.detect()
         env = ddp.init(info, cfg.device, cfg.launch.ddp.backend, progress=False)
-        if env.is_main:  # a requeued job (preempted, or its node died) comes back here
-            RunDir(spec.run_dir).begin_attempt(backend="slurm", job_id=str(job.job_id), host=job.hostname)
-        try:
-            execute(spec, env=env, threads=int(os.environ.get("SLURM_CPUS_PER_TASK", cfg.launch.threads_per_job)))
+        threads = int(os.environ.get("SLURM_CPUS_PER_TASK", cfg.launch.threads_per_job))
+        try:  # a requeued job (preempted, or its node died) comes back here: one more attempt
+            execute(spec, env=env, threads=threads,
+                    job={"backend": "slurm", "job_id": str(job.job_id), "host": job.hostname})
         except RunLocked:  # another live process computes this run: leave its state alone
             return "skipped"
         except SystemExit as exc:
             if env.is_main:
-                update_state(spec.run_dir, **_exit_state(spec.run_dir, exc))
+                _record_exit(RunDir(spec.run_dir), exc)
             raise
         finally:
             ddp.shutdown()
         return "done"
 
-    def checkpoint(self, spec_data: dict[str, Any]):  # type: ignore[override]
+    def checkpoint(self, spec_path: str):  # type: ignore[override]
         """Called by submitit on USR2 (rank 0), before it requeues the job: record the
         preemption first, so run.json is right even when the signal lands before
         ``__call__`` has started (a time-limit warning early in the job)."""
         self._requeueing = True
-        try:
-            if read_state(spec_data["run_dir"]).get("state") != "done":  # a signal just after the end
-                update_state(spec_data["run_dir"], state="pending", reason=PREEMPTED_USR2)
+        try:  # a signal just after the end leaves the outcome alone
+            RunDir(os.path.dirname(os.path.abspath(spec_path))).settle(
+                "", stopping=PREEMPTED_USR2, unfinished=("pending", "running"))
         except OSError:
             pass
-        return super().checkpoint(spec_data)
+        return super().checkpoint(spec_path)
 
     def _install_signal_handlers(self) -> None:
         preempted = signal.getsignal(signal.SIGUSR2)  # submitit's checkpoint-and-requeue
@@ -297,17 +300,20 @@ class RunJob(Checkpointable):
         signal.signal(signal.SIGTERM, on_term)
 
 
-def _exit_state(run_dir: str, exc: SystemExit) -> dict[str, Any]:
-    """run.json changes when a job exits early (execute has just recorded 'failed')."""
-    if read_state(run_dir).get("cancel_requested"):
-        return {"state": "cancelled", "reason": "cancelled by user (scancel)"}
+def _record_exit(rd: RunDir, exc: SystemExit) -> None:
+    """How a job that exits early leaves its run (``execute`` records no SystemExit):
+    cancelled when asked, failed when Slurm terminated it, else pending (requeued)."""
     if isinstance(exc, JobTerminated):
-        return {"state": "failed", "reason": "terminated by Slurm (SIGTERM); submit again to resume from the store"}
-    if isinstance(exc, JobRequeued):
-        return {"state": "pending", "reason": "preempted: requeued by Slurm (SIGTERM), resumes from its store"}
-    return {"state": "pending", "reason": PREEMPTED_USR2}
+        rd.settle("terminated by Slurm (SIGTERM); submit again to resume from the store",
+                  cancelled=CANCELLED_SCANCEL)
+    elif isinstance(exc, JobRequeued):
+        rd.settle("", cancelled=CANCELLED_SCANCEL,
+                  stopping="preempted: requeued by Slurm (SIGTERM), resumes from its store")
+    else:
+        rd.settle("", cancelled=CANCELLED_SCANCEL, stopping=PREEMPTED_USR2)
 
 
+CANCELLED_SCANCEL = "cancelled by user (scancel)"
 PREEMPTED_USR2 = "preempted: USR2 (preemption, time limit or signal), requeued; resumes from its store"
 
 
@@ -375,9 +381,10 @@ class SlurmBackend(Backend):
     name = "slurm"
     can_detach = True  # `submit --no-wait` returns after sbatch
 
-    def check(self) -> None:
+    def available(self, detach: bool = False) -> None:
         """sbatch/squeue on PATH, submitit importable, the partition exists, GPUs exist
-        when asked for: refused with one line before any file is written."""
+        when asked for: refused with one line before any file is written. (A detached
+        sweep needs nothing more: Slurm holds the jobs.)"""
         missing = [cmd for cmd in ("sbatch", "squeue", "scontrol", "sinfo") if shutil.which(cmd) is None]
         if missing:
             raise InsrError(
@@ -416,13 +423,9 @@ class SlurmBackend(Backend):
                 )
 
     def _executor(self, sweep_dir: str, name: str):
-        if shutil.which("sbatch") is None:
-            raise InsrError("launch.backend: 'slurm' needs sbatch on PATH (is this a Slurm login node?)")
-        try:
-            import submitit  # noqa: F401
-        except ImportError:
-            raise InsrError("launch.backend: 'slurm' needs submitit (pip install 'insr-hpc[cluster]')") from None
-        ex = _executor_class()(folder=os.path.join(sweep_dir, "slurm"), max_num_timeout=3)
+        folder = os.path.join(sweep_dir, "slurm")
+        os.makedirs(folder, mode=0o700, exist_ok=True)  # submitit's pickles: see the module's docstring
+        ex = _executor_class()(folder=folder, max_num_timeout=3)
         ex.update_parameters(**executor_parameters(self.launch, job_name=name))
         return ex
 
@@ -433,8 +436,6 @@ class SlurmBackend(Backend):
         return min(cluster, own) if own else cluster
 
     def _submit_jobs(self, specs: Sequence[RunSpec], sweep_dir: str) -> dict[str, Any]:
-        for spec in specs:
-            spec.save()
         name = f"insr-{os.path.basename(sweep_dir)}"
         executor = self._executor(sweep_dir, name)
         base = executor_parameters(self.launch, job_name=name)
@@ -446,19 +447,11 @@ class SlurmBackend(Backend):
             if plan.after is not None:
                 extra["dependency"] = f"afterany:{self.arrays[plan.after]}"
             executor.update_parameters(array_parallelism=plan.throttle, additional_parameters=extra or None)
-            chunk = executor.map_array(RunJob(), [asdict(s) for s in specs[plan.start : plan.stop]])
+            chunk = executor.map_array(RunJob(), [RunDir(s.run_dir).spec for s in specs[plan.start : plan.stop]])
             jobs += chunk
             self.arrays.append(str(chunk[0].job_id).split("_")[0])
-        for spec, job in zip(specs, jobs, strict=True):
-            # The job may already be running (and writing run.json): keep its state.
-            cur = read_state(spec.run_dir).get("state")
-            state = "pending" if cur in (None, "pending", "failed", "cancelled") else cur
-            # attempts count from here; a failed run resubmitted (launch.max_retries) keeps its history
-            fresh = {"attempts": 0, "earlier_attempts": []} if cur in (None, "pending", "cancelled") else {}
-            update_state(
-                spec.run_dir, run_id=spec.run_id, backend="slurm", job_id=str(job.job_id), state=state, reason=None,
-                cancel_requested=False, **fresh,
-            )
+        for spec, job in zip(specs, jobs, strict=True):  # for status and cancel until the job says more
+            RunDir(spec.run_dir).update(backend="slurm", job_id=str(job.job_id))
         return {spec.run_id: job for spec, job in zip(specs, jobs, strict=True)}
 
     def submit(self, specs, sweep_dir, progress=True, wait=True):
@@ -485,7 +478,7 @@ class SlurmBackend(Backend):
                 del jobs[run_id]
                 if outcome == "failed" and attempts[run_id] < self.launch.max_retries:
                     attempts[run_id] += 1
-                    update_state(spec.run_dir, retries=attempts[run_id])
+                    RunDir(spec.run_dir).update(state="pending", reason=None, retries=attempts[run_id])
                     jobs.update(self._submit_jobs([spec], sweep_dir))
                     continue
                 results[run_id] = outcome
@@ -495,17 +488,17 @@ class SlurmBackend(Backend):
 
     @staticmethod
     def _outcome(job, spec: RunSpec, live: dict[str, str] | None, missing: dict[str, int]) -> str | None:
-        """Final state of one job, or None while Slurm still runs (or requeued) it."""
+        """Final state of one job, or None while Slurm still runs (or requeued) it. Read
+        from run.json: submitit's result file only says the job ended (never unpickled)."""
+        rd = RunDir(spec.run_dir)
         if job.paths.result_pickle.exists():
-            try:
-                if job.result() == "skipped":  # another process held the run's lock
-                    return "skipped"
-            except Exception as exc:  # the run's exception, or submitit's "not requeued"
-                state = read_state(spec.run_dir)
-                if state.get("state") != "failed":
-                    update_state(spec.run_dir, state="failed", reason=f"{type(exc).__name__}: {str(exc)[:200]}")
-                return "failed"
-            return read_state(spec.run_dir).get("state", "done")
+            state = rd.read_state().get("state", "pending")
+            if state in FINAL:
+                return state
+            if rd.holder() is not None:  # another live process computes the run
+                return "skipped"
+            return rd.settle(f"slurm job {job.job_id} ended without recording an outcome; see {job.paths.stdout}",
+                             cancelled=CANCELLED_SCANCEL, unfinished=("pending", "running"))
         if live is None:
             return None
         slurm_state = live.get(str(job.job_id))
@@ -514,34 +507,39 @@ class SlurmBackend(Backend):
             missing[spec.run_id] = missing.get(spec.run_id, 0) + 1
             if missing[spec.run_id] < 3:
                 return None
-            state = read_state(spec.run_dir)
-            if state.get("state") == "cancelled":
-                return "cancelled"
             reason = f"slurm job {job.job_id} ended ({slurm_state or 'unknown to squeue'}) without a result; see {job.paths.stdout}"
-            update_state(spec.run_dir, state="failed", reason=reason)
-            return "failed"
+            return rd.settle(reason, cancelled=CANCELLED_SCANCEL, unfinished=("pending", "running"))
         missing.pop(spec.run_id, None)
         return None
 
-    def job_states(self, states: Sequence[dict]) -> dict[str, str]:
-        ids = {st["run_id"]: str(st["job_id"]) for st in states if st.get("job_id")}
+    def states(self, runs: Sequence[dict]) -> dict[str, str]:
+        ids = {st["run_id"]: str(st["job_id"]) for st in runs if st.get("job_id")}
         live = squeue_answer(list(ids.values()))
         if live is None:
             return {}
         return {run_id: live.get(j, GONE) for run_id, j in ids.items()}
 
-    def cancel(self, states):
-        ids = {st.get("run_id"): str(st["job_id"]) for st in states if st.get("job_id") and st.get("state") in ("pending", "running")}
+    def ended_unrecorded(self, run: dict, engine_state: str) -> str | None:
+        """A run that run.json calls pending/running whose job has ended (or that Slurm
+        no longer knows) without recording an end: e.g. scancel'ed, or killed, before
+        its job step could write run.json."""
+        if engine_state not in ENDED:
+            return None
+        what = "no longer known to Slurm" if engine_state == GONE else f"ended {engine_state}"
+        return f"slurm job {run.get('job_id')} {what} without recording an end; submit again to resume"
+
+    def cancel(self, runs):
+        ids = {st.get("run_id"): str(st["job_id"]) for st in runs if st.get("job_id") and st.get("state") in ("pending", "running")}
         if not ids:
             return []
-        for st in states:
+        for st in runs:
             if st.get("run_id") in ids:  # read by the job as it exits: it was cancelled, not failed
-                update_state(st["run_dir"], cancel_requested=True)
+                RunDir(st["run_dir"]).request_cancel()
         try:
             out = subprocess.run(["scancel", *compress_job_ids(ids.values())], capture_output=True, text=True, timeout=120)
         except OSError as exc:
             raise InsrError(f"cancel: cannot run scancel: {exc}") from None
         if out.returncode != 0 and out.stderr.strip():
             print(f"insr-hpc: scancel: {out.stderr.strip()}")
-        return [st["run_id"] for st in states
-                if st.get("run_id") in ids and RunDir(st["run_dir"]).cancel_if_live("cancelled by user (scancel)")]
+        return [st["run_id"] for st in runs
+                if st.get("run_id") in ids and RunDir(st["run_dir"]).cancel_if_live(CANCELLED_SCANCEL)]

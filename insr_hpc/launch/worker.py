@@ -3,7 +3,7 @@ RunSpec, or several as one pack (``launch.pack``: :func:`insr_hpc.run.execute_pa
 each run's outcome is in its run.json, and the exit code is 0 unless stopped).
 
 Exit codes: 0 the run ended (done or suspect), 1 it failed (the reason is in its
-run.json), 3 another live process holds the run's lock (nothing was changed),
+run.json), 2 a spec.json is missing or not a spec (nothing written), 3 another live process holds the run's lock (nothing was changed),
 143 / 130 it was stopped by SIGTERM / SIGINT at a step boundary (state ``pending``).
 
 SIGTERM and SIGINT stop the run after the step being computed (its store then holds
@@ -20,8 +20,9 @@ import os
 import signal
 import sys
 
-from insr_hpc.rundir import EXIT_LOCKED, RunLocked
-from insr_hpc.run import RunSpec, execute, execute_pack
+from insr_hpc.errors import InsrError
+from insr_hpc.rundir import EXIT_LOCKED, RunLocked, RunSpec
+from insr_hpc.run import execute, execute_pack
 from insr_hpc.runtime import STOP, Interrupted, install_stop_handlers
 
 PR_SET_PDEATHSIG = 1
@@ -47,8 +48,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     install_stop_handlers()
     die_with_parent()
-    if len(argv) > 1:
+    try:
         specs = [RunSpec.load(path) for path in argv]
+    except InsrError as exc:  # a missing or damaged spec.json: nothing to run, nothing written
+        print(f"insr-hpc: error: {exc}", file=sys.stderr)
+        return 2
+    if len(specs) > 1:
         try:
             execute_pack(specs)
         except (Interrupted, KeyboardInterrupt) as exc:
@@ -56,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
             return 128 + (STOP.signum or signal.SIGINT)
         return 0
-    spec = RunSpec.load(argv[0])
+    spec = specs[0]
     try:
         execute(spec)
     except RunLocked as exc:

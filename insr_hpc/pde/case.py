@@ -136,7 +136,9 @@ class Case:
     def reference(self, t: float, resolution: int) -> dict[str, np.ndarray]:
         """Reference fields at time ``t`` on the output grid (stored beside the outputs).
 
-        Called once per step, in step order (a grid-solver reference may advance itself)."""
+        Called in increasing step order, from the first step a run (or its resumption)
+        computes: a grid-solver reference advances itself to ``t`` (without sampling the
+        steps in between), so a resumed run does not replay the steps already done."""
         raise NotImplementedError
 
     def errors(self, outputs: dict[str, np.ndarray], reference: dict[str, np.ndarray]) -> dict[str, float]:

@@ -24,9 +24,10 @@ from insr_hpc.pde.cases import CASES
 from insr_hpc.pde.integrators import INTEGRATORS
 from insr_hpc.pde.optimizers import OPTIMIZERS
 from insr_hpc.pde.solver import Solver
+from insr_hpc.rundir import RunDir
 from insr_hpc.runtime import RunEnv, git_commit, package_versions
 from insr_hpc.store import StepStore, VarSpec, json_safe
-from insr_hpc.workloads import WORKLOADS, hparams, reopen_store
+from insr_hpc.workloads import WORKLOADS, Ended, hparams, reopen_store
 
 HPARAM_SECTIONS = ("problem", "network", "integrator", "optim", "time", "sampling")
 # values of the store's ``capped`` (CF flag_meanings → flag_values)
@@ -101,9 +102,10 @@ class PDERun:
         self.cfg, self.env, self.run_id = cfg, env, run_id
         self.log = log or (lambda line: print(line, flush=True))
         self.solver = solver = Solver(cfg, env)
-        path = os.path.join(run_dir, "store.zarr")
+        rd = RunDir(run_dir)
+        path = rd.store
         env.barrier()  # e.g. rank 0 clearing the run's outputs for output.overwrite (cli)
-        store = reopen_store(path, cfg)
+        store = reopen_store(path)
         if store is None:
             store = StepStore.create(path, store_variables(solver), store_attrs(cfg, solver, run_id)) if env.is_main else None
             env.barrier()
@@ -121,10 +123,7 @@ class PDERun:
         # per-step variables added since (``capped``, Euler's scheme_rel_l2) and is resumed
         # without them (unknown there).
         self.arrays = set(store.group.array_keys())
-        self.monitor = Monitor(os.path.join(run_dir, "tb"), start, done_iters, cfg.output.log_every, enabled=env.is_main)
-        # A grid-solver reference may need to be advanced through the steps already done.
-        for k in range(start):
-            solver.case.reference(k * cfg.time.dt, cfg.output.resolution)
+        self.monitor = Monitor(rd.tb, start, done_iters, cfg.output.log_every, enabled=env.is_main)
         self.subs = solver.substep_names()
         self.global_iter = done_iters
         self.next_step = start
@@ -222,8 +221,8 @@ def run_pde_pack(runs, env: RunEnv, ended, should_drop=None) -> None:
     run_id) that :func:`insr_hpc.pde.pack.pack_key` puts in one pack. Steps are
     computed packed (runs at the same next step together, the ones behind first);
     each run keeps its own store, TensorBoard log and ``log.txt`` lines. ``ended(i,
-    outcome)`` is called once per run as it ends: its summary, or the exception that
-    ended it alone (the others go on). ``should_drop(i)``: a reason to stop run i at a
+    Ended(...))`` is called once per run as it ends: with its summary, or the exception
+    that ended it alone (the others go on), or the reason it was dropped. ``should_drop(i)``: a reason to stop run i at a
     step boundary (e.g. cancelled), or None. :class:`~insr_hpc.runtime.Interrupted`
     (a stop signal) propagates; runs not yet ended are then the caller's to record."""
     from insr_hpc.pde.pack import PackStepper
@@ -233,12 +232,12 @@ def run_pde_pack(runs, env: RunEnv, ended, should_drop=None) -> None:
         try:
             members[i] = PDERun(cfg, run_dir, env, run_id, log=_run_log(run_dir))
         except Exception as exc:  # this run alone cannot start (e.g. a damaged store)
-            ended(i, exc)
+            ended(i, Ended(error=exc))
     stepper = PackStepper({i: m.solver for i, m in members.items()})
     try:
         for i, m in list(members.items()):
             if m.finished:  # resumed after its last step
-                ended(i, m.finish())
+                ended(i, Ended(summary=m.finish()))
                 members.pop(i).close()
         while members:
             step = min(m.next_step for m in members.values())
@@ -252,17 +251,17 @@ def run_pde_pack(runs, env: RunEnv, ended, should_drop=None) -> None:
                         m.log_losses(name, values)
                     m.record(outcome)
                     if m.finished:
-                        ended(i, m.finish())
+                        ended(i, Ended(summary=m.finish()))
                         members.pop(i).close()
                 except Exception as exc:
-                    ended(i, exc)
+                    ended(i, Ended(error=exc))
                     members.pop(i).close()
             if members:
                 env.check_stop(f"step {step}")
                 for i in list(members):
                     reason = should_drop(i) if should_drop is not None else None
                     if reason:
-                        ended(i, reason)
+                        ended(i, Ended(dropped=reason))
                         members.pop(i).close()
     finally:
         for m in members.values():
@@ -271,7 +270,7 @@ def run_pde_pack(runs, env: RunEnv, ended, should_drop=None) -> None:
 
 def _run_log(run_dir: str):
     """A run's progress lines into its own ``log.txt`` (a pack shares one stdout)."""
-    path = os.path.join(run_dir, "log.txt")
+    path = RunDir(run_dir).log
 
     def log(line: str) -> None:
         with open(path, "a", encoding="utf-8") as fh:

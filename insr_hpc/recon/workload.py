@@ -138,7 +138,7 @@ def run_recon(cfg: ReconConfig, run_dir: str, env: RunEnv, run_id: str = "r000")
     path = os.path.join(run_dir, "store.zarr")
     ckpt = os.path.join(run_dir, "checkpoint.pt")
     env.barrier()  # e.g. rank 0 clearing the run's outputs for output.overwrite (cli)
-    store = reopen_store(path, cfg)
+    store = reopen_store(path)
     if store is not None and store.attrs.get("complete"):
         return _summary(store)
     if store is None:
@@ -248,7 +248,7 @@ def _run_classical(cfg: ReconConfig, run_dir: str, env: RunEnv, run_id: str, fld
         return {"rank": env.rank}  # nothing to share out: rank 0 does it all
     os.makedirs(run_dir, exist_ok=True)
     path = os.path.join(run_dir, "store.zarr")
-    store = reopen_store(path, cfg)
+    store = reopen_store(path)
     if store is not None and store.attrs.get("complete"):
         return _summary(store)
     lo, hi = metrics.metric_range(fld.values)

@@ -130,13 +130,17 @@ def admit(specs: Sequence[RunSpec], backend: str | None) -> Admission:
 
 
 # -- wherever the run landed: execute ------------------------------------------------------------
-def _job_fields(job: dict[str, Any] | None) -> dict[str, Any]:
-    """What run.json records about the job computing the run: ``job`` from the backend,
-    else the local worker's own process group (its ``submit`` signals that group)."""
+def _running(spec: RunSpec, job: dict[str, Any] | None) -> dict[str, Any]:
+    """run.json's changes as the run starts: this process, and the job computing the run
+    (``job`` from the backend, e.g. its job id and node; else, under the local backend,
+    the worker's own process group, which its ``submit`` signals)."""
+    fields = {"state": "running", "reason": None, "run_id": spec.run_id, "host": socket.gethostname(),
+              "pid": os.getpid(), "started": time.time(), "overrides": spec.overrides}
     if job is not None:
-        return dict(job)
-    backend = os.environ.get("INSR_HPC_BACKEND")
-    return {"backend": backend, "job_id": str(os.getpgrp())} if backend == "local" else {}
+        fields.update(job)
+    elif os.environ.get("INSR_HPC_BACKEND") == "local":
+        fields.update(backend="local", job_id=str(os.getpgrp()))
+    return fields
 
 
 def execute(spec: RunSpec, env: RunEnv | None = None, threads: int | None = None,
@@ -175,8 +179,7 @@ def execute(spec: RunSpec, env: RunEnv | None = None, threads: int | None = None
         if refused is not None:
             raise refused
         if main:
-            rd.begin_attempt(state="running", reason=None, run_id=spec.run_id, host=socket.gethostname(),
-                             pid=os.getpid(), started=time.time(), overrides=spec.overrides, **_job_fields(job))
+            rd.begin_attempt(**_running(spec, job))
         return _execute(spec, cfg, rd, env)
 
 
@@ -249,9 +252,7 @@ def execute_pack(specs: list[RunSpec], threads: int | None = None,
                 print(f"insr-hpc: run {spec.run_id} refused: {exc}", flush=True)
                 outcome[spec.run_id] = rd.read_state().get("state", "pending")
                 continue
-            rd.begin_attempt(state="running", reason=None, run_id=spec.run_id, host=socket.gethostname(),
-                             pid=os.getpid(), started=time.time(), overrides=spec.overrides,
-                             pack=[s.run_id for s in specs], **_job_fields(job))
+            rd.begin_attempt(**_running(spec, job), pack=[s.run_id for s in specs])
             members.append((spec, cfg, rd))
         if not members:
             return outcome

@@ -107,7 +107,7 @@ def admit(specs: Sequence[RunSpec], backend: str | None) -> Admission:
         rd = RunDir(spec.run_dir)
         if spec.run_id in verdict.busy:
             continue
-        with rd.try_lock(command=f"insr-hpc {'submit' if backend else 'run'}") as mine:
+        with rd.try_lock(label=False) as mine:
             if mine is None:  # taken since we looked: another submit started it
                 verdict.busy[spec.run_id] = rd.holder() or {}
                 continue

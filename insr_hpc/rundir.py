@@ -439,10 +439,12 @@ class RunDir:
         return data if isinstance(data, dict) else None
 
     @contextmanager
-    def lock(self, command: str = "insr-hpc", wait: bool = False, on_takeover=None):
+    def lock(self, command: str = "insr-hpc", wait: bool = False, on_takeover=None, label: bool = True):
         """Hold the run's lock for the ``with`` block. Raises :class:`RunLocked` naming
         the live holder unless ``wait``. ``on_takeover(previous)`` is called when the
-        lock file names a different process that has gone (a stale lock taken over)."""
+        lock file names a different process that has gone (a stale lock taken over).
+        ``label=False``: hold it for a moment without writing this process into the file
+        (which then keeps naming the last holder that computed the run)."""
         os.makedirs(self.path, exist_ok=True)
         fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -450,6 +452,12 @@ class RunDir:
                 fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
             except BlockingIOError:
                 raise RunLocked(self.path, self._read_holder() or {}) from None
+            if not label:
+                try:
+                    yield {}
+                finally:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+                return
             previous = self._read_holder()
             me = {"host": socket.gethostname(), "pid": os.getpid(), "command": command, "since": time.time()}
             if previous and (previous.get("host"), previous.get("pid")) != (me["host"], me["pid"]) and on_takeover:
@@ -473,10 +481,10 @@ class RunDir:
             os.close(fd)
 
     @contextmanager
-    def try_lock(self, command: str = "insr-hpc"):
+    def try_lock(self, command: str = "insr-hpc", label: bool = True):
         """Like :meth:`lock` without waiting, but yields None instead of raising when held."""
         try:
-            cm = self.lock(command)
+            cm = self.lock(command, label=label)
             me = cm.__enter__()
         except RunLocked:
             yield None

@@ -85,11 +85,12 @@ class Case:
     term_kind: type | None = Term
     integrator_name: str = "midpoint"  # the run's integrator (the solver sets it): for scheme-aware references
     # Packed sweeps (``launch.pack``, :mod:`insr_hpc.pde.pack`): a case registered
-    # ``packable`` (``@CASES.register(name, packable=True)``) has terms that read nothing but their arguments, the history fields,
-    # ``ctx.dt`` and ``self.params`` (never ``ctx.current`` or ``prepare`` hooks), so k
-    # runs can be evaluated under one ``vmap``. ``pack_values``: the ``problem`` keys
-    # that may differ between the runs of one pack (numbers entering the terms; they
-    # become per-run tensors inside the vmap). Other problem keys must agree.
+    # ``packable`` (``@CASES.register(name, packable=True)``) has terms that read
+    # nothing but their arguments, the history fields, ``ctx.dt`` and ``self.params``
+    # (never ``ctx.current`` or ``prepare`` hooks), so k runs can be evaluated under one
+    # ``vmap``. ``pack_values``: the ``problem`` keys that may differ between the runs
+    # of one pack (numbers entering the terms; they become per-run tensors inside the
+    # vmap). Other problem keys must agree.
     pack_values: tuple[str, ...] = ()
 
     def __init__(self, params: Any, dt: float):

@@ -27,6 +27,7 @@ import numpy as np
 import xarray as xr
 
 from insr_hpc.analysis.stores import map_stores
+from insr_hpc.grid import vorticity
 
 
 def spectrum(u: np.ndarray, h: float) -> tuple[np.ndarray, np.ndarray]:
@@ -44,7 +45,7 @@ def spectrum(u: np.ndarray, h: float) -> tuple[np.ndarray, np.ndarray]:
 
 def enstrophy(u: np.ndarray, x: np.ndarray, y: np.ndarray) -> float:
     """½ Σ ω² h² of a (y, x, 2) velocity."""
-    w = np.gradient(u[..., 1], x, axis=1) - np.gradient(u[..., 0], y, axis=0)
+    w = vorticity(u, x, y)
     return float(0.5 * (w**2).sum() * (x[1] - x[0]) * (y[1] - y[0]))
 
 

@@ -19,6 +19,8 @@ import sys
 import numpy as np
 import xarray as xr
 
+from insr_hpc.analysis.stores import mpi_comm
+
 COLUMNS = ("run", "steps_done", "steps_total", "complete", "final_error", "max_error", "iterations", "seconds", "rank")
 
 
@@ -54,20 +56,12 @@ def summarize(path: str, root: str) -> dict:
     }
 
 
-def _comm():
-    try:
-        from mpi4py import MPI
-    except ImportError:
-        return None
-    return MPI.COMM_WORLD
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("root", help="a sweep directory (output.root/name) or any tree holding stores")
     p.add_argument("-o", "--output", default=None, help="CSV path (default: ROOT/summary.csv)")
     args = p.parse_args(argv)
-    comm = _comm()
+    comm = mpi_comm()  # None under a plain python: one rank
     rank, size = (comm.Get_rank(), comm.Get_size()) if comm else (0, 1)
     if not os.path.isdir(args.root):
         if rank == 0:

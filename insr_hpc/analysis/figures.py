@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from insr_hpc.analysis.collect import RunRecord
+from insr_hpc.grid import vorticity  # noqa: F401  (also imported from here)
 from insr_hpc.store import StepStore
 
 ERROR_LABEL = {
@@ -180,11 +181,6 @@ def _advection(pairs, stores):
         ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
-
-
-def vorticity(u: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """ω = ∂v/∂x − ∂u/∂y of a (y, x, 2) velocity on a grid (second-order differences)."""
-    return np.gradient(u[..., 1], x, axis=1) - np.gradient(u[..., 0], y, axis=0)
 
 
 def _euler(pairs, stores):

@@ -24,19 +24,22 @@ import torch
 
 from insr_hpc.errors import InsrError
 from insr_hpc.fields import MODELS, build_model, load_flat_params
-from insr_hpc.fields.registry import latent_dim
+from insr_hpc.fields.registry import latent_size
 from insr_hpc.store import StepStore, StoreFormatError
 
 MAX_POINTS = 2**26  # grid points per render (8192² in 2-D): ~1 GiB of float32 per output
 CHUNK = 2**15  # points evaluated at once
 
 
-def _network(ds, in_dim: int, out_dim: int, flat: np.ndarray | None):
-    """The store's network (config ``network`` section, via the model registry) with
-    ``flat`` loaded into it."""
+def _network_params(ds):
+    """The store's network Params (config ``network`` section, via the model registry)."""
     net_cfg = dict(ds.attrs["config"]["network"])
-    params = MODELS.get(net_cfg["model"]).Params(**net_cfg)
-    model = build_model(params, in_dim, out_dim)
+    return MODELS.get(net_cfg["model"]).Params(**net_cfg)
+
+
+def _network(ds, in_dim: int, out_dim: int, flat: np.ndarray | None):
+    """The store's network (:func:`_network_params`) with ``flat`` loaded into it."""
+    model = build_model(_network_params(ds), in_dim, out_dim)
     if flat is not None:
         try:
             load_flat_params(model, np.asarray(flat, dtype=np.float32))
@@ -173,7 +176,7 @@ def recon_on_grid(ds, index: int, lat: np.ndarray, lon: np.ndarray):
     grid = np.stack([la.ravel(), lo.ravel()], axis=1)
     weights = np.asarray(ds["weights"].values)
     # as the trainer does: a latent-modulated model sees (lat, lon), others (lat, lon, t)
-    in_dim = 2 if latent_dim(_network(ds, 2, 1, None)) else 3
+    in_dim = 2 if latent_size(_network_params(ds)) else 3
     model = _network(ds, in_dim, 1, weights)
     t_norm = np.linspace(0.0, 1.0, n_t)[index] if n_t > 1 else 0.0
     preds = []

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 
+from insr_hpc.mpi import comm_world, import_comm_world, launched_by_mpi
+
 
 def find_stores(root: str) -> list[str]:
     """Every run's ``store.zarr`` under ``root``, sorted (not descending into stores or
@@ -18,15 +20,16 @@ def find_stores(root: str) -> list[str]:
 
 
 def mpi_comm():
-    """MPI.COMM_WORLD when started by an MPI launcher (mpiexec, srun), else None."""
-    launched = any(k in os.environ for k in ("PMI_SIZE", "PMI_RANK", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS"))
-    if not launched and int(os.environ.get("SLURM_NTASKS", "1") or 1) <= 1:
-        return None
-    try:
-        from mpi4py import MPI
-    except ImportError:
-        return None
-    return MPI.COMM_WORLD
+    """MPI.COMM_WORLD when started by an MPI launcher (mpiexec, srun), else None.
+
+    An MPI launcher (:func:`insr_hpc.mpi.launched_by_mpi`) without mpi4py is an
+    InsrError; a Slurm step of several tasks without an MPI marker tries mpi4py and
+    runs alone when it is missing."""
+    if launched_by_mpi() is not None:
+        return comm_world()
+    if int(os.environ.get("SLURM_NTASKS", "1") or 1) > 1:
+        return import_comm_world()
+    return None
 
 
 def map_stores(root: str, analyse) -> tuple[list | None, int, int]:

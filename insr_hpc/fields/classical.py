@@ -1,8 +1,8 @@
 """Classical spatial interpolators as registry models: inverse-distance weighting and
 Gaussian-process regression (kriging, through scikit-learn).
 
-They are the baselines a neural field has to beat. A classical entry sets
-``classical = True``; ``build`` returns an object with
+They are the baselines a neural field has to beat. A classical entry registers
+with ``classical=True``; ``build`` returns an object with
 
     interpolate(values, observed, valid, lat, lon) -> (T, H, W)
 
@@ -55,10 +55,8 @@ def idw(values: np.ndarray, observed: np.ndarray, valid: np.ndarray, lat: np.nda
     return out
 
 
-@MODELS.register("idw")
+@MODELS.register("idw", classical=True)
 class IDW:
-    classical = True
-    latent_dim = 0
 
     @dataclass
     class Params:
@@ -81,16 +79,13 @@ class IDW:
         return idw(values, observed, valid, lat, lon, self.params.neighbours, self.params.power)
 
 
-@MODELS.register("kriging")
+@MODELS.register("kriging", classical=True)
 class Kriging:
     """Ordinary kriging as Gaussian-process regression (scikit-learn's
     ``GaussianProcessRegressor``): a constant × Matérn covariance of the chord distance
     plus a white-noise nugget, hyperparameters fitted by maximum marginal likelihood on
     each time step's observations (warm-started from the previous step's fit), values
     standardised per step; the estimate is the posterior mean."""
-
-    classical = True
-    latent_dim = 0
 
     @dataclass
     class Params:

@@ -28,8 +28,6 @@ def gelu_mlp(n_in: int, width: int, depth: int, out_dim: int) -> nn.Sequential:
 
 
 class FourierFeatureNet(nn.Module):
-    latent_dim = 0
-
     def __init__(self, freqs: torch.Tensor, width: int, depth: int, out_dim: int):
         super().__init__()
         self.in_dim, self.out_dim = freqs.shape[1], out_dim

@@ -46,9 +46,10 @@ from insr_hpc.fields.registry import MODELS
 BASES = ("kriging", "idw")
 
 
-@MODELS.register("hybrid")
+# hybrid: the workload computes the interpolant and blends (insr_hpc/recon/workload.py);
+# latent: build returns an MMGN
+@MODELS.register("hybrid", latent=True, hybrid=True)
 class Hybrid:
-    hybrid = True  # the workload computes the interpolant and blends (insr_hpc/recon/workload.py)
 
     @dataclass
     class Params:

@@ -43,7 +43,7 @@ class GaborFilter(nn.Module):
         return torch.sin(self.linear(x)) * torch.exp(-0.5 * d2 * self.gamma)
 
 
-@MODELS.register("mmgn")
+@MODELS.register("mmgn", latent=True)
 class MMGN(nn.Module):
     @dataclass
     class Params:

@@ -4,20 +4,30 @@
 Every model maps ``(N, in_dim)`` coordinates to ``(N, out_dim)`` values; models with
 extra inputs (e.g. a latent code) take them as keyword arguments.
 
-Latent-modulated models (auto-decoders such as MMGN) set ``latent_dim > 0`` and are
-called as ``model(x, codes=codes, index=index, x_index=x_index)``: ``codes``
-(K, latent_dim) are owned and optimised by the caller (one per time step), ``index``
-(N,) picks each point's code, and ``x_index`` (N,) each point's row of ``x`` (P, in_dim)
-(None: one point per row), so position-only work is done once per distinct position. A model without the attribute (or with ``latent_dim == 0``) is called as
-``model(x)``; see :func:`latent_dim`.
+Capabilities an entry declares when it registers (``@MODELS.register(name, ...)``),
+read with ``MODELS.has(name, cap)`` without building anything:
+
+* ``latent`` — a latent-modulated auto-decoder (MMGN, and ``hybrid``'s network): its
+  ``Params`` has ``latent``, the size of the code (:func:`latent_size`). It is called as
+  ``model(x, codes=codes, index=index, x_index=x_index)``: ``codes`` (K, latent) are
+  owned and optimised by the caller (one per time step), ``index`` (N,) picks each
+  point's code, and ``x_index`` (N,) each point's row of ``x`` (P, in_dim) (None: one
+  point per row), so position-only work is done once per distinct position. Any other
+  model is called as ``model(x)``.
+* ``classical`` — an interpolant, not a network: ``build`` returns an object with
+  ``interpolate(values, observed, valid, lat, lon)`` (:mod:`insr_hpc.fields.classical`).
+* ``hybrid`` — an interpolant corrected by a network (:mod:`insr_hpc.fields.hybrid`): the
+  workload computes the entry's ``base_model`` interpolant and blends.
 """
 
 from insr_hpc.registry import Registry
 
-MODELS: Registry = Registry("model", "network.model")
+MODELS: Registry = Registry("model", "network.model", capabilities=("latent", "classical", "hybrid"))
 MODELS.default = "siren"
 
 
-def latent_dim(model) -> int:
-    """Size of the latent code ``model`` expects (0: a plain coordinate network)."""
-    return int(getattr(model, "latent_dim", 0) or 0)
+def latent_size(params) -> int:
+    """Size of the latent code the model ``params`` (a registered model's Params)
+    describes expects: ``params.latent`` for a ``latent`` model, else 0 (a plain
+    coordinate network)."""
+    return int(params.latent) if MODELS.has(params.model, "latent") else 0

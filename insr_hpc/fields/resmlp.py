@@ -16,8 +16,6 @@ from insr_hpc.fields.registry import MODELS
 
 @MODELS.register("resmlp")
 class ResMLP(nn.Module):
-    latent_dim = 0
-
     @dataclass
     class Params:
         model: str = "resmlp"

@@ -1,17 +1,20 @@
 """Data-parallel runs: a process group from whatever launched us, and the RunEnv on it.
 
-Launchers recognised, in this order:
+Launchers recognised, one :class:`Launcher` class each, tried in the order of
+:data:`LAUNCHERS` (first match wins; malformed variables are an InsrError naming them):
 
-* **torchrun** — ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``;
-* **MPI** (``mpiexec -n N``) — rank and size from mpi4py; rank 0 picks the master
-  address and a free port and broadcasts them;
-* **Slurm** (``srun`` with several tasks) — ``SLURM_PROCID``, ``SLURM_NTASKS``,
-  ``SLURM_LOCALID``; master = first host of ``SLURM_JOB_NODELIST``, port derived from
-  the job id (override with ``MASTER_PORT``);
 * **Ray** (the ray backend's gang of rank tasks in a placement group) — ``INSR_RAY_RANK``,
   ``INSR_RAY_WORLD_SIZE``, ``INSR_RAY_LOCAL_RANK``, ``INSR_RAY_MASTER_ADDR``,
   ``INSR_RAY_MASTER_PORT``, set by each rank task from :class:`RayGang` (rank 0's node
-  address and a free port there, found by a probe task in rank 0's bundle).
+  address and a free port there, found by a probe task in rank 0's bundle);
+* **torchrun** — ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``;
+* **MPI** (``mpiexec -n N``; the launcher's variables as :func:`insr_hpc.mpi.launched_by_mpi`
+  knows them) — rank and size from mpi4py; rank 0 picks the master address and a free
+  port and broadcasts them;
+* **Slurm** (``srun`` with several tasks) — ``SLURM_PROCID``, ``SLURM_NTASKS``,
+  ``SLURM_LOCALID``; master = first host of ``SLURM_JOB_NODELIST``, port derived from
+  the job id (override with ``MASTER_PORT``);
+* **single** — anything else: one process.
 
 gloo on CPU, NCCL on CUDA. Gradients are averaged with one ``all_reduce`` of the
 flattened gradient vector per iteration (``reduce_grads``) rather than by wrapping the
@@ -32,11 +35,14 @@ import re
 import socket
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 
+from insr_hpc.errors import InsrError
+from insr_hpc.mpi import comm_world
 from insr_hpc.runtime import RunEnv
 
 
@@ -52,8 +58,41 @@ class ProcessGroupInfo:
     master_port: int
 
 
-def _env_int(env, key: str) -> int:
-    return int(env[key])
+def _env_str(env: Mapping[str, str], key: str, who: str) -> str:
+    try:
+        return env[key]
+    except KeyError:
+        raise InsrError(f"{who}: {key} is not set") from None
+
+
+def _env_int(env: Mapping[str, str], key: str, who: str, default: int | None = None, minimum: int = 0) -> int:
+    """``env[key]`` as an integer ≥ ``minimum`` (``default`` when unset and a default is
+    given); InsrError naming the variable and the launcher (``who``) otherwise."""
+    if key not in env and default is not None:
+        return default
+    raw = _env_str(env, key, who)
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InsrError(f"{who}: {key}={raw!r} is not an integer") from None
+    if value < minimum:
+        raise InsrError(f"{who}: {key}={value} must be >= {minimum}")
+    return value
+
+
+def _env_port(env: Mapping[str, str], key: str, who: str, default: int | None = None) -> int:
+    port = _env_int(env, key, who, default, minimum=1)
+    if port > 65535:
+        raise InsrError(f"{who}: {key}={port} is not a TCP port (1..65535)")
+    return port
+
+
+def _rank_world(env: Mapping[str, str], rank_key: str, world_key: str, who: str) -> tuple[int, int]:
+    """(rank, world size) from two variables, checked: integers, 0 <= rank < world size."""
+    rank, world = _env_int(env, rank_key, who), _env_int(env, world_key, who, minimum=1)
+    if rank >= world:
+        raise InsrError(f"{who}: {rank_key}={rank} must be < {world_key}={world}")
+    return rank, world
 
 
 @dataclass(frozen=True)
@@ -76,11 +115,10 @@ class RayGang:
     def from_env(cls, env) -> RayGang | None:
         if f"{cls.PREFIX}RANK" not in env:
             return None
-        return cls(
-            _env_int(env, f"{cls.PREFIX}RANK"), _env_int(env, f"{cls.PREFIX}WORLD_SIZE"),
-            _env_int(env, f"{cls.PREFIX}LOCAL_RANK"), env[f"{cls.PREFIX}MASTER_ADDR"],
-            _env_int(env, f"{cls.PREFIX}MASTER_PORT"),
-        )
+        p, who = cls.PREFIX, "ray"
+        rank, world = _rank_world(env, f"{p}RANK", f"{p}WORLD_SIZE", who)
+        return cls(rank, world, _env_int(env, f"{p}LOCAL_RANK", who), _env_str(env, f"{p}MASTER_ADDR", who),
+                   _env_port(env, f"{p}MASTER_PORT", who))
 
     def info(self) -> ProcessGroupInfo:
         return ProcessGroupInfo("ray", self.rank, self.world_size, self.local_rank, self.master_addr, self.master_port)
@@ -128,62 +166,114 @@ def node_address(node: str) -> str:
     return node
 
 
-def _mpi_rank_size() -> tuple[int, int] | None:
-    # Launched by an MPI starter (hydra/mpich, Open MPI, PMIx)? Only then import mpi4py.
-    markers = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "MPI_LOCALRANKID")
-    found = [k for k in markers if k in os.environ]
-    if not found:
-        return None
-    try:
+class Launcher:
+    """One way of being started as a rank of a job. :meth:`detect` reads the launcher's
+    variables from ``env``: this process's place in the job, or None when that launcher
+    did not start it (malformed variables: an InsrError naming the variable)."""
+
+    name: str
+
+    def detect(self, env: Mapping[str, str]) -> ProcessGroupInfo | None:
+        raise NotImplementedError
+
+
+class RayLauncher(Launcher):
+    """The ray backend's gang (``INSR_RAY_*``, see :class:`RayGang`)."""
+
+    name = "ray"
+
+    def detect(self, env):
+        gang = RayGang.from_env(env)
+        return None if gang is None else gang.info()
+
+
+class TorchrunLauncher(Launcher):
+    """``RANK``, ``WORLD_SIZE`` and ``MASTER_ADDR`` all set (``LOCAL_RANK`` default 0,
+    ``MASTER_PORT`` default 29500)."""
+
+    name = "torchrun"
+
+    def detect(self, env):
+        if not ("RANK" in env and "WORLD_SIZE" in env and "MASTER_ADDR" in env):
+            return None
+        rank, world = _rank_world(env, "RANK", "WORLD_SIZE", self.name)
+        return ProcessGroupInfo(self.name, rank, world, _env_int(env, "LOCAL_RANK", self.name, 0),
+                                env["MASTER_ADDR"], _env_port(env, "MASTER_PORT", self.name, 29500))
+
+
+class MPILauncher(Launcher):
+    """An MPI starter (:func:`insr_hpc.mpi.launched_by_mpi`) with more than one rank:
+    rank and size from mpi4py; rank 0 picks the master address and a free port and
+    broadcasts them. Only for this process's own environment (``env is os.environ``):
+    mpi4py reads that, not a mapping handed in."""
+
+    name = "mpi"
+
+    def detect(self, env):
+        if env is not os.environ:
+            return None
+        comm = comm_world()
+        if comm is None or comm.Get_size() <= 1:
+            return None
         from mpi4py import MPI
-    except ImportError:
-        from insr_hpc.errors import InsrError
 
-        raise InsrError(f"started by an MPI launcher ({found[0]} is set) but mpi4py is not installed "
-                        f"(pip install 'insr-hpc[cluster]')") from None
+        local = comm.Split_type(MPI.COMM_TYPE_SHARED).Get_rank()
+        addr_port = None
+        if comm.Get_rank() == 0:
+            addr = os.environ.get("MASTER_ADDR") or _routable_address()
+            with socket.socket() as s:  # a free port on rank 0's host
+                s.bind(("", 0))
+                addr_port = (addr, s.getsockname()[1])
+        addr, port = comm.bcast(addr_port, root=0)
+        return ProcessGroupInfo(self.name, comm.Get_rank(), comm.Get_size(), local, addr, port)
 
-    comm = MPI.COMM_WORLD
-    return comm.Get_rank(), comm.Get_size()
+
+class SlurmLauncher(Launcher):
+    """``srun`` with several tasks: ``SLURM_PROCID`` set and ``SLURM_NTASKS`` > 1
+    (``SLURM_LOCALID`` default 0); master = first host of ``SLURM_JOB_NODELIST`` (or
+    ``MASTER_ADDR``), port 20000 + job id mod 20000 (or ``MASTER_PORT``)."""
+
+    name = "slurm"
+
+    def detect(self, env):
+        if "SLURM_PROCID" not in env or _env_int(env, "SLURM_NTASKS", self.name, 1, minimum=1) <= 1:
+            return None
+        rank, world = _rank_world(env, "SLURM_PROCID", "SLURM_NTASKS", self.name)
+        job = _env_int(env, "SLURM_JOB_ID", self.name, 0)
+        port = _env_port(env, "MASTER_PORT", self.name, 20000 + job % 20000)
+        addr = env.get("MASTER_ADDR")
+        if not addr:
+            hosts = expand_nodelist(env.get("SLURM_JOB_NODELIST") or env.get("SLURM_NODELIST", "localhost"))
+            addr = node_address(hosts[0])
+        return ProcessGroupInfo(self.name, rank, world, _env_int(env, "SLURM_LOCALID", self.name, 0), addr, port)
+
+
+class SingleLauncher(Launcher):
+    """Anything else: one process, rank 0 of 1."""
+
+    name = "single"
+
+    def detect(self, env):
+        return ProcessGroupInfo(self.name, 0, 1, 0, "127.0.0.1", 0)
+
+
+# Tried in this order; the first that recognises the environment wins. Ray first: its
+# rank tasks may run inside a Slurm allocation (SLURM_* inherited from the Ray node);
+# torchrun before MPI and Slurm: torchrun may itself run under srun or mpiexec (one
+# agent per node), and its RANK is the process's place among all workers; MPI before
+# Slurm: ``srun --mpi=pmi2/pmix`` sets both, and MPI then knows the ranks.
+LAUNCHERS: tuple[Launcher, ...] = (RayLauncher(), TorchrunLauncher(), MPILauncher(), SlurmLauncher(), SingleLauncher())
 
 
 def detect(env=None) -> ProcessGroupInfo:
-    """Read the launcher's variables (``env`` defaults to ``os.environ``)."""
+    """Read the launcher's variables (``env`` defaults to ``os.environ``): the first of
+    :data:`LAUNCHERS` that recognises them."""
     env = os.environ if env is None else env
-    gang = RayGang.from_env(env)
-    if gang is not None:
-        return gang.info()
-    if "RANK" in env and "WORLD_SIZE" in env and "MASTER_ADDR" in env:
-        return ProcessGroupInfo(
-            "torchrun", _env_int(env, "RANK"), _env_int(env, "WORLD_SIZE"), int(env.get("LOCAL_RANK", 0)),
-            env["MASTER_ADDR"], int(env.get("MASTER_PORT", 29500)),
-        )
-    mpi = _mpi_rank_size() if env is os.environ else None
-    if mpi is not None and mpi[1] > 1:
-        return _mpi_info(*mpi)
-    if int(env.get("SLURM_NTASKS", "1")) > 1 and "SLURM_PROCID" in env:
-        hosts = expand_nodelist(env.get("SLURM_JOB_NODELIST") or env.get("SLURM_NODELIST", "localhost"))
-        job = int(env.get("SLURM_JOB_ID", "0"))
-        port = int(env.get("MASTER_PORT", 20000 + job % 20000))
-        return ProcessGroupInfo(
-            "slurm", _env_int(env, "SLURM_PROCID"), _env_int(env, "SLURM_NTASKS"), int(env.get("SLURM_LOCALID", 0)),
-            env.get("MASTER_ADDR") or node_address(hosts[0]), port,
-        )
-    return ProcessGroupInfo("single", 0, 1, 0, "127.0.0.1", 0)
-
-
-def _mpi_info(rank: int, size: int) -> ProcessGroupInfo:
-    from mpi4py import MPI
-
-    comm = MPI.COMM_WORLD
-    local = comm.Split_type(MPI.COMM_TYPE_SHARED).Get_rank()
-    addr_port = None
-    if rank == 0:
-        addr = os.environ.get("MASTER_ADDR") or _routable_address()
-        with socket.socket() as s:  # a free port on rank 0's host
-            s.bind(("", 0))
-            addr_port = (addr, s.getsockname()[1])
-    addr, port = comm.bcast(addr_port, root=0)
-    return ProcessGroupInfo("mpi", rank, size, local, addr, port)
+    for launcher in LAUNCHERS:
+        info = launcher.detect(env)
+        if info is not None:
+            return info
+    raise AssertionError("SingleLauncher recognises every environment")
 
 
 def _routable_address() -> str:

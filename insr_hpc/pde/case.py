@@ -20,7 +20,8 @@ import torch
 from insr_hpc.pde.terms import Energy, PointFn, Residual, Term, is_least_squares
 from insr_hpc.registry import Registry
 
-CASES: Registry = Registry("PDE case", "problem.case")
+# capability ``packable``: see Case.pack_values
+CASES: Registry = Registry("PDE case", "problem.case", capabilities=("packable",))
 CASES.default = "advection"
 
 FieldFn = Callable[[torch.Tensor], torch.Tensor]  # points (N, d) → values (N, k)
@@ -83,13 +84,13 @@ class Case:
     # ``accepts`` when the config is validated.
     term_kind: type | None = Term
     integrator_name: str = "midpoint"  # the run's integrator (the solver sets it): for scheme-aware references
-    # Packed sweeps (``launch.pack``, :mod:`insr_hpc.pde.pack`): a case that sets
-    # ``packable`` has terms that read nothing but their arguments, the history fields,
-    # ``ctx.dt`` and ``self.params`` (never ``ctx.current`` or ``prepare`` hooks), so k
-    # runs can be evaluated under one ``vmap``. ``pack_values``: the ``problem`` keys
-    # that may differ between the runs of one pack (numbers entering the terms; they
-    # become per-run tensors inside the vmap). Other problem keys must agree.
-    packable: bool = False
+    # Packed sweeps (``launch.pack``, :mod:`insr_hpc.pde.pack`): a case registered
+    # ``packable`` (``@CASES.register(name, packable=True)``) has terms that read
+    # nothing but their arguments, the history fields, ``ctx.dt`` and ``self.params``
+    # (never ``ctx.current`` or ``prepare`` hooks), so k runs can be evaluated under one
+    # ``vmap``. ``pack_values``: the ``problem`` keys that may differ between the runs
+    # of one pack (numbers entering the terms; they become per-run tensors inside the
+    # vmap). Other problem keys must agree.
     pack_values: tuple[str, ...] = ()
 
     def __init__(self, params: Any, dt: float):

@@ -20,12 +20,12 @@ import torch
 
 from insr_hpc.errors import ConfigError, DivergenceError
 from insr_hpc.pde.case import CASES, StepContext
+from insr_hpc.pde.optimizers import OPTIMIZERS
 from insr_hpc.pde.optimizers.base import ParamVector
 from insr_hpc.pde.optimizers.packed import PackedProblem, packed_adam, packed_levenberg_marquardt
 from insr_hpc.pde.terms import draw
 from insr_hpc.runtime import derived_seed
 
-PACKED_OPTIMIZERS = ("adam", "gauss_newton")
 # optimiser keys that may differ inside a pack (each run keeps its own rate)
 OPTIM_VALUES = ("lr", "init_lr", "init_warmup_lr")
 # keys that change nothing computed (outputs, logging, launching, guard rails)
@@ -43,14 +43,14 @@ def pack_key(config: dict) -> str:
         raise ConfigError("launch.pack", "data-parallel runs (launch.ddp) cannot be packed; use launch.pack=1")
     case = config["problem"]["case"]
     cls = CASES.get(case)
-    if not cls.packable:
-        packable = [n for n in CASES.names() if CASES.get(n).packable]
+    if not CASES.has(case, "packable"):
+        packable = CASES.having("packable")
         raise ConfigError("launch.pack", f"problem.case '{case}' cannot be packed (its sub-steps read each other's "
                           f"results); packable cases: {', '.join(packable)}; use launch.pack=1")
     optim = config["optim"]["name"]
-    if optim not in PACKED_OPTIMIZERS:
+    if optim not in OPTIMIZERS or not OPTIMIZERS.has(optim, "packable"):
         raise ConfigError("launch.pack", f"optim.name '{optim}' has no packed version (packed: "
-                          f"{', '.join(PACKED_OPTIMIZERS)}); use launch.pack=1")
+                          f"{', '.join(OPTIMIZERS.having('packable'))}); use launch.pack=1")
     if config["optim"].get("linear_solver") == "cg":
         raise ConfigError("launch.pack", "optim.linear_solver 'cg' is not packed; use cholesky/auto or launch.pack=1")
     shared = {}
@@ -200,4 +200,4 @@ def _minimize(solvers, alive, prob: PackedProblem, *, initial: bool):
     return thetas, results
 
 
-__all__ = ["PACKED_OPTIMIZERS", "PackStepper", "pack_key"]
+__all__ = ["PackStepper", "pack_key"]

@@ -12,6 +12,7 @@ from typing import Any
 
 from insr_hpc.config.schema import KEYS_OF, LaunchConfig, RunIdentity, SweepConfig, require
 from insr_hpc.errors import ConfigError
+from insr_hpc.fields.registry import MODELS
 
 TASKS = ("task1", "task2", "task3", "task4")
 
@@ -142,6 +143,7 @@ class ReconConfig(RunIdentity):
 
     def validate(self) -> None:
         super().validate()
-        if getattr(self.network, "model", None) == "hybrid":
+        model = getattr(self.network, "model", None)
+        if model is not None and MODELS.has(model, "hybrid"):
             require(self.train.validation > 0, "train.validation",
-                    "network.model=hybrid fits the weight of its network on the validation observations: must be > 0")
+                    f"network.model={model} fits the weight of its network on the validation observations: must be > 0")

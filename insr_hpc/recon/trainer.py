@@ -11,7 +11,7 @@ gradient of the whole batch; clipping and the AdamW step then run identically on
 rank, so weights stay equal without broadcasts.
 
 A coordinate network sees (lat, lon, t) ∈ [0, 1]³; a latent-modulated network
-(``latent_dim > 0``, e.g. MMGN) sees (lat, lon) ∈ [0, 1]² and the code z_t of its time
+(registered ``latent``, e.g. MMGN) sees (lat, lon) ∈ [0, 1]² and the code z_t of its time
 step from a table (T, latent_dim) initialised to zero and optimised with the weights.
 """
 
@@ -26,7 +26,7 @@ import torch
 
 from insr_hpc.errors import DivergenceError
 from insr_hpc.fields import build_model
-from insr_hpc.fields.registry import latent_dim
+from insr_hpc.fields.registry import latent_size
 from insr_hpc.recon.config import TrainConfig
 from insr_hpc.runtime import RunEnv
 
@@ -99,9 +99,11 @@ class Trainer:
         self.reduce_grads = env.reduce_grads if env is not None and self.world > 1 else None
         torch.manual_seed(seed)
         n_t = problem.shape[0]
+        self.latent_dim = latent_size(network)
         self.model = build_model(network, 2, 1)
-        self.latent_dim = latent_dim(self.model)
         if not self.latent_dim:  # a coordinate network: time is an input
+            # (the (2 → 1) network just built is discarded; building it first keeps the
+            # seed → initial weights of earlier versions, which drew it to learn the kind)
             self.model = build_model(network, 3, 1)
         self.model.to(device)
         self.codes = torch.nn.Parameter(torch.zeros(n_t, max(self.latent_dim, 1), device=device)) if self.latent_dim else None

@@ -114,13 +114,13 @@ def run_recon(cfg: ReconConfig, run_dir: str, env: RunEnv, run_id: str = "r000")
     fld = load_field(cfg.data.path, cfg.data.variable)
     observed = observation_mask(cfg.task.name, cfg.task.ratio, cfg.task.ratio_min, fld.valid, fld.values.shape[0], cfg.task.seed)
     train_mask, val_mask = validation_split(cfg.task.name, observed, cfg.train.validation, cfg.task.seed)
-    if getattr(MODELS.get(cfg.network.model), "classical", False):
+    if MODELS.has(cfg.network.model, "classical"):
         return _run_classical(cfg, run_dir, env, run_id, fld, observed, train_mask, val_mask)
     problem = make_problem(fld.values, train_mask, fld.lat, fld.lon, val_mask)
     mlo, mhi = metrics.metric_range(fld.values)
     model_cls = MODELS.get(cfg.network.model)
     base, base_seconds = None, 0.0
-    if getattr(model_cls, "hybrid", False):  # the interpolant of the training observations (never the validation ones)
+    if MODELS.has(cfg.network.model, "hybrid"):  # the interpolant of the training observations (never the validation ones)
         start = time.perf_counter()
         base = model_cls.base_model(cfg.network).interpolate(fld.values, train_mask, fld.valid, fld.lat, fld.lon)
         base_seconds = time.perf_counter() - start

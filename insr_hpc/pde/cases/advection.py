@@ -37,7 +37,7 @@ def initial_profile(kind: str, x, mu: float, sigma: float, wavenumber: float, li
     return g * lib.cos(wavenumber * (x - mu))
 
 
-@CASES.register("advection")
+@CASES.register("advection", packable=True)
 class Advection(Case):
     @dataclass
     class Params:
@@ -62,7 +62,6 @@ class Advection(Case):
             require(self.boundary_weight >= 0, "boundary_weight", "must be >= 0")
 
     fields = {"u": FieldSpec(1, 1)}
-    packable = True
     pack_values = ("speed", "mu", "sigma", "wavenumber")
 
     def __init__(self, params: "Advection.Params", dt: float):

@@ -27,7 +27,7 @@ from insr_hpc.pde.optimizers.base import OPTIMIZERS, MinimizeResult, Optimizer
 from insr_hpc.pde.terms import draw, module_point_fn, objective
 
 
-@OPTIMIZERS.register("adam")
+@OPTIMIZERS.register("adam", packable=True)
 class Adam(Optimizer):
     @dataclass
     class Params:

@@ -12,7 +12,8 @@ from torch.func import functional_call
 from insr_hpc.pde.case import SubProblem
 from insr_hpc.registry import Registry
 
-OPTIMIZERS: Registry = Registry("optimiser", "optim.name")
+# capability ``packable``: has a packed version (insr_hpc/pde/optimizers/packed.py, launch.pack)
+OPTIMIZERS: Registry = Registry("optimiser", "optim.name", capabilities=("packable",))
 OPTIMIZERS.default = "adam"
 
 

@@ -68,7 +68,7 @@ SOLVERS = ("auto", "cholesky", "cg")
 CURVATURES = ("ggn", "hessian")
 
 
-@OPTIMIZERS.register("gauss_newton")
+@OPTIMIZERS.register("gauss_newton", packable=True)
 class GaussNewton(Optimizer):
     @dataclass
     class Params:

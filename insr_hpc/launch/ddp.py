@@ -364,8 +364,8 @@ def shutdown() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m insr_hpc.launch.ddp SPEC.json`` on every rank; exit 0 when the run is done."""
-    from insr_hpc.catalog import build_config
-    from insr_hpc.run import RunSpec, execute
+    from insr_hpc.errors import InsrError
+    from insr_hpc.run import RunSpec, execute, spec_config
 
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
@@ -375,8 +375,12 @@ def main(argv: list[str] | None = None) -> int:
     from insr_hpc.runtime import STOP, Interrupted, install_stop_handlers
 
     install_stop_handlers()  # torchrun forwards SIGTERM to every rank: all stop after one step
-    spec = RunSpec.load(argv[0])
-    cfg = build_config(spec.config)
+    try:
+        spec = RunSpec.load(argv[0])
+    except InsrError as exc:
+        print(f"insr-hpc: error: {exc}", file=sys.stderr)
+        return 2
+    cfg = spec_config(spec)
     info = detect()
     env = init(info, cfg.device, cfg.launch.ddp.backend)
     try:

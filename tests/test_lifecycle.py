@@ -1,0 +1,244 @@
+"""One owner of a run's lifecycle: a config validated once (at plan time) and sealed by
+its digest, spec.json written once per submit by RunDir, unrecorded ends settled in one
+place, backends that only submit, report and cancel (a new one is one class and one
+registry line), and a run directory that cannot be turned against its owner (links,
+damaged or lost run files)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import xarray as xr
+from _small import REPO, SMALL_ADVECTION, cli, write_config
+
+from insr_hpc.cli import main
+from insr_hpc.errors import ConfigError, InsrError
+from insr_hpc.launch.base import BACKENDS, Backend
+from insr_hpc.plan import plan_runs
+from insr_hpc.run import admit, execute, spec_config
+from insr_hpc.rundir import RunDir, RunSpec, config_digest
+
+STEPS = 3
+QUICK = dict(
+    SMALL_ADVECTION,
+    name="life",
+    time={"dt": 0.05, "steps": STEPS},
+    network={"model": "siren", "depth": 2, "width": 8},
+    optim={"name": "adam", "lr": 1e-3, "max_iters": 10, "init_max_iters": 20, "rtol": 0, "init_rtol": 0},
+    sampling={"interior": 64, "boundary": 2},
+    output={"resolution": 32, "figure_every": 0},
+)
+
+
+def _cfg(tmp_path, root, **extra) -> str:
+    return write_config(tmp_path, dict(QUICK, output={**QUICK["output"], "root": str(root)}, **extra))
+
+
+# -- validated once ------------------------------------------------------------------------------
+def test_a_planned_spec_is_sealed_and_never_validated_again(tmp_path, monkeypatch):
+    plan = plan_runs(_cfg(tmp_path, tmp_path / "runs"))
+    spec = plan.specs[0]
+    assert spec.digest == config_digest(spec.config) and spec.validated
+    assert spec_config(spec) is plan.configs[0]  # this process: the plan's own object
+    admit(plan.specs, backend=None)
+    loaded = RunSpec.load(RunDir(spec.run_dir).spec)
+    assert loaded.to_json() == json.loads(json.dumps(spec.to_json()))
+
+    import insr_hpc.config.load as load
+
+    def no_second_validation(*args, **kwargs):
+        raise AssertionError("a sealed spec was validated again")
+
+    monkeypatch.setattr(load, "check_config", no_second_validation)
+    cfg = spec_config(loaded)  # another process would do exactly this: decode only
+    assert cfg.network.width == 8 and cfg.time.steps == STEPS
+
+
+def test_an_edited_spec_is_validated_before_it_runs(tmp_path):
+    plan = plan_runs(_cfg(tmp_path, tmp_path / "runs"))
+    admit(plan.specs, backend=None)
+    path = RunDir(plan.specs[0].run_dir).spec
+    data = json.load(open(path))
+    data["config"]["time"]["dt"] = -1.0  # the digest no longer matches: validated again, refused
+    json.dump(data, open(path, "w"))
+    edited = RunSpec.load(path)
+    assert not edited.validated
+    with pytest.raises(ConfigError, match="time.dt"):
+        spec_config(edited)
+
+
+@pytest.mark.parametrize("text", ["", "{\"run_id\": 1", "\xff\xfe garbage", "[1, 2]", "{\"run_id\": \"r\"}"])
+def test_a_damaged_spec_json_is_one_line_exit_2_from_the_worker(tmp_path, text):
+    run_dir = tmp_path / "r000"
+    run_dir.mkdir()
+    (run_dir / "spec.json").write_bytes(text.encode("latin-1"))
+    res = subprocess.run([sys.executable, "-m", "insr_hpc.launch.worker", str(run_dir / "spec.json")],
+                         capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=REPO), timeout=120)
+    assert res.returncode == 2, res.stderr
+    line = res.stderr.strip()
+    assert line.count("\n") == 0 and line.startswith("insr-hpc: error: ") and str(run_dir / "spec.json") in line
+    assert sorted(os.listdir(run_dir)) == ["spec.json"]  # nothing written
+
+
+# -- written once, settled in one place ----------------------------------------------------------
+def test_settle_keeps_a_recorded_outcome_and_decides_an_unrecorded_one(tmp_path):
+    rd = RunDir(str(tmp_path / "r"))
+    rd.transition("running")
+    assert rd.settle("worker exited with code -9 (killed by signal)") == "failed"
+    assert rd.read_state()["reason"] == "worker exited with code -9 (killed by signal)"
+    rd.transition("running")
+    rd.transition("done")
+    assert rd.settle("worker exited with code 1") == "done"  # the run's own record stands
+    rd.transition("running")
+    rd.request_cancel()
+    assert rd.cancel_requested()
+    assert rd.settle("gone", cancelled="cancelled by user (scancel)") == "cancelled"
+    assert rd.read_state()["reason"] == "cancelled by user (scancel)"
+    rd.transition("pending")
+    rd.update(cancel_requested=False)
+    assert rd.settle("never started") == "pending"  # a queued run is not settled by default
+    assert rd.settle("job left the queue", unfinished=("pending",)) == "failed"
+    rd.transition("running")
+    assert rd.settle("killed", stopping="interrupted: submit stopped") == "pending"
+
+
+class InProcess(Backend):
+    """A whole backend in a test: runs each spec in this process."""
+
+    name = "inprocess"
+
+    def available(self, detach: bool = False) -> None:
+        if detach:
+            raise InsrError("--no-wait: backend 'inprocess' cannot detach")
+
+    def submit(self, specs, sweep_dir, progress=True, wait=True):
+        written = {s.run_id: os.stat(RunDir(s.run_dir).spec).st_mtime_ns for s in specs}
+        out = {}
+        for spec in specs:
+            execute(spec, threads=1, job={"backend": self.name, "job_id": f"job-{spec.run_id}"})
+            out[spec.run_id] = RunDir(spec.run_dir).read_state()["state"]
+        assert written == {s.run_id: os.stat(RunDir(s.run_dir).spec).st_mtime_ns for s in specs}  # not rewritten
+        return out
+
+    def states(self, runs):
+        return {st["run_id"]: "COMPLETED" for st in runs}
+
+    def cancel(self, runs):
+        for st in runs:
+            RunDir(st["run_dir"]).request_cancel()
+        return [st["run_id"] for st in runs]
+
+
+def test_a_new_backend_is_one_class_and_one_registry_line(tmp_path, capsys):
+    BACKENDS.register("inprocess")(InProcess)  # the one line a new backend module adds
+    try:
+        cfg = _cfg(tmp_path, tmp_path / "runs", sweep={"grid": {"seed": [0, 1]}})
+        assert main(["submit", cfg, "--backend", "inprocess"]) == 0
+        for run in ("r000-seed=0", "r001-seed=1"):
+            state = RunDir(str(tmp_path / "runs" / "life" / run)).read_state()
+            assert state["state"] == "done" and state["backend"] == "inprocess" and state["job_id"] == f"job-{run}"
+            assert state["attempts"] == 1
+        capsys.readouterr()
+        assert main(["submit", cfg, "--backend", "inprocess", "--no-wait"]) == 2
+        assert "backend 'inprocess' cannot detach" in capsys.readouterr().err
+    finally:
+        BACKENDS._entries.pop("inprocess")
+
+
+def test_a_backend_missing_a_method_cannot_be_made():
+    class Half(Backend):
+        def available(self, detach=False):
+            pass
+
+        def submit(self, specs, sweep_dir, progress=True, wait=True):
+            return {}
+
+    with pytest.raises(TypeError, match="cancel"):
+        Half(None)
+
+
+def test_submit_writes_spec_once_and_run_state_three_times(tmp_path):
+    """The counts the lifecycle promises, read from the files' own history: spec.json
+    written once by submit (never by the backend or the worker), run.json written by
+    admit (pending), execute (running) and execute (done)."""
+    cfg = _cfg(tmp_path, tmp_path / "runs")
+    tracer = tmp_path / "trace"
+    tracer.mkdir()
+    (tracer / "sitecustomize.py").write_text(
+        "import os, sys\n"
+        "log = os.environ['TRACE_LOG']\n"
+        "def hook(event, args):\n"
+        "    if event == 'os.rename':\n"
+        "        with open(log, 'a') as fh:\n"
+        "            fh.write(os.path.basename(os.fsdecode(args[1])) + '\\n')\n"
+        "sys.addaudithook(hook)\n")
+    env = dict(os.environ, PYTHONPATH=f"{tracer}{os.pathsep}{REPO}", TRACE_LOG=str(tmp_path / "writes.txt"))
+    res = subprocess.run([sys.executable, "-m", "insr_hpc", "submit", cfg], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr
+    writes = (tmp_path / "writes.txt").read_text().split()
+    assert writes.count("spec.json") == 1
+    assert writes.count("run.json") == 3
+
+
+# -- a run directory that cannot be turned against its owner --------------------------------------
+def test_a_symlinked_store_is_refused_and_overwrite_never_deletes_through_it(tmp_path, capsys):
+    cfg = _cfg(tmp_path, tmp_path / "runs")
+    assert main(["submit", cfg]) == 0
+    run_dir = tmp_path / "runs" / "life" / "r000"
+    elsewhere = tmp_path / "precious"
+    (run_dir / "store.zarr").rename(elsewhere)
+    os.symlink(elsewhere, run_dir / "store.zarr")
+    before = sorted(os.listdir(elsewhere))
+    capsys.readouterr()
+    for extra in ([], ["output.overwrite=true"]):
+        assert main(["submit", cfg, *extra]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and "symbolic link" in err and str(run_dir / "store.zarr") in err
+        assert sorted(os.listdir(elsewhere)) == before
+
+
+def test_a_symlinked_run_directory_is_refused(tmp_path, capsys):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (tmp_path / "runs" / "life").mkdir(parents=True)
+    os.symlink(outside, tmp_path / "runs" / "life" / "r000")
+    assert main(["submit", _cfg(tmp_path, tmp_path / "runs")]) == 2
+    assert "symbolic link" in capsys.readouterr().err
+    assert os.listdir(outside) == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not os.path.isdir("/proc/self"), reason="needs root and /proc")
+def test_an_output_root_root_cannot_write_is_refused_in_the_dry_run(tmp_path, capsys):
+    assert main(["submit", _cfg(tmp_path, "/proc/insr-hpc-test"), "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("insr-hpc: error: output.root: cannot create '/proc/insr-hpc-test") and "not writable" in err
+
+
+def test_a_done_run_with_a_damaged_spec_gets_it_back_on_submit(tmp_path, capsys):
+    cfg = _cfg(tmp_path, tmp_path / "runs")
+    assert main(["submit", cfg]) == 0
+    rd = RunDir(str(tmp_path / "runs" / "life" / "r000"))
+    good = json.load(open(rd.spec))
+    with open(rd.spec, "w") as fh:
+        fh.write("garbage")
+    assert main(["submit", cfg]) == 0
+    assert "1 run(s) already done, skipped" in capsys.readouterr().out
+    assert json.load(open(rd.spec)) == good and rd.read_state()["state"] == "done"
+
+
+def test_lost_run_files_are_restored_from_the_plan_and_nothing_is_recomputed(tmp_path):
+    cfg = _cfg(tmp_path, tmp_path / "runs")
+    assert main(["submit", cfg]) == 0
+    rd = RunDir(str(tmp_path / "runs" / "life" / "r000"))
+    seconds = xr.open_zarr(rd.store)["seconds"].values.copy()
+    os.remove(rd.spec)
+    os.remove(rd.state_file)
+    res = cli("submit", cfg)
+    assert res.returncode == 0, res.stderr
+    assert rd.read_state()["state"] == "done" and os.path.exists(rd.spec)
+    assert (xr.open_zarr(rd.store)["seconds"].values == seconds).all()  # every step kept, none recomputed

@@ -215,10 +215,19 @@ def _convert(owner: Any, name: str, value: Any, memo: _Memo) -> Any:
 
 
 def _has_interpolation(tree: Any) -> bool:
-    if isinstance(tree, str):
-        return "${" in tree
-    if isinstance(tree, Mapping):
-        return any(_has_interpolation(v) for v in tree.values())
-    if isinstance(tree, list | tuple):
-        return any(_has_interpolation(v) for v in tree)
+    """Whether any string in ``tree`` holds ``${``. Iterative, and each list or mapping
+    object is looked at once: a tree that shares sub-trees (YAML aliases) costs what its
+    distinct objects cost, not what it would cost written out."""
+    seen: set[int] = set()
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            if "${" in node:
+                return True
+        elif isinstance(node, Mapping | list | tuple):
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
+            stack.extend(node.values() if isinstance(node, Mapping) else node)
     return False

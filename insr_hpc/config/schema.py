@@ -162,6 +162,10 @@ class SweepConfig:
     grid: dict[str, Any] = field(default_factory=dict)
     zip: dict[str, Any] = field(default_factory=dict)
     labels: dict[str, Any] = field(default_factory=dict)  # key → a run-id name per value
+    max_points: int = 100_000  # refuse a sweep of more points (counted before any is made)
+
+    def validate(self) -> None:
+        require(self.max_points >= 1, "max_points", f"must be >= 1, got {self.max_points}")
 
 
 def check_name(name: str) -> None:

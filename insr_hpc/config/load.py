@@ -414,8 +414,10 @@ def build_config(data: Mapping[str, Any], catalog: Catalog) -> Any:
 
 def typed_config(data: Mapping[str, Any], catalog: Catalog) -> Any:
     """A plain nested dict as a typed Config object: keys and types checked, values
-    converted (OmegaConf), not yet validated (see :func:`check_config`)."""
-    data = dict(data)
+    converted (OmegaConf), not yet validated (see :func:`check_config`). Old names of
+    renamed keys are read as the new ones (:func:`rename_keys`; the note is
+    :func:`drop_switched`'s)."""
+    data = dict(rename_keys(data)[0])
     workload = data.get("workload", "pde")
     if not isinstance(workload, str):
         raise ConfigError("workload", f"expected a name, got {workload!r}")
@@ -487,6 +489,83 @@ def load_raw(path: str | os.PathLike, overrides: Sequence[str] = ()) -> dict[str
     return merge_dicts(*read_layers(path, overrides))
 
 
+# Keys that were renamed: old dotted key → the key that holds its meaning now. A file, an
+# override or a sweep may still give the old key: it is read as the new one, with a note.
+RENAMED = {
+    "launch.slurm.nodes": "launch.ddp.nodes",
+    "launch.slurm.tasks_per_node": "launch.ddp.nproc_per_node",
+}
+
+
+def rename_keys(data: Mapping[str, Any], resolved: bool = False) -> tuple[Mapping[str, Any], list[str]]:
+    """``data`` with each old key of :data:`RENAMED` moved to its new key (``data``
+    itself when it has none; else copies along the changed paths), and the note saying
+    so (none or one). The old and the new key both given with different values is a
+    ConfigError naming both. ``resolved``: ``data`` is a resolved config written before
+    the rename (a RunSpec of an older version, which holds every key): there the larger
+    value wins, as it did then."""
+    found: list[tuple[str, str]] = []
+    out: Any = data
+    for old, new in RENAMED.items():
+        missing = object()
+        value = _get_dotted(out, old, missing)
+        if value is missing:
+            continue
+        current = _get_dotted(out, new, missing)
+        if current is not missing and current != value:
+            if not resolved:
+                raise ConfigError(old, f"is the old name of {new}, which is set to {current!r}, not {value!r}; "
+                                  f"give only {new}")
+            try:
+                value = max(value, current)
+            except TypeError:
+                value = current
+        out = _with_dotted(_without_dotted(out, old), new, value)
+        found.append((old, new))
+    if not found or resolved:
+        return out, []
+    olds, news = ", ".join(o for o, _ in found), ", ".join(n for _, n in found)
+    verb, those = ("are", "those") if len(found) > 1 else ("is", "that")
+    return out, [f"{olds} {verb} deprecated, read as {news}: write {those} instead"]
+
+
+def has_renamed_keys(data: Mapping[str, Any]) -> bool:
+    """Whether ``data`` gives any old key of :data:`RENAMED`."""
+    missing = object()
+    return any(_get_dotted(data, old, missing) is not missing for old in RENAMED)
+
+
+def _get_dotted(tree: Any, key: str, default: Any) -> Any:
+    for part in key.split("."):
+        if not isinstance(tree, Mapping) or part not in tree:
+            return default
+        tree = tree[part]
+    return tree
+
+
+def _with_dotted(tree: Mapping[str, Any], key: str, value: Any) -> dict[str, Any]:
+    """A copy of ``tree``, copied along ``key`` only, with ``key`` set to ``value``."""
+    head, _, rest = key.partition(".")
+    out = dict(tree)
+    if rest:
+        child = out.get(head)
+        out[head] = _with_dotted(child if isinstance(child, Mapping) else {}, rest, value)
+    else:
+        out[head] = value
+    return out
+
+
+def _without_dotted(tree: Mapping[str, Any], key: str) -> dict[str, Any]:
+    """A copy of ``tree``, copied along ``key`` only, without ``key`` (which it has)."""
+    head, _, rest = key.partition(".")
+    out = dict(tree)
+    if rest:
+        out[head] = _without_dotted(out[head], rest)
+    else:
+        del out[head]
+    return out
+
+
 def drop_switched(
     data: Mapping[str, Any], file_data: Mapping[str, Any], explicit: Mapping[str, Any], catalog: Catalog
 ) -> tuple[Mapping[str, Any], list[str]]:
@@ -500,13 +579,17 @@ def drop_switched(
     removed. Keys set explicitly are never removed: an unknown one stays an error of
     :func:`typed_config`, and so does every key when the tag is unchanged. Returns the
     config (``data`` itself when nothing was removed) and one note per section that lost
-    keys, naming them."""
+    keys, naming them.
+
+    Old names of renamed keys (:data:`RENAMED`) are read as the new ones first, with a
+    note (:func:`rename_keys`)."""
+    data, notes = rename_keys(data)
     workload = data.get("workload", "pde")
     try:
         tagged = catalog.tagged_sections(workload) if isinstance(workload, str) else {}
     except ConfigError:  # an unknown workload: typed_config says so
-        return data, []
-    out, notes = data, []
+        return data, notes
+    out = data
     for section, (tag, registry) in tagged.items():
         mine, theirs = data.get(section), file_data.get(section)
         if not isinstance(mine, Mapping) or not isinstance(theirs, Mapping):

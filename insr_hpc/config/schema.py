@@ -112,10 +112,11 @@ class RayConfig:
 
 @dataclass
 class SlurmConfig:
+    """Nodes and tasks of a run are ``launch.ddp.nodes`` and ``launch.ddp.nproc_per_node``
+    (the old ``launch.slurm.nodes`` and ``tasks_per_node`` are read as those, with a note)."""
+
     partition: str | None = None
     time_min: int = 60
-    nodes: int = 1
-    tasks_per_node: int = 1
     cpus_per_task: int = 1
     gpus_per_node: int = 0
     mem_gb: float = 0.0
@@ -128,7 +129,7 @@ class SlurmConfig:
     signal_delay_s: int = 90  # USR2 this many seconds before the time limit: checkpoint + requeue
 
     def validate(self) -> None:
-        for key in ("time_min", "nodes", "tasks_per_node", "cpus_per_task", "array_parallelism"):
+        for key in ("time_min", "cpus_per_task", "array_parallelism"):
             require(getattr(self, key) >= 1, key, f"must be >= 1, got {getattr(self, key)}")
         require(self.gpus_per_node >= 0, "gpus_per_node", f"must be >= 0, got {self.gpus_per_node}")
         require(self.mem_gb >= 0, "mem_gb", f"must be >= 0, got {self.mem_gb}")

@@ -31,11 +31,13 @@ def load_config(path, overrides: Sequence[str] = (), notes: list[str] | None = N
 
 
 def build_config(data: Mapping[str, Any]):
-    """A validated Config from plain data (e.g. a RunSpec's resolved config)."""
-    return _load.build_config(data, CATALOG)
+    """A validated Config from plain data (e.g. a RunSpec's resolved config; one written
+    before a key was renamed is read as it was then: :func:`~insr_hpc.config.load.rename_keys`)."""
+    return _load.build_config(_load.rename_keys(data, resolved=True)[0], CATALOG)
 
 
 def decode_config(data: Mapping[str, Any]):
     """The typed Config of plain data that was validated already (a planned RunSpec's
-    config, its digest intact): converted only, not validated again."""
+    config, its digest intact, so written with today's keys): converted only, not
+    validated again."""
     return _load.typed_config(data, CATALOG)

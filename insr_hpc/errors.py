@@ -3,17 +3,41 @@
 from __future__ import annotations
 
 import difflib
+import unicodedata
 from collections.abc import Iterable
+
+# Characters that would break the one error line (or hide part of it): control and format
+# characters, and the Unicode line and paragraph separators.
+UNPRINTABLE_CATEGORIES = frozenset(("Cc", "Cf", "Zl", "Zp"))
+
+
+def one_line(text: str) -> str:
+    """``text`` with every control or format character written as an escape
+    (``\\n``, ``\\x00``, ``\\u2028``), so that it prints as one line."""
+    if text.isprintable():  # fast path: a printable string holds none of them
+        return text
+    out = []
+    for ch in text:
+        if unicodedata.category(ch) in UNPRINTABLE_CATEGORIES:
+            out.append(repr(ch)[1:-1] if ch.isascii() else f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return "".join(out)
 
 
 class InsrError(Exception):
-    """Bad input from the user (config, paths, names). The CLI prints it on one line."""
+    """Bad input from the user (config, paths, names). The CLI prints it on one line:
+    control characters in it (from a key or value it quotes) are written as escapes."""
+
+    def __str__(self) -> str:
+        return one_line(super().__str__())
 
 
 class ConfigError(InsrError):
     """A config key holds something unusable. ``key`` is the dotted path."""
 
     def __init__(self, key: str, message: str):
+        key = one_line(str(key))
         self.key = key
         super().__init__(f"{key}: {message}" if key else message)
 

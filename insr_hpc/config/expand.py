@@ -29,7 +29,9 @@ from typing import Any
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from insr_hpc.config.load import Catalog, build_config, check_config, drop_switched, is_node, node_ids
+from insr_hpc.config.load import (
+    Catalog, build_config, check_config, drop_switched, has_renamed_keys, is_node, node_ids,
+)
 from insr_hpc.config.sweep import SweepPoint, apply_point
 from insr_hpc.errors import ConfigError
 
@@ -49,7 +51,8 @@ def expand_configs(
     each distinct note saying so is appended to ``notes``."""
     keys = list(points[0].overrides) if points else []
     exact = (not incremental or _has_interpolation(raw)  # "${…}" may tie any key to a swept one
-             or any(b.startswith(a + ".") for a in keys for b in keys))  # a block and a key inside it
+             or any(b.startswith(a + ".") for a in keys for b in keys)  # a block and a key inside it
+             or has_renamed_keys(raw))  # an old key may clash with a swept new one: the full build says so
     reps: dict[tuple, tuple[SweepPoint, Any, set[int]]] = {}
     memo = _Memo()
     found: list[str] = [] if notes is None else notes
@@ -81,12 +84,12 @@ class _Memo:
 def _full(raw: Mapping[str, Any], point: SweepPoint, catalog: Catalog,
           layers: tuple[Mapping[str, Any], Mapping[str, Any]] | None = None, notes: list[str] | None = None) -> Any:
     data = apply_point(raw, point)
-    if layers is not None:
-        file_data, given = layers
-        data, found = drop_switched(data, file_data, apply_point(given, point), catalog)
-        if notes is not None:
-            notes.extend(n for n in found if n not in notes)
     try:
+        if layers is not None:
+            file_data, given = layers
+            data, found = drop_switched(data, file_data, apply_point(given, point), catalog)
+            if notes is not None:
+                notes.extend(n for n in found if n not in notes)
         return build_config(data, catalog)
     except ConfigError as exc:
         where = f" (sweep point {point.run_id})" if point.overrides else ""
@@ -215,10 +218,19 @@ def _convert(owner: Any, name: str, value: Any, memo: _Memo) -> Any:
 
 
 def _has_interpolation(tree: Any) -> bool:
-    if isinstance(tree, str):
-        return "${" in tree
-    if isinstance(tree, Mapping):
-        return any(_has_interpolation(v) for v in tree.values())
-    if isinstance(tree, list | tuple):
-        return any(_has_interpolation(v) for v in tree)
+    """Whether any string in ``tree`` holds ``${``. Iterative, and each list or mapping
+    object is looked at once: a tree that shares sub-trees (YAML aliases) costs what its
+    distinct objects cost, not what it would cost written out."""
+    seen: set[int] = set()
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            if "${" in node:
+                return True
+        elif isinstance(node, Mapping | list | tuple):
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
+            stack.extend(node.values() if isinstance(node, Mapping) else node)
     return False

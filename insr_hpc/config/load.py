@@ -6,10 +6,12 @@ names the file or the dotted key and what was expected.
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import functools
 import math
 import os
+import re
 import sys
 import typing
 from collections.abc import Container, Mapping, Sequence
@@ -17,6 +19,15 @@ from typing import Any, Protocol
 
 import yaml
 from omegaconf import OmegaConf
+from yaml.composer import Composer
+from yaml.constructor import SafeConstructor
+from yaml.events import AliasEvent
+from yaml.resolver import Resolver
+
+try:
+    from yaml.cyaml import CParser
+except ImportError:  # pragma: no cover - PyYAML built without libyaml
+    CParser = None
 from omegaconf.errors import OmegaConfBaseException
 
 from insr_hpc.config.schema import ALLOW_INF, KEYS_OF, Config
@@ -33,22 +44,182 @@ class Catalog(Protocol):
         ...
 
 
+# Bounds on what a config may make this process do before anything is validated
+# (README.md "Configuration", "Limits"): a config file is at most
+# MAX_BYTES_ENV bytes (default 1 MiB); the data it (or an override) describes is nested at
+# most MAX_DEPTH levels and holds at most one node (scalar, list, mapping) per
+# NODE_BYTES bytes of that limit, counted after aliases expand.
+MAX_BYTES_ENV = "INSR_HPC_MAX_CONFIG_BYTES"
+DEFAULT_MAX_BYTES = 1 << 20
+MAX_DEPTH = 64
+NODE_BYTES = 10
+
+_FOREIGN_BOMS = (  # UTF-32 first: its little-endian mark starts with UTF-16's
+    (codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"),
+    (codecs.BOM_UTF16_LE, "UTF-16"), (codecs.BOM_UTF16_BE, "UTF-16"),
+)
+# What YAML accepts in a stream (its c-printable set); anything else is refused up front,
+# with its byte offset, before the parser sees it.
+_NOT_YAML_PRINTABLE = re.compile("[^\t\n\r\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def max_config_bytes() -> int:
+    """The size limit of a config file: ``$INSR_HPC_MAX_CONFIG_BYTES``, else 1 MiB.
+    Only the environment can raise it (a key in the file cannot raise its own limit)."""
+    text = os.environ.get(MAX_BYTES_ENV, "").strip()
+    if not text:
+        return DEFAULT_MAX_BYTES
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise InsrError(f"{MAX_BYTES_ENV}: expected a positive number of bytes, got '{text[:40]}'")
+    return value
+
+
+class _Refused(Exception):
+    """A bound of :class:`_BoundedComposer` was hit at ``mark``."""
+
+    def __init__(self, message: str, mark: Any = None):
+        super().__init__(message)
+        self.mark = mark
+
+
+class _BoundedComposer(Composer):
+    """PyYAML's composer with bounds, checked while the node graph is built, before any
+    Python object exists: nesting depth (:data:`MAX_DEPTH`, so that nothing downstream
+    recurses deeper) and the number of nodes with every alias expanded (a "billion
+    laughs" document is ten small lines). An alias inside its own anchor (a recursive
+    structure) is refused too."""
+
+    max_nodes = DEFAULT_MAX_BYTES // NODE_BYTES
+
+    def compose_document(self) -> Any:
+        self._depth, self._nodes, self._sizes = 0, 0, {}
+        return super().compose_document()
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        if self.check_event(AliasEvent):
+            target = self.anchors.get(event.anchor)
+            if target is not None:  # else PyYAML's "undefined alias"
+                size = self._sizes.get(id(target))
+                if size is None:
+                    raise _Refused(f"alias *{event.anchor} lies inside its own anchor &{event.anchor} "
+                                   "(a recursive structure)", event.start_mark)
+                self._nodes += size
+                if self._nodes > self.max_nodes:
+                    raise _Refused(f"aliases expand too far: more than {self.max_nodes} nodes with *{event.anchor} "
+                                   "expanded", event.start_mark)
+            return super().compose_node(parent, index)
+        if self._depth >= MAX_DEPTH:
+            raise _Refused(f"nested deeper than {MAX_DEPTH} levels", event.start_mark)
+        if self._nodes >= self.max_nodes:
+            raise _Refused(f"more than {self.max_nodes} nodes (values, lists, mappings)", event.start_mark)
+        before = self._nodes
+        self._nodes += 1
+        self._depth += 1
+        node = super().compose_node(parent, index)
+        self._depth -= 1
+        if event.anchor is not None:
+            self._sizes[id(node)] = self._nodes - before  # what an alias to it expands to
+        return node
+
+
+if CParser is not None:  # libyaml scans and parses; composing (bounded) and constructing stay in Python
+
+    class _Loader(_BoundedComposer, CParser, SafeConstructor, Resolver):
+        def __init__(self, stream: str):
+            CParser.__init__(self, stream)
+            Composer.__init__(self)
+            SafeConstructor.__init__(self)
+            Resolver.__init__(self)
+
+else:  # pragma: no cover - PyYAML without libyaml
+
+    class _Loader(_BoundedComposer, yaml.SafeLoader):  # type: ignore[no-redef]
+        pass
+
+
+def _too_deep(exc: yaml.YAMLError) -> bool:
+    """libyaml's own nesting bound, which its scanner's look-ahead can reach before ours."""
+    return "maximum nesting depth" in str(getattr(exc, "problem", "") or "")
+
+
+def _loader(text: str, max_nodes: int) -> Any:
+    loader = _Loader(text)
+    loader.max_nodes = max_nodes
+    return loader
+
+
+def _decode(raw: bytes, path: str) -> str:
+    """``raw`` as strict UTF-8 (a leading UTF-8 byte order mark dropped), holding only
+    characters YAML accepts; else an error with the byte offset."""
+    for bom, name in _FOREIGN_BOMS:
+        if raw.startswith(bom):
+            raise InsrError(f"config file '{path}': starts with a {name} byte order mark (offset 0); "
+                            "save it as UTF-8")
+    skip = len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0
+    try:
+        text = raw[skip:].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        at = skip + exc.start
+        line = raw.count(b"\n", 0, at) + 1
+        raise InsrError(f"config file '{path}': not UTF-8: byte 0x{raw[at]:02x} at offset {at} "
+                        f"(line {line}); save it as UTF-8") from None
+    bad = _NOT_YAML_PRINTABLE.search(text)
+    if bad is not None:
+        at = skip + len(text[: bad.start()].encode("utf-8"))
+        line = text.count("\n", 0, bad.start()) + 1
+        hint = " (UTF-16 text? save it as UTF-8)" if bad.group() == "\0" else ""
+        raise InsrError(f"config file '{path}': control character U+{ord(bad.group()):04X} at offset {at} "
+                        f"(line {line}){hint}")
+    return text
+
+
 def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    """The mapping in YAML file ``path``, read within bounds: at most
+    :func:`max_config_bytes` bytes, strict UTF-8, nested at most :data:`MAX_DEPTH`
+    levels, at most one node per :data:`NODE_BYTES` bytes of the limit with aliases
+    expanded. Each refusal is one :class:`InsrError` naming the file, raised before
+    anything is built from it."""
     path = os.fspath(path)
+    limit = max_config_bytes()
     if not os.path.exists(path):
         raise InsrError(f"config file '{path}' not found")
     if os.path.isdir(path):
         raise InsrError(f"config file '{path}' is a directory, expected a YAML file")
+    too_big = f"config file '{path}' is larger than {limit} bytes (the limit; {MAX_BYTES_ENV}=BYTES raises it)"
     try:
-        with open(path, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh)
+        size = os.stat(path).st_size
+        if size > limit:
+            raise InsrError(too_big.replace("is larger than", f"is {size} bytes, larger than", 1))
+        with open(path, "rb") as fh:
+            raw = fh.read(limit + 1)  # bounded also where stat cannot tell (a pipe, a device)
+    except OSError as exc:
+        raise InsrError(f"config file '{path}': cannot read ({exc.strerror})") from None
+    if len(raw) > limit:
+        raise InsrError(too_big)
+    text = _decode(raw, path)
+    loader = _loader(text, max(limit // NODE_BYTES, 1))
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    except _Refused as exc:
+        where = f" at line {exc.mark.line + 1}, column {exc.mark.column + 1}" if exc.mark else ""
+        raise InsrError(f"config file '{path}': {exc}{where}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        if _too_deep(exc):
+            raise InsrError(f"config file '{path}': nested deeper than {MAX_DEPTH} levels{where}") from None
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise InsrError(f"config file '{path}': YAML syntax error{where}: {problem}") from None
-    except OSError as exc:
-        raise InsrError(f"config file '{path}': cannot read ({exc.strerror})") from None
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        raise InsrError(f"config file '{path}': {str(exc).split(';')[0]}") from None
+    finally:
+        loader.dispose()
     if data is None or data == {}:  # an empty file (or only comments) would silently run the defaults
         raise InsrError(f"config file '{path}' is empty: expected a mapping of sections (name, problem, …)")
     if not isinstance(data, dict):
@@ -57,15 +228,44 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def parse_overrides(overrides: Sequence[str]) -> dict[str, Any]:
-    """``["time.dt=0.1", "network.width=32"]`` → nested dict (values parsed as YAML)."""
+    """``["time.dt=0.1", "network.width=32"]`` → nested dict (values parsed as YAML).
+
+    Bounded as a config file is: each override at most :func:`max_config_bytes` bytes,
+    its key and value nested at most :data:`MAX_DEPTH` levels, its value's nodes counted
+    with aliases expanded."""
+    limit = max_config_bytes()
     for item in overrides:
         key = item.split("=", 1)[0]
         if "=" not in item or not key or key.startswith("."):
-            raise InsrError(f"override '{item}': expected key=value, e.g. time.dt=0.1")
+            raise InsrError(f"override '{item[:80]}': expected key=value, e.g. time.dt=0.1")
+        _check_override(item, key, item.split("=", 1)[1], limit)
     try:
         return OmegaConf.to_container(OmegaConf.from_dotlist(list(overrides)))
-    except OmegaConfBaseException as exc:
+    except (OmegaConfBaseException, yaml.YAMLError) as exc:
         raise InsrError(f"overrides: {str(exc).splitlines()[0]}") from None
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        raise InsrError(f"overrides: {str(exc).split(';')[0]}") from None
+
+
+def _check_override(item: str, key: str, value: str, limit: int) -> None:
+    name = key if len(key) <= 80 else f"{key[:60]}…"
+    size = len(item.encode("utf-8", "surrogatepass"))
+    if size > limit:
+        raise InsrError(f"override '{name}': {size} bytes, larger than {limit} (the limit; "
+                        f"{MAX_BYTES_ENV}=BYTES raises it)")
+    if key.count(".") + 1 > MAX_DEPTH:
+        raise InsrError(f"override '{name}': key nested deeper than {MAX_DEPTH} levels")
+    loader = _loader(value, max(limit // NODE_BYTES, 1))
+    try:
+        loader.get_single_node()  # composed only: OmegaConf parses the value itself
+    except _Refused as exc:
+        raise InsrError(f"override '{name}': value {exc}") from None
+    except yaml.YAMLError as exc:
+        if _too_deep(exc):
+            raise InsrError(f"override '{name}': value nested deeper than {MAX_DEPTH} levels") from None
+        # else not plain YAML: OmegaConf's grammar decides
+    finally:
+        loader.dispose()
 
 
 def merge_dicts(base: dict, extra: Mapping) -> dict:
@@ -214,8 +414,10 @@ def build_config(data: Mapping[str, Any], catalog: Catalog) -> Any:
 
 def typed_config(data: Mapping[str, Any], catalog: Catalog) -> Any:
     """A plain nested dict as a typed Config object: keys and types checked, values
-    converted (OmegaConf), not yet validated (see :func:`check_config`)."""
-    data = dict(data)
+    converted (OmegaConf), not yet validated (see :func:`check_config`). Old names of
+    renamed keys are read as the new ones (:func:`rename_keys`; the note is
+    :func:`drop_switched`'s)."""
+    data = dict(rename_keys(data)[0])
     workload = data.get("workload", "pde")
     if not isinstance(workload, str):
         raise ConfigError("workload", f"expected a name, got {workload!r}")
@@ -287,6 +489,83 @@ def load_raw(path: str | os.PathLike, overrides: Sequence[str] = ()) -> dict[str
     return merge_dicts(*read_layers(path, overrides))
 
 
+# Keys that were renamed: old dotted key → the key that holds its meaning now. A file, an
+# override or a sweep may still give the old key: it is read as the new one, with a note.
+RENAMED = {
+    "launch.slurm.nodes": "launch.ddp.nodes",
+    "launch.slurm.tasks_per_node": "launch.ddp.nproc_per_node",
+}
+
+
+def rename_keys(data: Mapping[str, Any], resolved: bool = False) -> tuple[Mapping[str, Any], list[str]]:
+    """``data`` with each old key of :data:`RENAMED` moved to its new key (``data``
+    itself when it has none; else copies along the changed paths), and the note saying
+    so (none or one). The old and the new key both given with different values is a
+    ConfigError naming both. ``resolved``: ``data`` is a resolved config written before
+    the rename (a RunSpec of an older version, which holds every key): there the larger
+    value wins, as it did then."""
+    found: list[tuple[str, str]] = []
+    out: Any = data
+    for old, new in RENAMED.items():
+        missing = object()
+        value = _get_dotted(out, old, missing)
+        if value is missing:
+            continue
+        current = _get_dotted(out, new, missing)
+        if current is not missing and current != value:
+            if not resolved:
+                raise ConfigError(old, f"is the old name of {new}, which is set to {current!r}, not {value!r}; "
+                                  f"give only {new}")
+            try:
+                value = max(value, current)
+            except TypeError:
+                value = current
+        out = _with_dotted(_without_dotted(out, old), new, value)
+        found.append((old, new))
+    if not found or resolved:
+        return out, []
+    olds, news = ", ".join(o for o, _ in found), ", ".join(n for _, n in found)
+    verb, those = ("are", "those") if len(found) > 1 else ("is", "that")
+    return out, [f"{olds} {verb} deprecated, read as {news}: write {those} instead"]
+
+
+def has_renamed_keys(data: Mapping[str, Any]) -> bool:
+    """Whether ``data`` gives any old key of :data:`RENAMED`."""
+    missing = object()
+    return any(_get_dotted(data, old, missing) is not missing for old in RENAMED)
+
+
+def _get_dotted(tree: Any, key: str, default: Any) -> Any:
+    for part in key.split("."):
+        if not isinstance(tree, Mapping) or part not in tree:
+            return default
+        tree = tree[part]
+    return tree
+
+
+def _with_dotted(tree: Mapping[str, Any], key: str, value: Any) -> dict[str, Any]:
+    """A copy of ``tree``, copied along ``key`` only, with ``key`` set to ``value``."""
+    head, _, rest = key.partition(".")
+    out = dict(tree)
+    if rest:
+        child = out.get(head)
+        out[head] = _with_dotted(child if isinstance(child, Mapping) else {}, rest, value)
+    else:
+        out[head] = value
+    return out
+
+
+def _without_dotted(tree: Mapping[str, Any], key: str) -> dict[str, Any]:
+    """A copy of ``tree``, copied along ``key`` only, without ``key`` (which it has)."""
+    head, _, rest = key.partition(".")
+    out = dict(tree)
+    if rest:
+        out[head] = _without_dotted(out[head], rest)
+    else:
+        del out[head]
+    return out
+
+
 def drop_switched(
     data: Mapping[str, Any], file_data: Mapping[str, Any], explicit: Mapping[str, Any], catalog: Catalog
 ) -> tuple[Mapping[str, Any], list[str]]:
@@ -300,13 +579,17 @@ def drop_switched(
     removed. Keys set explicitly are never removed: an unknown one stays an error of
     :func:`typed_config`, and so does every key when the tag is unchanged. Returns the
     config (``data`` itself when nothing was removed) and one note per section that lost
-    keys, naming them."""
+    keys, naming them.
+
+    Old names of renamed keys (:data:`RENAMED`) are read as the new ones first, with a
+    note (:func:`rename_keys`)."""
+    data, notes = rename_keys(data)
     workload = data.get("workload", "pde")
     try:
         tagged = catalog.tagged_sections(workload) if isinstance(workload, str) else {}
     except ConfigError:  # an unknown workload: typed_config says so
-        return data, []
-    out, notes = data, []
+        return data, notes
+    out = data
     for section, (tag, registry) in tagged.items():
         mine, theirs = data.get(section), file_data.get(section)
         if not isinstance(mine, Mapping) or not isinstance(theirs, Mapping):

@@ -10,10 +10,12 @@ which raises :class:`~insr_hpc.errors.ConfigError` naming the field.
 from __future__ import annotations
 
 import os
+import re
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
-from insr_hpc.errors import ConfigError
+from insr_hpc.errors import UNPRINTABLE_CATEGORIES, ConfigError
 
 
 # Field metadata understood by the loader (insr_hpc.config.load.check_config):
@@ -28,6 +30,24 @@ def require(cond: bool, key: str, message: str) -> None:
     """Raise a ConfigError for ``key`` unless ``cond``. ``key`` is relative to the section."""
     if not cond:
         raise ConfigError(key, message)
+
+
+def check_text(value: str | None, key: str) -> None:
+    """``value`` (a string that reaches a batch script, a shell or a command line) holds
+    no control or format character: no newline, carriage return, NUL, tab, escape, no
+    Unicode line separator (each could end a line of an sbatch script and start another)."""
+    if value is None or value.isprintable():  # fast path: a printable string holds none
+        return
+    for i, ch in enumerate(value):
+        if unicodedata.category(ch) in UNPRINTABLE_CATEGORIES:
+            raise ConfigError(key, f"must not contain a control character (U+{ord(ch):04X} at position {i}), "
+                              f"got {value!r}")
+
+
+# The characters of a ``name``: it names a directory, the Slurm job (--job-name) and
+# reaches command lines, so it keeps to the POSIX portable file name set, plus = and ,.
+NAME_CHARS = "A-Z a-z 0-9 . _ - + = ,"
+_NAME = re.compile(r"[A-Za-z0-9._+=,-]+")
 
 
 @dataclass
@@ -60,6 +80,7 @@ class OutputConfig:
 
     def validate(self) -> None:
         require(bool(self.root), "root", "must be a directory path")
+        check_text(self.root, "root")  # the sweep directory: in #SBATCH --output=… and command lines
         require(self.resolution >= 2, "resolution", f"must be >= 2, got {self.resolution}")
         require(self.log_every >= 1, "log_every", f"must be >= 1, got {self.log_every}")
         require(self.figure_every >= 0, "figure_every", f"must be >= 0, got {self.figure_every}")
@@ -83,6 +104,7 @@ class RayConfig:
     memory_gb: float = 0.0  # 0 = no reservation
 
     def validate(self) -> None:
+        check_text(self.address, "address")
         require(self.num_cpus >= 0, "num_cpus", f"must be >= 0, got {self.num_cpus}")
         require(self.num_gpus >= 0, "num_gpus", f"must be >= 0, got {self.num_gpus}")
         require(self.memory_gb >= 0, "memory_gb", f"must be >= 0, got {self.memory_gb}")
@@ -90,10 +112,11 @@ class RayConfig:
 
 @dataclass
 class SlurmConfig:
+    """Nodes and tasks of a run are ``launch.ddp.nodes`` and ``launch.ddp.nproc_per_node``
+    (the old ``launch.slurm.nodes`` and ``tasks_per_node`` are read as those, with a note)."""
+
     partition: str | None = None
     time_min: int = 60
-    nodes: int = 1
-    tasks_per_node: int = 1
     cpus_per_task: int = 1
     gpus_per_node: int = 0
     mem_gb: float = 0.0
@@ -106,15 +129,27 @@ class SlurmConfig:
     signal_delay_s: int = 90  # USR2 this many seconds before the time limit: checkpoint + requeue
 
     def validate(self) -> None:
-        for key in ("time_min", "nodes", "tasks_per_node", "cpus_per_task", "array_parallelism"):
+        for key in ("time_min", "cpus_per_task", "array_parallelism"):
             require(getattr(self, key) >= 1, key, f"must be >= 1, got {getattr(self, key)}")
         require(self.gpus_per_node >= 0, "gpus_per_node", f"must be >= 0, got {self.gpus_per_node}")
         require(self.mem_gb >= 0, "mem_gb", f"must be >= 0, got {self.mem_gb}")
         require(self.max_array_size >= 0, "max_array_size", f"must be >= 0 (0: the cluster's MaxArraySize), got {self.max_array_size}")
         require(self.signal_delay_s >= 0, "signal_delay_s", f"must be >= 0, got {self.signal_delay_s}")
-        for line in self.extra_sbatch:
+        # Every string below becomes a line (or part of one) of the sbatch script.
+        for key in ("partition", "account", "qos"):
+            check_text(getattr(self, key), key)
+        for i, line in enumerate(self.extra_sbatch):
             ok = isinstance(line, str) and line.lstrip("-").split("=", 1)[0].strip() != ""
             require(ok, "extra_sbatch", f"expected 'key=value' or 'flag' entries, got {line!r}")
+            check_text(line, f"extra_sbatch[{i}]")
+            option = line.lstrip("-").partition("=")[0].strip()
+            require(_SBATCH_OPTION.fullmatch(option) is not None, f"extra_sbatch[{i}]",
+                    f"expected an sbatch option name (letters, digits, - and _) before '=', got {option!r}")
+        for i, line in enumerate(self.setup):
+            check_text(line, f"setup[{i}]")
+
+
+_SBATCH_OPTION = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 
 
 @dataclass
@@ -162,6 +197,10 @@ class SweepConfig:
     grid: dict[str, Any] = field(default_factory=dict)
     zip: dict[str, Any] = field(default_factory=dict)
     labels: dict[str, Any] = field(default_factory=dict)  # key → a run-id name per value
+    max_points: int = 100_000  # refuse a sweep of more points (counted before any is made)
+
+    def validate(self) -> None:
+        require(self.max_points >= 1, "max_points", f"must be >= 1, got {self.max_points}")
 
 
 def check_name(name: str) -> None:
@@ -172,7 +211,11 @@ def check_name(name: str) -> None:
             "inside output.root)")
     seps = sorted({"/", "\\", os.sep, os.altsep or "/"} & set(name))
     require(not seps, "name", f"must be one directory name, without {' or '.join(repr(c) for c in seps)}, got {name!r}")
-    require("\0" not in name, "name", f"must not contain a NUL character, got {name!r}")
+    check_text(name, "name")
+    bad = sorted(set(_NAME.sub("", name)))
+    require(not bad, "name", f"must keep to the characters {NAME_CHARS} (a portable directory and job name), "
+            f"got {name!r}, which holds {''.join(bad)!r}")
+    require(not name.startswith("-"), "name", f"must not start with '-' (it would read as an option), got {name!r}")
 
 
 @dataclass

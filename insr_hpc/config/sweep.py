@@ -12,12 +12,14 @@ from __future__ import annotations
 import copy
 import functools
 import itertools
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from insr_hpc.config.load import merge_dicts
+from insr_hpc.config.schema import SweepConfig
 from insr_hpc.errors import ConfigError
 
 
@@ -61,13 +63,20 @@ def _flatten(tree: Mapping, prefix: str, out: dict[str, Any], where: str) -> Non
             raise ConfigError(f"{where}.{full}", f"expected a list of values, got {value!r}")
 
 
+DEFAULT_MAX_POINTS = SweepConfig.max_points  # unless the config sets sweep.max_points
+
+
 def sweep_points(raw: Mapping[str, Any]) -> list[SweepPoint]:
+    """The points of the sweep of ``raw``, in order (grid rows outer, zip rows inner).
+
+    Their number is computed from the lengths of the lists first: more than
+    ``sweep.max_points`` is refused before any point exists."""
     sweep = raw.get("sweep") or {}
     if not isinstance(sweep, Mapping):
         raise ConfigError("sweep", f"expected a mapping with 'grid' and/or 'zip', got {sweep!r}")
-    unknown = set(sweep) - {"grid", "zip", "labels"}
+    unknown = set(sweep) - {"grid", "zip", "labels", "max_points"}
     if unknown:
-        raise ConfigError(f"sweep.{sorted(unknown)[0]}", "unknown key (valid: grid, zip, labels)")
+        raise ConfigError(f"sweep.{sorted(map(str, unknown))[0]}", "unknown key (valid: grid, zip, labels, max_points)")
     grid: dict[str, Any] = {}
     zipped: dict[str, Any] = {}
     _flatten(sweep.get("grid") or {}, "", grid, "sweep.grid")
@@ -79,6 +88,7 @@ def sweep_points(raw: Mapping[str, Any]) -> list[SweepPoint]:
     both = set(grid) & set(zipped)
     if both:
         raise ConfigError(f"sweep.zip.{sorted(both)[0]}", "key also appears in sweep.grid")
+    _check_count(grid, zipped, sweep.get("max_points", DEFAULT_MAX_POINTS))
     labels: dict[str, Any] = {}
     _flatten(sweep.get("labels") or {}, "", labels, "sweep.labels")
     for key, names in labels.items():
@@ -88,21 +98,31 @@ def sweep_points(raw: Mapping[str, Any]) -> list[SweepPoint]:
         if len(names) != len(values):
             raise ConfigError(f"sweep.labels.{key}", f"expected {len(values)} names (one per value), got {len(names)}")
 
-    def name_of(key: str, value: Any) -> str | None:
-        if key not in labels:
-            return None
-        values = grid.get(key, zipped.get(key))
-        return str(labels[key][values.index(value)])
-
-    zip_rows = [dict(zip(zipped, row, strict=True)) for row in zip(*zipped.values(), strict=True)] or [{}]
-    grid_rows = [dict(zip(grid, combo, strict=True)) for combo in itertools.product(*grid.values())]
+    # Rows as positions into the value lists: a value's label is the one at its position.
+    n_zip = len(next(iter(zipped.values()))) if zipped else 1
     points = []
-    for grid_row in grid_rows:
-        for zip_row in zip_rows:
-            row = {**grid_row, **zip_row}
-            names = {k: name_of(k, v) for k, v in row.items() if k in labels}
-            points.append(SweepPoint(len(points), row, names or None))
+    for combo in itertools.product(*(range(len(v)) for v in grid.values())):
+        grid_row = dict(zip(grid, combo, strict=True))
+        for row in range(n_zip):
+            where = {**grid_row, **dict.fromkeys(zipped, row)}
+            values = {k: (grid[k] if k in grid else zipped[k])[i] for k, i in where.items()}
+            names = {k: str(labels[k][i]) for k, i in where.items() if k in labels}
+            points.append(SweepPoint(len(points), values, names or None))
     return points
+
+
+def _check_count(grid: Mapping[str, list], zipped: Mapping[str, list], limit: Any) -> None:
+    """Refuse a sweep of more than ``limit`` (``sweep.max_points``) points, naming its
+    size, from the lengths of its lists alone."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ConfigError("sweep.max_points", f"expected a positive integer, got {limit!r}")
+    factors = [str(len(v)) for v in grid.values()]
+    if zipped:
+        factors.append(f"{len(next(iter(zipped.values())))} zip rows")
+    count = math.prod(len(v) for v in grid.values()) * (len(next(iter(zipped.values()))) if zipped else 1)
+    if count > limit:
+        raise ConfigError("sweep", f"{count} points ({' × '.join(factors)}), more than sweep.max_points = {limit}; "
+                          "shrink the sweep or raise sweep.max_points")
 
 
 def apply_point(raw: Mapping[str, Any], point: SweepPoint) -> dict[str, Any]:

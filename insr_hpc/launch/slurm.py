@@ -46,14 +46,14 @@ SQUEUE_EVERY = 6  # polls
 
 
 def executor_parameters(launch_cfg, job_name: str = "insr-hpc") -> dict[str, Any]:
-    """SlurmExecutor parameters (sbatch options) for one run of ``launch_cfg``."""
+    """SlurmExecutor parameters (sbatch options) for one run of ``launch_cfg``: its nodes
+    and tasks per node are ``launch.ddp.nodes`` and ``nproc_per_node`` (one task per rank)."""
     sc, ddp = launch_cfg.slurm, launch_cfg.ddp
-    tasks = max(sc.tasks_per_node, ddp.nproc_per_node)
     params: dict[str, Any] = {
         "job_name": job_name,
         "time": sc.time_min,
-        "nodes": max(sc.nodes, ddp.nodes),
-        "ntasks_per_node": tasks,
+        "nodes": ddp.nodes,
+        "ntasks_per_node": ddp.nproc_per_node,
         "cpus_per_task": sc.cpus_per_task,
         "array_parallelism": sc.array_parallelism,
         "signal_delay_s": sc.signal_delay_s,

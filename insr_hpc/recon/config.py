@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from insr_hpc.config.schema import KEYS_OF, LaunchConfig, RunIdentity, SweepConfig, require
+from insr_hpc.config.schema import KEYS_OF, LaunchConfig, RunIdentity, SweepConfig, check_text, require
 from insr_hpc.errors import ConfigError
 from insr_hpc.fields.registry import MODELS
 
@@ -123,6 +123,7 @@ class ReconOutputConfig:
 
     def validate(self) -> None:
         require(bool(self.root), "root", "must be a directory path")
+        check_text(self.root, "root")  # the sweep directory: in #SBATCH --output=… and command lines
         require(self.log_every >= 1, "log_every", f"must be >= 1, got {self.log_every}")
         require(self.figure_every >= 0, "figure_every", f"must be >= 0, got {self.figure_every}")
 

@@ -121,16 +121,19 @@ def _holder(holder: dict) -> str:
 
 def cmd_submit(args) -> int:
     from insr_hpc.analysis.status import format_table, run_status
+    from insr_hpc.config.load import announce
     from insr_hpc.launch.base import SubmitInterrupted
     from insr_hpc.launch.packing import check_packing, make_packs
     from insr_hpc.plan import plan_runs
     from insr_hpc.run import admit
 
-    plan = plan_runs(args.config, args.overrides)
+    notes: list[str] = []  # said once everything is checked: a refused submit prints only its error
+    plan = plan_runs(args.config, args.overrides, notes=notes)
     backend_name = args.backend or plan.launch.backend
     backend = _backend(backend_name, plan.launch)
     check_packing(plan.specs, plan.configs, backend_name)  # --backend may differ from the config's
     backend.available(detach=args.no_wait)  # refused before anything is written
+    announce(notes)
     if args.dry_run:
         packs = f" in {len(make_packs(plan.specs, plan.launch.pack))} pack(s) of at most {plan.launch.pack}" \
             if plan.launch.pack > 1 else ""

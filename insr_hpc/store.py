@@ -25,10 +25,21 @@ first committed step that is not intact; :meth:`StepStore.repair` un-commits tha
 and every later one (and deletes the damaged chunk files), so a resumed run recomputes
 them from the last verified step. Versions 1 and 2 have no checksums: only chunks that
 fail to decode are found there.
+
+**Metadata.** Every ``zarr.json`` is checked too: the root must be a zarr 3 group with
+consolidated metadata, and each array's metadata (which never changes after creation:
+arrays are preallocated, never resized) must match the sha256 recorded at creation in
+``attrs["metadata_digests"]`` (added within version 3; stores created before it have
+their array metadata parsed and compared with the consolidated copy only). Repair
+restores a damaged array ``zarr.json`` from the consolidated copy in the root
+``zarr.json`` when that copy matches the recorded digest; a root ``zarr.json`` that does
+not parse, or an array whose metadata has no intact copy left, is refused with one line
+naming the file (the data cannot be read without it).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -55,6 +66,8 @@ SHARD_BYTES = 16 * 2**20
 # a per-step write rewrites it (atomically, as a shard), and reading the whole series
 # decodes one chunk instead of one per step (the report reads every scalar series).
 SINGLE_CHUNK_BYTES = 2**20
+# Root attribute: array name → sha256 of its metadata (canonical JSON), recorded at creation.
+METADATA_DIGESTS = "metadata_digests"
 
 warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part", category=UserWarning)
 
@@ -101,6 +114,107 @@ def digest(arrays: list[np.ndarray]) -> int:
     return crc & 0xFFFFFFFF
 
 
+def metadata_digest(meta: Mapping[str, Any]) -> str:
+    """sha256 (hex) of an array's metadata as canonical JSON (sorted keys, no spaces):
+    the same for the array's own ``zarr.json`` and its copy in the consolidated metadata."""
+    text = json.dumps(meta, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _array_meta_problem(meta: Any, expected: str | None) -> str | None:
+    """Why ``meta`` (parsed JSON) is not valid zarr 3 array metadata, or does not match
+    the digest recorded at creation; None if it is fine."""
+    if not isinstance(meta, dict) or meta.get("zarr_format") != 3 or meta.get("node_type") != "array":
+        return "is not zarr 3 array metadata"
+    if expected is not None and metadata_digest(meta) != expected:
+        return "differs from the metadata recorded at creation (sha256 mismatch)"
+    try:
+        from zarr.core.metadata.v3 import ArrayV3Metadata
+
+        ArrayV3Metadata.from_dict(dict(meta))
+    except ImportError:  # pragma: no cover - zarr moved it: the digest (if any) still holds
+        pass
+    except Exception as exc:
+        return f"not valid zarr 3 array metadata ({type(exc).__name__}: {_first(exc)[:80]})"
+    if not meta.get("dimension_names"):
+        return "has no dimension_names"
+    return None
+
+
+@dataclass
+class MetadataProblem:
+    """One damaged ``zarr.json``: ``file`` relative to the store; ``array`` (None: the
+    root); ``restore``: an intact copy of the array's metadata to write back (from the
+    consolidated metadata); ``reconsolidate``: the consolidated copy is the damaged one."""
+
+    file: str
+    why: str
+    array: str | None = None
+    restore: dict[str, Any] | None = None
+    reconsolidate: bool = False
+
+    def line(self) -> str:
+        return f"'{self.file}': {self.why}"
+
+
+def check_metadata(path: str) -> tuple[list[MetadataProblem], bool]:
+    """Parse every ``zarr.json`` of the store at ``path`` and check it against the format:
+    (problems, whether the store records metadata digests). Reads metadata files only."""
+    root_file = os.path.join(path, "zarr.json")
+    try:
+        with open(root_file, encoding="utf-8") as fh:
+            root = json.load(fh)
+    except OSError as exc:
+        return [MetadataProblem("zarr.json", f"cannot be read ({exc.strerror or exc})")], False
+    except ValueError as exc:
+        return [MetadataProblem("zarr.json", f"is not valid JSON ({_first(exc)[:80]})")], False
+    if not isinstance(root, dict) or root.get("zarr_format") != 3 or root.get("node_type") != "group":
+        return [MetadataProblem("zarr.json", "is not zarr 3 group metadata")], False
+    attrs = root.get("attributes")
+    if not isinstance(attrs, dict):
+        return [MetadataProblem("zarr.json", "has no attributes")], False
+    problems: list[MetadataProblem] = []
+    digests = attrs.get(METADATA_DIGESTS)
+    if digests is not None and not (isinstance(digests, dict) and all(isinstance(v, str) for v in digests.values())):
+        problems.append(MetadataProblem("zarr.json", f"attribute {METADATA_DIGESTS} is not a name → sha256 map"))
+        digests = None
+    consolidated = root.get("consolidated_metadata")
+    entries = consolidated.get("metadata") if isinstance(consolidated, dict) else None
+    if not isinstance(entries, dict):
+        problems.append(MetadataProblem("zarr.json", "has no consolidated metadata", reconsolidate=True))
+        entries = {}
+    on_disk = {d for d in os.listdir(path) if os.path.exists(os.path.join(path, d, "zarr.json"))}
+    for name in sorted(set(digests or {}) | set(entries) | on_disk):
+        rel = f"{name}/zarr.json"
+        expected = (digests or {}).get(name)
+        if digests is not None and expected is None:
+            problems.append(MetadataProblem(rel, "holds an array not recorded at creation (no metadata digest)", name))
+            continue
+        try:
+            with open(os.path.join(path, name, "zarr.json"), encoding="utf-8") as fh:
+                meta = json.load(fh)
+            why = _array_meta_problem(meta, expected)
+        except FileNotFoundError:
+            meta, why = None, "is missing"
+        except OSError as exc:
+            meta, why = None, f"cannot be read ({exc.strerror or exc})"
+        except ValueError as exc:
+            meta, why = None, f"is not valid JSON ({_first(exc)[:80]})"
+        copy = entries.get(name)
+        copy_why = "missing from the consolidated metadata" if copy is None else _array_meta_problem(copy, expected)
+        if why is None and copy_why is None and expected is None and metadata_digest(meta) != metadata_digest(copy):
+            copy_why = "differs from the array's own zarr.json in the consolidated metadata"
+        if why is not None:
+            if copy_why is None:
+                problems.append(MetadataProblem(rel, why, name, restore=copy))
+            else:
+                problems.append(MetadataProblem(rel, f"{why}; its consolidated copy: {copy_why}", name))
+        elif copy_why is not None and entries:
+            problems.append(MetadataProblem("zarr.json", f"consolidated metadata of '{name}': {copy_why}", name,
+                                            reconsolidate=True))
+    return problems, digests is not None
+
+
 @dataclass
 class Verification:
     """What :meth:`StepStore.verify` found. ``first_bad``: the first committed step that
@@ -116,14 +230,19 @@ class Verification:
     static_damage: list[str] = field(default_factory=list)  # arrays written at creation that are damaged
     final_damage: list[str] = field(default_factory=list)  # final results (written at the end) damaged
     checksummed: bool = True
+    metadata: list[MetadataProblem] = field(default_factory=list)  # damaged zarr.json files
+    metadata_digested: bool = True  # the store records its arrays' metadata digests
 
     @property
     def ok(self) -> bool:
-        return self.first_bad is None and not self.damaged and not self.static_damage and not self.final_damage
+        return (self.first_bad is None and not self.damaged and not self.static_damage and not self.final_damage
+                and not self.metadata)
 
     def line(self) -> str:
         if self.ok:
             how = "checksums match" if self.checksummed else f"decodes (format v{self.version} has no checksums)"
+            if self.checksummed and not self.metadata_digested:
+                how += f" (metadata parsed; no {METADATA_DIGESTS}: store created before they were recorded)"
             return f"ok: {self.path}: {self.committed} committed step(s), {how}"
         return f"DAMAGED: {self.path}: " + "; ".join(self.problems[:4]) + (" …" if len(self.problems) > 4 else "")
 
@@ -231,6 +350,12 @@ class StepStore:
         if checksums:
             group.attrs["checksums"] = checksums
         group.attrs["record_dim"] = record_dims[0]
+        if store_version >= 3:  # array metadata never changes after this: record what it must stay
+            digests = {}
+            for name in sorted(group.array_keys()):
+                with open(os.path.join(tmp, name, "zarr.json"), encoding="utf-8") as fh:
+                    digests[name] = metadata_digest(json.load(fh))
+            group.attrs[METADATA_DIGESTS] = digests
         zarr.consolidate_metadata(tmp)
         os.replace(tmp, path)
         return cls.open(path)
@@ -241,6 +366,10 @@ class StepStore:
         try:
             group = zarr.open_group(path, mode=mode, zarr_format=3)
         except (FileNotFoundError, ValueError, KeyError, TypeError) as exc:
+            if os.path.exists(os.path.join(path, "zarr.json")):  # name the file that does not parse
+                root = check_metadata(path)[0]
+                if root and root[0].file == "zarr.json":
+                    raise StoreFormatError(f"store '{path}': {root[0].line()}") from None
             raise StoreFormatError(f"store '{path}': unreadable metadata ({type(exc).__name__}: {_first(exc)})") from None
         except OSError as exc:
             raise StoreFormatError(f"store '{path}': cannot read ({exc.strerror or exc})") from None
@@ -394,10 +523,14 @@ class StepStore:
         return os.path.join(self.path, name, "c", str(unit), *(["0"] * (arr.ndim - 1)))
 
     def verify(self) -> Verification:
-        """Check every chunk of the committed steps (decodes, checksum matches its digest)
-        and every array written once; nothing is changed."""
+        """Check every ``zarr.json`` (parses, is what the format promises, array metadata
+        matches its digest), every chunk of the committed steps (decodes, checksum matches
+        its digest) and every array written once; nothing is changed."""
         committed_rec = 0
         report = Verification(self.path, self.version, 0, checksummed="checksum" in self.group)
+        report.metadata, digested = check_metadata(self.path)
+        report.metadata_digested = digested or self.version < 3
+        report.problems.extend(p.line() for p in report.metadata)
         bad_steps: list[int] = []
 
         def read_units(name: str) -> np.ndarray | None:
@@ -467,10 +600,23 @@ class StepStore:
     def repair(self) -> str | None:
         """Make the store's committed steps exactly the verified ones: delete damaged chunk
         files, un-commit the first damaged step and all after it. Returns what was done
-        (None when the store was intact); StoreFormatError if data written once is damaged."""
+        (None when the store was intact); StoreFormatError if data written once is damaged.
+
+        Damaged array metadata is repaired first: an array's ``zarr.json`` is written back
+        from its copy in the consolidated metadata when that copy is intact (matches the
+        digest recorded at creation), a damaged consolidated copy is rebuilt from the
+        arrays' files; then the data is verified with the repaired metadata. Metadata with
+        no intact copy left: StoreFormatError naming the file."""
         report = self.verify()
         if report.ok:
             return None
+        restored = self._repair_metadata(report.metadata) if report.metadata else []
+        if restored:
+            report = self.verify()
+            if report.metadata:  # pragma: no cover - what was restored must now check
+                raise StoreFormatError(f"store '{self.path}': {report.metadata[0].line()} after restoring it")
+            if report.ok:
+                return f"'{self.path}': restored {', '.join(restored)}; every committed step intact"
         if report.static_damage:
             raise StoreFormatError(
                 f"store '{self.path}': {', '.join(report.static_damage)} (written once, not per step) "
@@ -501,8 +647,35 @@ class StepStore:
         self.group.attrs.update({"complete": False})
         zarr.consolidate_metadata(self.path)
         what = "; ".join(report.problems[:3])
+        fixed = f" (restored {', '.join(restored)})" if restored else ""
         return (f"step {first} of '{self.path}' is not intact ({what}): un-committed steps "
-                f"{first}..{report.committed - 1}, recomputing from step {first}")
+                f"{first}..{report.committed - 1}, recomputing from step {first}{fixed}")
+
+    def _repair_metadata(self, problems: list[MetadataProblem]) -> list[str]:
+        """Write back damaged array metadata from intact copies, rebuild the consolidated
+        metadata if needed, reopen the group. Returns what was restored; StoreFormatError
+        (one line naming the file) for metadata with no intact copy."""
+        hopeless = [p for p in problems if p.restore is None and not p.reconsolidate]
+        if hopeless:
+            raise StoreFormatError(
+                f"store '{self.path}': {hopeless[0].line()}: no intact copy to restore it from; "
+                "start over with output.overwrite=true"
+            )
+        done = []
+        for p in problems:
+            if p.restore is not None:
+                target = os.path.join(self.path, p.file)
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                tmp = f"{target}.{os.getpid()}.tmp"
+                with open(tmp, "w", encoding="utf-8") as fh:
+                    json.dump(p.restore, fh, indent=2)
+                os.replace(tmp, target)
+                done.append(f"'{p.file}' from the consolidated metadata")
+        if any(p.reconsolidate for p in problems):
+            zarr.consolidate_metadata(self.path)
+            done.append("the consolidated metadata in 'zarr.json'")
+        self.group = zarr.open_group(self.path, mode="r+", zarr_format=3)
+        return done
 
 
 def _decode_error(exc: BaseException) -> str:

@@ -175,6 +175,36 @@ def test_unreadable_store_metadata_is_one_line_naming_the_store(tmp_path, refere
     assert ver.returncode == 1 and f"DAMAGED: store '{store}'" in ver.stdout and "Traceback" not in ver.stderr
 
 
+def test_damaged_array_metadata_fails_the_done_run_and_resume_restores_it(tmp_path, reference, capsys):
+    """A truncated ``weights/zarr.json`` (xr.open_zarr without consolidated metadata fails on
+    it): verify names the file and fails the run; resuming restores it from the consolidated
+    copy, whose sha256 matches the digest recorded at creation, and recomputes nothing."""
+    cfg, ref_dir = reference
+    root = tmp_path / "runs"
+    shutil.copytree(os.path.dirname(os.path.dirname(ref_dir)), root)
+    run_dir = root / "adv" / "r000"
+    store = str(run_dir / "store.zarr")
+    meta = os.path.join(store, "weights", "zarr.json")
+    open(meta, "w").write(open(meta).read()[:100])
+    with pytest.raises(json.JSONDecodeError):
+        xr.open_zarr(store, consolidated=False)
+    capsys.readouterr()
+    assert main(["verify", str(root)]) == 1
+    out = capsys.readouterr().out
+    assert f"DAMAGED: {store}: 'weights/zarr.json': is not valid JSON" in out, out
+    state = RunDir(run_dir).read_state()
+    assert state["state"] == "failed" and "store damaged" in state["reason"] and "weights/zarr.json" in state["reason"]
+    seconds = np.asarray(zarr.open_group(store, mode="r")["seconds"][:])
+    res = cli("run", _cfg(tmp_path, QUICK, root))
+    assert res.returncode == 0, res.stderr
+    assert "restored 'weights/zarr.json' from the consolidated metadata; every committed step intact" in res.stdout
+    assert RunDir(run_dir).read_state()["state"] == "done"
+    _same(store, os.path.join(ref_dir, "store.zarr"))
+    np.testing.assert_array_equal(np.asarray(zarr.open_group(store, mode="r")["seconds"][:]), seconds)  # nothing recomputed
+    xr.open_zarr(store, consolidated=False)
+    assert main(["verify", store]) == 0
+
+
 # -- a refused resume changes nothing -------------------------------------------------------
 def test_refused_resume_changes_nothing_on_disk(tmp_path, reference):
     cfg, ref_dir = reference
@@ -420,3 +450,49 @@ def _flip_file(path: str) -> None:
     data = bytearray(open(path, "rb").read())
     data[len(data) // 2] ^= 0x40
     open(path, "wb").write(bytes(data))
+
+
+def test_recon_checkpoint_is_tensors_and_plain_data_only(recon_reference):
+    import torch
+
+    state = torch.load(os.path.join(recon_reference, "checkpoint.pt"), weights_only=True)
+    assert state["epoch"] == 8 and isinstance(state["torch_rng"], torch.Tensor)
+
+
+class _Payload:
+    """Unpickling this runs ``touch marker`` (what a hostile checkpoint.pt could do)."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch '{self.marker}'",))
+
+
+def test_recon_hostile_checkpoint_is_never_unpickled(tmp_path, recon_reference):
+    import pickle
+
+    import torch
+
+    proof = tmp_path / "proof"  # the payload is live: plain unpickling runs it
+    pickle.loads(pickle.dumps(_Payload(str(proof))))
+    assert proof.exists()
+    root = tmp_path / "runs"
+    shutil.copytree(os.path.dirname(os.path.dirname(recon_reference)), root)
+    run_dir = root / "rc" / "r000"
+    store = StepStore.open(str(run_dir / "store.zarr"))
+    store.group["committed"][5:] = 0  # killed after epoch 5: resumes from the checkpoint
+    store.group["checksum"][5:] = 0
+    store.mark_failed("killed")
+    marker = tmp_path / "pwned"
+    ckpt = str(run_dir / "checkpoint.pt")
+    torch.save({"epoch": 4, "model": _Payload(str(marker))}, ckpt)
+    res = cli("run", write_config(tmp_path, dict(RECON, output={**RECON["output"], "root": str(root)})))
+    assert res.returncode == 0, res.stderr
+    assert not marker.exists(), "the checkpoint was unpickled"
+    line = next(ln for ln in res.stdout.splitlines() if "checkpoint" in ln)
+    assert f"checkpoint '{ckpt}' is not a readable tensors-only checkpoint" in line and "training again from epoch 1" in line
+    assert "posix.system" in line or "Unsupported global" in line, line
+    assert RunDir(run_dir).read_state()["state"] == "done"
+    _same_recon(str(run_dir), recon_reference)
+    assert torch.load(ckpt, weights_only=True)["epoch"] == 8  # replaced by a real one

@@ -72,23 +72,121 @@ def test_status_figures_equal_zarrs(tmp_path, version, committed):
         np.testing.assert_array_equal(ours, theirs)
 
 
-def test_plain_layout_only_for_one_plain_chunk(tmp_path):
-    run_dir = _store(str(tmp_path / "r"), 2, 1)
-    meta = lambda name: open(os.path.join(run_dir, "store.zarr", name, "zarr.json"), "rb").read()  # noqa: E731
-    assert store_small._plain_layout(meta("loss")) is not None  # format 2: one chunk
-    v1 = _store(str(tmp_path / "v1"), 1, 1)
-    assert store_small._plain_layout(open(os.path.join(v1, "store.zarr", "loss", "zarr.json"), "rb").read()) is None
-    big = json.loads(meta("loss"))
-    big["codecs"].append({"name": "gzip", "configuration": {"level": 1}})  # a codec it does not decode itself: zarr reads it
-    assert store_small._plain_layout(json.dumps(big).encode()) is None
-    v3 = _store(str(tmp_path / "v3"), 3, 2)  # format 3: bytes, zstd, crc32c; a flipped bit is caught
-    chunk = os.path.join(v3, "store.zarr", "loss", "c", "0", "0")
-    assert store_small._plain_layout(open(os.path.join(v3, "store.zarr", "loss", "zarr.json"), "rb").read())[3] == (True, True)
-    data = bytearray(open(chunk, "rb").read())
-    data[5] ^= 1
-    open(chunk, "wb").write(bytes(data))
+def _every_small_array(path: str, version: int, n: int = 10) -> list[str]:
+    """A store holding every kind of numeric array StepStore writes (all dtypes status and
+    report read, a never-written one, and, in formats 2 and 3, a sharded one whose last
+    shard is partial), some steps committed. Returns the array names."""
+    variables = {
+        "step": VarSpec(("step",), (n,), "int32", data=np.arange(n, dtype=np.int32)),
+        "time": VarSpec(("step",), (n,), "float64", data=np.linspace(0, 1, n)),
+        "loss": VarSpec(("step", "substep"), (n, 2), "float64"),
+        "iterations": VarSpec(("step", "substep"), (n, 2), "int32", fill=-1),
+        "capped": VarSpec(("step", "substep"), (n, 2), "int8", fill=-1),
+        "rel_l2": VarSpec(("step",), (n,), "float64"),
+        "seconds": VarSpec(("step",), (n,), "float32"),
+        "flag": VarSpec(("step",), (n,), "bool"),
+        "never": VarSpec(("step",), (n,), "float64"),
+        "big": VarSpec(("step", "x"), (n, 1_000_000), "float32"),  # 4 MB a step: shards of 4 steps
+        "final": VarSpec(("x2",), (7,), "float64"),
+    }
+    store = StepStore.create(path, variables, {"run_id": "r"}, store_version=version)
+    for k in (0, 1, 2, 5, 9):
+        store.commit_step(k, {"loss": [k, np.nan], "iterations": [k, -1], "capped": [k % 2, -1], "rel_l2": 1 / (k + 1),
+                              "seconds": 0.5 * k, "flag": k % 2 == 0, "big": np.full(1_000_000, k, np.float32)})
+    store.write_arrays({"final": np.arange(7.0)})
+    names = list(store.group.array_keys())
+    assert ("checksum" in names) == (version == 3)
+    return sorted(names)
+
+
+@pytest.mark.parametrize("version", [1, 2, 3])
+def test_fast_reader_equals_zarr_for_every_array_stepstore_writes(tmp_path, version):
+    path = str(tmp_path / "s.zarr")
+    names = _every_small_array(path, version)
+    big = zarr.open_array(os.path.join(path, "big"), mode="r")
+    assert (big.shards is not None) == (version >= 2)
+    assert version == 1 or big.shape[0] % big.shards[0]  # the last shard is partial
+    for name in names:
+        ours, theirs = store_small.read_small(os.path.join(path, name)), np.asarray(zarr.open_array(os.path.join(path, name), mode="r")[:])
+        assert ours.dtype == theirs.dtype and ours.shape == theirs.shape, name
+        np.testing.assert_array_equal(ours, theirs, err_msg=name)
+    assert store_small.read_small(os.path.join(path, "committed")).tolist() == [1, 1, 1, 0, 0, 1, 0, 0, 0, 1]
+
+
+def _meta(path: str, name: str) -> dict:
+    return json.load(open(os.path.join(path, name, "zarr.json")))
+
+
+def _set_meta(path: str, name: str, meta: dict) -> None:
+    json.dump(meta, open(os.path.join(path, name, "zarr.json"), "w"))
+
+
+@pytest.mark.parametrize("change", [
+    lambda m: m["codecs"].insert(1, {"name": "transpose", "configuration": {"order": [0, 1]}}),
+    lambda m: m["codecs"].append({"name": "gzip", "configuration": {"level": 1}}),
+    lambda m: m["codecs"][0].update(configuration={"endian": "big"}),
+    lambda m: m["chunk_key_encoding"]["configuration"].update(separator="."),
+    lambda m: m.update(data_type="string"),
+    lambda m: m.update(fill_value="0x7fc00000"),
+    lambda m: m["chunk_grid"].update(name="rectilinear"),
+], ids=["transpose", "gzip", "big-endian", "dot-keys", "string", "hex-fill", "grid"])
+def test_fast_reader_refuses_layouts_it_does_not_decode(tmp_path, change):
+    path = str(tmp_path / "s.zarr")
+    StepStore.create(path, {"loss": VarSpec(("step", "substep"), (4, 2), "float64")}, {})
+    meta = _meta(path, "loss")
+    change(meta)
+    _set_meta(path, "loss", meta)
+    with pytest.raises(store_small.UnsupportedLayout):
+        store_small.read_small(os.path.join(path, "loss"))
+
+
+def test_fast_reader_checks_every_crc32c(tmp_path):
+    path = str(tmp_path / "s.zarr")
+    _every_small_array(path, 3)
+
+    def flip(file: str, at: int) -> None:
+        data = bytearray(open(file, "rb").read())
+        data[at] ^= 1
+        open(file, "wb").write(bytes(data))
+
+    flip(os.path.join(path, "loss", "c", "0", "0"), 5)
+    with pytest.raises(ValueError, match="loss/c/0/0' fails its crc32c checksum"):
+        store_small.read_small(os.path.join(path, "loss"))
+    shard = os.path.join(path, "big", "c", "0", "0")
+    flip(shard, os.path.getsize(shard) - 10)  # in the shard index
+    with pytest.raises(ValueError, match=r"\(shard index\) fails its crc32c checksum"):
+        store_small.read_small(os.path.join(path, "big"))
+    flip(shard, os.path.getsize(shard) - 10)
+    flip(shard, 40)  # in the first inner chunk
+    with pytest.raises(ValueError, match=r"\(inner chunk \(0, 0\)\) fails its crc32c checksum"):
+        store_small.read_small(os.path.join(path, "big"))
+    open(os.path.join(path, "rel_l2", "c", "0"), "wb").close()  # truncated to nothing
     with pytest.raises(ValueError, match="fails its crc32c checksum"):
-        store_small.read_small(os.path.join(v3, "store.zarr", "loss"))
+        store_small.read_small(os.path.join(path, "rel_l2"))
+
+
+def test_status_shows_a_run_whose_run_files_are_gone_as_unknown(tmp_path):
+    root = tmp_path / "runs"
+    kept = _store(str(root / "r000"), 3, 2, state="done")
+    lost = _store(str(root / "r001"), 3, 3)
+    os.remove(os.path.join(lost, "run.json"))  # and it never had a spec.json here: both gone
+    before = sorted((d, tuple(sorted(f))) for d, _, f in os.walk(lost))
+    mtimes = {os.path.join(d, x): os.stat(os.path.join(d, x)).st_mtime_ns for d, _, fs in os.walk(lost) for x in fs}
+    assert status.find_runs(str(root)) == [kept, lost]
+    st = status.run_status(lost)
+    assert st["state"] == "unknown" and st["steps_done"] == 3
+    assert st["reason"] == "run files missing (run.json, spec.json); store has 3 committed steps"
+    table = status.format_table([status.run_status(kept), st])
+    row = next(line for line in table.splitlines() if line.startswith("r001"))
+    assert "unknown" in row and "3/5" in row and "run files missing (run.json, spec.json)" in row
+    assert "1 run(s) unknown" in table
+    assert sorted((d, tuple(sorted(f))) for d, _, f in os.walk(lost)) == before  # nothing written
+    assert {p: os.stat(p).st_mtime_ns for p in mtimes} == mtimes
+    # a spec.json alone (a run not started yet) is still pending, not unknown
+    spec_only = str(root / "r002")
+    os.makedirs(spec_only)
+    open(os.path.join(spec_only, "spec.json"), "w").write("{}")
+    assert status.run_status(spec_only)["state"] == "pending"
 
 
 def test_status_command_imports_no_torch(tmp_path):

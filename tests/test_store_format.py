@@ -3,6 +3,7 @@ stores, refusing unknown versions."""
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -12,7 +13,15 @@ import zarr
 from conftest import CONFIG, tiny
 
 from insr_hpc.cli import main
-from insr_hpc.store import SHARD_BYTES, SINGLE_CHUNK_BYTES, StepStore, StoreFormatError, VarSpec, record_shards
+from insr_hpc.store import (
+    METADATA_DIGESTS,
+    SHARD_BYTES,
+    SINGLE_CHUNK_BYTES,
+    StepStore,
+    StoreFormatError,
+    VarSpec,
+    record_shards,
+)
 
 
 def _n_files(path: str) -> int:
@@ -104,3 +113,109 @@ def test_unknown_store_version_is_refused(tmp_path):
         StepStore.open(path)
     with pytest.raises(StoreFormatError, match="nothing.zarr.: unreadable metadata"):
         StepStore.open(str(tmp_path / "nothing.zarr"))
+
+
+# -- metadata integrity -------------------------------------------------------------------
+def _committed_toy(path: str, n: int = 6) -> StepStore:
+    store = StepStore.create(path, _toy(n), {"run_id": "m"})
+    for k in range(n):
+        store.commit_step(k, {"weights": np.full(4, k, np.float32), "rel_l2": 1.0 / (k + 1)})
+    store.finish({"complete": True})
+    return store
+
+
+def _truncate(path, name):
+    file = os.path.join(path, name, "zarr.json")
+    data = open(file).read()
+    open(file, "w").write(data[:100])
+
+
+def _retype(path, name):  # valid JSON, valid zarr, not what was created
+    file = os.path.join(path, name, "zarr.json")
+    meta = json.load(open(file))
+    meta["data_type"] = "float64" if meta["data_type"] != "float64" else "float32"
+    json.dump(meta, open(file, "w"))
+
+
+def _remove(path, name):
+    os.remove(os.path.join(path, name, "zarr.json"))
+
+
+@pytest.mark.parametrize("damage", [_truncate, _retype, _remove], ids=["truncated", "retyped", "missing"])
+@pytest.mark.parametrize("name", ["weights", "committed", "step"])
+def test_damaged_array_metadata_is_found_by_verify_and_restored_by_repair(tmp_path, damage, name):
+    path = str(tmp_path / "s.zarr")
+    _committed_toy(path)
+    digests = StepStore.read_attrs(path)[METADATA_DIGESTS]
+    assert sorted(digests) == ["checksum", "committed", "rel_l2", "step", "weights"]
+    assert StepStore.open(path, mode="r").verify().ok
+    before = xr.open_zarr(path, consolidated=False).load()
+    damage(path, name)
+    report = StepStore.open(path, mode="r").verify()
+    assert not report.ok and [p.file for p in report.metadata] == [f"{name}/zarr.json"]
+    assert f"DAMAGED: {path}: '{name}/zarr.json': " in report.line()
+    assert StepStore.open(path, mode="r").verify().first_bad is None  # the data itself is intact
+    done = StepStore.open(path).repair()
+    assert f"restored '{name}/zarr.json' from the consolidated metadata; every committed step intact" in done
+    assert StepStore.open(path, mode="r").verify().ok
+    after = xr.open_zarr(path, consolidated=False).load()  # zarr reads the array's own file again
+    xr.testing.assert_identical(after, before)
+    assert StepStore.open(path).completed_steps() == 6 and StepStore.read_attrs(path)["complete"]
+
+
+def test_damaged_consolidated_metadata_is_rebuilt_from_the_arrays(tmp_path):
+    path = str(tmp_path / "s.zarr")
+    _committed_toy(path)
+    root = json.load(open(os.path.join(path, "zarr.json")))
+    root["consolidated_metadata"]["metadata"]["rel_l2"]["fill_value"] = 0.0
+    json.dump(root, open(os.path.join(path, "zarr.json"), "w"))
+    report = StepStore.open(path, mode="r").verify()
+    assert not report.ok and "'zarr.json': consolidated metadata of 'rel_l2': differs" in report.line()
+    assert "consolidated metadata in 'zarr.json'" in StepStore.open(path).repair()
+    assert StepStore.open(path, mode="r").verify().ok
+    assert np.isnan(xr.open_zarr(path).rel_l2.attrs.get("_FillValue", np.nan))
+
+
+def test_metadata_with_no_intact_copy_is_refused_naming_the_file(tmp_path):
+    path = str(tmp_path / "s.zarr")
+    _committed_toy(path)
+    _truncate(path, "weights")
+    root = json.load(open(os.path.join(path, "zarr.json")))
+    root["consolidated_metadata"]["metadata"]["weights"]["shape"] = [6, 5]
+    json.dump(root, open(os.path.join(path, "zarr.json"), "w"))
+    with pytest.raises(StoreFormatError) as exc:
+        StepStore.open(path).repair()
+    msg = str(exc.value)
+    assert "\n" not in msg and f"store '{path}': 'weights/zarr.json': is not valid JSON" in msg
+    assert "no intact copy" in msg and "output.overwrite=true" in msg
+    open(os.path.join(path, "zarr.json"), "w").write('{"zarr_format": 3, "node_ty')  # the root itself
+    with pytest.raises(StoreFormatError, match=r"'zarr.json': is not valid JSON"):
+        StepStore.open(path)
+
+
+def test_store_without_metadata_digests_verifies_with_a_note_and_is_resumed(tmp_path):
+    """Stores of version 3 created before metadata_digests: parsed and compared with the
+    consolidated copy only; still verified, repaired and resumed."""
+    path = str(tmp_path / "s.zarr")
+    store = StepStore.create(path, _toy(6), {"run_id": "old"})
+    for k in range(3):
+        store.commit_step(k, {"weights": np.full(4, k, np.float32), "rel_l2": 0.5})
+    del store.group.attrs[METADATA_DIGESTS]
+    zarr.consolidate_metadata(path)
+    report = StepStore.open(path, mode="r").verify()
+    assert report.ok and not report.metadata_digested
+    assert report.line().endswith(f"checksums match (metadata parsed; no {METADATA_DIGESTS}: store created before they were recorded)")
+    _truncate(path, "weights")
+    assert [p.file for p in StepStore.open(path, mode="r").verify().metadata] == ["weights/zarr.json"]
+    again = StepStore.open(path)
+    assert "restored 'weights/zarr.json'" in again.repair()
+    assert again.completed_steps() == 3
+    again.commit_step(3, {"weights": np.full(4, 3, np.float32), "rel_l2": 0.25})
+    assert StepStore.open(path, mode="r").verify().ok
+    assert METADATA_DIGESTS not in StepStore.read_attrs(path)
+    for version in (1, 2):  # no checksums, no digests: metadata still parsed
+        old = str(tmp_path / f"v{version}.zarr")
+        StepStore.create(old, _toy(3), {"run_id": "v"}, store_version=version)
+        assert StepStore.open(old, mode="r").verify().line().endswith(f"decodes (format v{version} has no checksums)")
+        _truncate(old, "rel_l2")
+        assert not StepStore.open(old, mode="r").verify().ok

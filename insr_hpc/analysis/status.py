@@ -5,6 +5,11 @@ Reads only ``run.json`` and four small per-step arrays of the store (``committed
 store's group metadata or its large arrays, and imports neither torch nor the
 workloads: 2 000 runs take a second or two (benchmarks/sweep_expand.py). A finished run
 some of whose sub-problems stopped at their iteration cap shows as ``done (capped N)``.
+
+A directory holding a ``store.zarr`` but neither ``run.json`` nor ``spec.json`` (deleted)
+is still a run: it shows as ``unknown`` with how many steps its store has committed.
+Nothing is written: what ran is recorded in the store (``attrs["run_id"]``,
+``attrs["config"]``), from which ``submit`` can restore the spec.
 """
 
 from __future__ import annotations
@@ -20,11 +25,14 @@ from insr_hpc.rundir import RunDir, pid_alive
 from insr_hpc.store_small import read_small
 
 
+UNKNOWN = "unknown"  # a run directory whose run.json and spec.json are both gone
+
+
 def find_runs(root: str) -> list[str]:
-    """Run directories (those holding spec.json or run.json) under ``root``, sorted."""
+    """Run directories (those holding spec.json, run.json or a store.zarr) under ``root``, sorted."""
     found = []
     for dirpath, dirnames, filenames in os.walk(root):
-        if RunDir.is_run_dir(filenames):
+        if RunDir.is_run_dir(filenames) or RunDir.STORE in dirnames:
             found.append(dirpath)
             dirnames[:] = []  # a run directory holds no nested runs
         else:
@@ -34,7 +42,8 @@ def find_runs(root: str) -> list[str]:
 
 def run_status(run_dir: str) -> dict[str, Any]:
     rd = RunDir(run_dir)
-    state = rd.read_state()
+    lost = not os.path.exists(rd.state_file) and not os.path.exists(rd.spec)
+    state = {"state": UNKNOWN} if lost else rd.read_state()
     state.setdefault("run_id", os.path.basename(run_dir))
     state["run_dir"] = run_dir
     state.update(steps_done=0, steps_total=None, last_loss=None, last_error=None, capped=None)
@@ -60,6 +69,10 @@ def run_status(run_dir: str) -> dict[str, Any]:
                 state["capped"] = (int((flags == 1).sum()), int((flags >= 0).sum()))
         except Exception as exc:  # a store being created right now, or damaged
             state["store_error"] = f"{type(exc).__name__}: {exc}"
+    if lost:
+        what = (f"store unreadable ({state['store_error'][:120]})" if "store_error" in state
+                else f"store has {state['steps_done']} committed steps")
+        state["reason"] = f"run files missing ({RunDir.STATE}, {RunDir.SPEC}); {what}"
     # A local run whose process vanished without recording why.
     if state.get("state") == "running" and state.get("host") == socket.gethostname() and state.get("pid"):
         if state.get("backend", "local") == "local" and not pid_alive(int(state["pid"])):
@@ -93,4 +106,9 @@ def format_table(states: list[dict[str, Any]]) -> str:
             reason = "; ".join(filter(None, [reason, st["earlier_attempts"][-1]]))
         rows.append((st["run_id"], shown, steps, capped_s, _fmt(st.get("last_loss")), err_s, job, reason))
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+    table = "\n".join("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+    lost = sum(st.get("state") == UNKNOWN for st in states)
+    if lost:
+        table += (f"\n{lost} run(s) {UNKNOWN}: {RunDir.STATE} and {RunDir.SPEC} are gone, only the store is left "
+                  "(its attrs run_id and config say what ran)")
+    return table

@@ -1,5 +1,7 @@
-"""``insr-hpc verify STORE|DIR``: prove each store's integrity (checksums of every chunk
-and every committed step), one line per store.
+"""``insr-hpc verify STORE|DIR``: prove each store's integrity (every ``zarr.json`` parsed
+and checked against the digests recorded at creation, checksums of every chunk and every
+committed step), one line per store; a damaged file is named (``DAMAGED: STORE:
+'weights/zarr.json': is not valid JSON (…)``).
 
 A run whose state says ``done`` (or ``suspect``) but whose store is damaged becomes
 ``failed`` with the damage as its reason, so the next ``submit`` recomputes the damaged

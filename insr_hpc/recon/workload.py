@@ -103,10 +103,44 @@ def store_attrs(cfg: ReconConfig, fld: Field, run_id: str, lo: float, hi: float,
     })
 
 
+def _plain(obj: Any) -> Any:
+    """``obj`` as tensors and plain data only (what ``torch.load(weights_only=True)``
+    reads): numpy scalars become Python numbers, numpy arrays tensors."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach()
+    if isinstance(obj, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(obj))
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, dict):
+        return type(obj)((k, _plain(v)) for k, v in obj.items())  # dict or OrderedDict
+    if isinstance(obj, list | tuple):
+        return type(obj)(_plain(v) for v in obj)
+    return obj
+
+
 def _save_checkpoint(path: str, trainer: Trainer) -> None:
+    """Tensors and plain data only: read back with ``weights_only=True``, never unpickled."""
     tmp = f"{path}.{os.getpid()}.tmp"
-    torch.save(trainer.state_dict(), tmp)
+    torch.save(_plain(trainer.state_dict()), tmp)
     os.replace(tmp, path)  # a crash leaves the previous checkpoint whole
+
+
+def _load_checkpoint(path: str, trainer: Trainer, device: Any, run_id: str) -> bool:
+    """Resume ``trainer`` from ``path`` (``weights_only=True``: a checkpoint holding anything
+    but tensors and plain data is refused, nothing in it runs). False, with one line naming
+    the file, for a checkpoint that does not load: the caller trains again from epoch 1."""
+    try:
+        trainer.load_state_dict(torch.load(path, map_location=device, weights_only=True))
+        return True
+    except Exception as exc:  # not a tensors-only checkpoint, truncated, or of another model
+        lines = str(exc).splitlines() or [""]
+        # torch's advice to retry with weights_only=False is not ours: keep the line naming what was refused
+        why = next((ln.strip() for ln in lines if any(k in ln for k in ("GLOBAL", "WeightsUnpickler", "Unsupported"))),
+                   lines[0])[:160]
+        print(f"{run_id}: checkpoint '{path}' is not a readable tensors-only checkpoint ({type(exc).__name__}: "
+              f"{why}): training again from epoch 1", flush=True)
+        return False
 
 
 def run_recon(cfg: ReconConfig, run_dir: str, env: RunEnv, run_id: str = "r000") -> dict[str, Any]:
@@ -150,8 +184,9 @@ def run_recon(cfg: ReconConfig, run_dir: str, env: RunEnv, run_id: str = "r000")
         env.barrier()
         store = store or StepStore.open(path)
     elif os.path.exists(ckpt):
-        trainer.load_state_dict(torch.load(ckpt, map_location=env.device, weights_only=False))
-        if trainer.epoch > store.completed_steps():
+        if not _load_checkpoint(ckpt, trainer, env.device, run_id):
+            trainer = new_trainer()  # a partly loaded trainer is no start: from scratch
+        elif trainer.epoch > store.completed_steps():
             # verification un-committed epochs the checkpoint is past: only training again
             # from the start reproduces them (checkpoints are not kept per epoch)
             print(f"{run_id}: epoch {store.completed_steps() + 1} is not intact in the store but the checkpoint "

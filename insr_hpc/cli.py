@@ -10,7 +10,7 @@ import argparse
 import os
 import sys
 
-from insr_hpc.errors import ConfigError, InsrError
+from insr_hpc.errors import InsrError
 
 
 class _Parser(argparse.ArgumentParser):

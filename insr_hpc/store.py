@@ -505,6 +505,17 @@ class StepStore:
     def read_step(self, name: str, step: int) -> np.ndarray:
         return np.asarray(self.group[name][step])
 
+    def read_records(self, name: str, stop: int) -> np.ndarray:
+        """The first ``stop`` records of array ``name`` (e.g. the steps committed so far)."""
+        return np.asarray(self.group[name][:stop])
+
+    def names(self) -> set[str]:
+        """The store's array names (a store made by an older version may lack some)."""
+        return set(self.group.array_keys())
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.group
+
     def finish(self, extra_attrs: Mapping[str, Any]) -> None:
         """Record run-level results and refresh consolidated metadata."""
         self.group.attrs.update({"failure": "", **dict(extra_attrs)})

@@ -15,6 +15,7 @@ import numpy as np
 
 from insr_hpc.analysis.collect import RunRecord
 from insr_hpc.grid import vorticity  # noqa: F401  (also imported from here)
+from insr_hpc.rundir import RunDir
 from insr_hpc.store import StepStore
 
 ERROR_LABEL = {
@@ -273,7 +274,7 @@ def snapshot(case: str, workload: str, records: Sequence[RunRecord], root: str):
     pairs = best_and_worst(records)
     if draw is None or not pairs:
         return None
-    stores = [StepStore.dataset(os.path.join(root, r.run, "store.zarr")) for _, r in pairs]
+    stores = [StepStore.dataset(RunDir(os.path.join(root, r.run)).store) for _, r in pairs]
     return draw(pairs, stores)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 
 from insr_hpc.mpi import comm_world, import_comm_world, launched_by_mpi
+from insr_hpc.rundir import RunDir
 
 
 def find_stores(root: str) -> list[str]:
@@ -13,8 +14,8 @@ def find_stores(root: str) -> list[str]:
     into a sweep's ``report/`` directory)."""
     found = []
     for dirpath, dirnames, _ in os.walk(root):
-        if "store.zarr" in dirnames:
-            found.append(os.path.join(dirpath, "store.zarr"))
+        if RunDir.STORE in dirnames:
+            found.append(RunDir(dirpath).store)
         dirnames[:] = [d for d in dirnames if not d.endswith(".zarr") and d != "report"]
     return sorted(found)
 

@@ -6,7 +6,6 @@ committed step (weights reloaded from the store), and does nothing if all are do
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -118,11 +117,11 @@ class PDERun:
             solver.push_history(store.read_step("weights", k))
         if start > 0:
             solver.load_weights(solver.history[0])
-        done_iters = int(np.asarray(store.group["iterations"][:start]).clip(min=0).sum()) if start else 0
+        done_iters = int(store.read_records("iterations", start).clip(min=0).sum()) if start else 0
         # The arrays a step writes are the store's: one made by an older version lacks the
         # per-step variables added since (``capped``, Euler's scheme_rel_l2) and is resumed
         # without them (unknown there).
-        self.arrays = set(store.group.array_keys())
+        self.arrays = store.names()
         self.monitor = Monitor(rd.tb, start, done_iters, cfg.output.log_every, enabled=env.is_main)
         self.subs = solver.substep_names()
         self.global_iter = done_iters
@@ -294,11 +293,11 @@ def check_guard(cfg: Config, step: int, errors: dict[str, float], primary: str, 
 
 def _summary(store: StepStore, error_names) -> dict[str, Any]:
     last = store.completed_steps() - 1
-    final = {name: float(store.read_step(name, last)) for name in error_names if name in store.group}
-    final["max_over_steps_rel_l2"] = float(np.nanmax(store.group[error_names[0]][: last + 1]))
+    final = {name: float(store.read_step(name, last)) for name in error_names if name in store}
+    final["max_over_steps_rel_l2"] = float(np.nanmax(store.read_records(error_names[0], last + 1)))
     out: dict[str, Any] = {"steps_done": last + 1, "final": final}
-    if "capped" in store.group:  # absent in stores from before the variable: unknown
-        capped = np.asarray(store.group["capped"][: last + 1])
+    if "capped" in store:  # absent in stores from before the variable: unknown
+        capped = store.read_records("capped", last + 1)
         out["capped_substeps"] = int((capped == CAPPED_FLAGS["stopped_at_cap"]).sum())
     return out
 

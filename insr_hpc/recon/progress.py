@@ -8,6 +8,8 @@ import sys
 
 import numpy as np
 
+from insr_hpc.rundir import RunDir
+
 
 class ProgressLog:
     """One line per evaluation into ``log.txt``, and on stdout every ``every`` epochs when
@@ -15,7 +17,7 @@ class ProgressLog:
 
     def __init__(self, run_dir: str, run_id: str, total: int, every: int, enabled: bool):
         self.run_id, self.total, self.every, self.enabled = run_id, total, every, enabled
-        self.path = os.path.join(run_dir, "log.txt")
+        self.path = RunDir(run_dir).log
         self.to_stdout = enabled and not _isatty(sys.stdout)
         # under the local backend stdout *is* log.txt: write each line once
         self.to_file = enabled and not _same_file(sys.stdout, self.path)

@@ -25,12 +25,6 @@ from typing import Any
 
 from insr_hpc.store import StepStore, VarSpec
 
-# Dead alias of VarSpec (an array of this store is the PDE store's spec). Its last user
-# is insr_hpc/recon/workload.py (import at L36, _arrays L53-84), outside this change's
-# reach: once that says VarSpec (from insr_hpc.store), delete this line.
-Array = VarSpec
-
-
 def create_store(path: str, arrays: Mapping[str, VarSpec], attrs: Mapping[str, Any]) -> StepStore:
     """Write the skeleton of a new store atomically; returns it opened for writing."""
     return StepStore.create(

@@ -33,11 +33,12 @@ from insr_hpc.recon.data import Field, load_field
 from insr_hpc.recon.figures import field_figure
 from insr_hpc.recon.guard import guard
 from insr_hpc.recon.progress import ProgressLog
-from insr_hpc.recon.store import Array, create_store
+from insr_hpc.recon.store import create_store
 from insr_hpc.recon.tasks import observation_mask, validation_split
 from insr_hpc.recon.trainer import DivergedError, Trainer, make_problem
 from insr_hpc.runtime import RunEnv, git_commit, package_versions
-from insr_hpc.store import StepStore, json_safe
+from insr_hpc.rundir import RunDir
+from insr_hpc.store import StepStore, VarSpec, json_safe
 from insr_hpc.workloads import WORKLOADS, hparams, reopen_store
 
 METRICS = ("mse", "mse_unobserved", "rmse", "val_mse")
@@ -50,38 +51,38 @@ def _units_attrs(fld: Field) -> dict[str, str]:
 
 
 def store_arrays(cfg: ReconConfig, fld: Field, observed: np.ndarray, validation: np.ndarray, n_epochs: int,
-                 n_weights: int, latent_shape: tuple[int, int] | None) -> dict[str, Array]:
+                 n_weights: int, latent_shape: tuple[int, int] | None) -> dict[str, VarSpec]:
     n_t, h, w = fld.values.shape
     e = n_epochs
     space = ("time", "latitude", "longitude")
     var_attrs = {k: fld.attrs[k] for k in ("standard_name", "long_name") if k in fld.attrs} | _units_attrs(fld)
     norm = {"units": "1 (normalised)"}
     arrays = {
-        "time": Array(("time",), (n_t,), "float64", fld.time_attrs, fld.time, (n_t,)),
-        "latitude": Array(("latitude",), (h,), "float64", fld.lat_attrs, fld.lat, (h,)),
-        "longitude": Array(("longitude",), (w,), "float64", fld.lon_attrs, fld.lon, (w,)),
-        "epoch": Array(("epoch",), (e,), "int32", {"long_name": "training epoch (1-based)"}, np.arange(1, e + 1), (e,)),
-        "committed": Array(("epoch",), (e,), "uint8", {"long_name": "1 once every per-epoch array of this epoch is written"}),
-        "loss": Array(("epoch",), (e,), "float64", {"long_name": "mean L1 loss per training point", **norm}),
-        "val_mse": Array(("epoch",), (e,), "float64", {"long_name": "MSE on the validation observations", **norm}),
-        "mse": Array(("epoch",), (e,), "float64", {"long_name": "MSE over all valid grid points", **norm}),
-        "mse_unobserved": Array(("epoch",), (e,), "float64", {"long_name": "MSE over unobserved valid points", **norm}),
-        "rmse": Array(("epoch",), (e,), "float64", {"long_name": "RMSE over all valid grid points", **_units_attrs(fld)}),
-        "lr": Array(("epoch",), (e,), "float64", {"long_name": "learning rate during the epoch"}),
-        "seconds": Array(("epoch",), (e,), "float64", {"long_name": "wall time of the epoch's training", "units": "s"}),
-        "observed": Array(space, (n_t, h, w), "uint8", {"long_name": "1 where the point was observed (training or validation)"},
+        "time": VarSpec(("time",), (n_t,), "float64", fld.time_attrs, fld.time, (n_t,)),
+        "latitude": VarSpec(("latitude",), (h,), "float64", fld.lat_attrs, fld.lat, (h,)),
+        "longitude": VarSpec(("longitude",), (w,), "float64", fld.lon_attrs, fld.lon, (w,)),
+        "epoch": VarSpec(("epoch",), (e,), "int32", {"long_name": "training epoch (1-based)"}, np.arange(1, e + 1), (e,)),
+        "committed": VarSpec(("epoch",), (e,), "uint8", {"long_name": "1 once every per-epoch array of this epoch is written"}),
+        "loss": VarSpec(("epoch",), (e,), "float64", {"long_name": "mean L1 loss per training point", **norm}),
+        "val_mse": VarSpec(("epoch",), (e,), "float64", {"long_name": "MSE on the validation observations", **norm}),
+        "mse": VarSpec(("epoch",), (e,), "float64", {"long_name": "MSE over all valid grid points", **norm}),
+        "mse_unobserved": VarSpec(("epoch",), (e,), "float64", {"long_name": "MSE over unobserved valid points", **norm}),
+        "rmse": VarSpec(("epoch",), (e,), "float64", {"long_name": "RMSE over all valid grid points", **_units_attrs(fld)}),
+        "lr": VarSpec(("epoch",), (e,), "float64", {"long_name": "learning rate during the epoch"}),
+        "seconds": VarSpec(("epoch",), (e,), "float64", {"long_name": "wall time of the epoch's training", "units": "s"}),
+        "observed": VarSpec(space, (n_t, h, w), "uint8", {"long_name": "1 where the point was observed (training or validation)"},
                           observed.astype(np.uint8)),
-        "validation": Array(space, (n_t, h, w), "uint8", {"long_name": "1 where an observation was held back for validation"},
+        "validation": VarSpec(space, (n_t, h, w), "uint8", {"long_name": "1 where an observation was held back for validation"},
                             validation.astype(np.uint8)),
-        "target": Array(space, (n_t, h, w), "float32", {**var_attrs, "long_name": f"{fld.variable} (source)"}, fld.values),
-        "reconstruction": Array(space, (n_t, h, w), "float32", {**var_attrs, "long_name": f"reconstructed {fld.variable}"}),
-        "error": Array(space, (n_t, h, w), "float32", {"long_name": "reconstruction − target", **_units_attrs(fld)}),
+        "target": VarSpec(space, (n_t, h, w), "float32", {**var_attrs, "long_name": f"{fld.variable} (source)"}, fld.values),
+        "reconstruction": VarSpec(space, (n_t, h, w), "float32", {**var_attrs, "long_name": f"reconstructed {fld.variable}"}),
+        "error": VarSpec(space, (n_t, h, w), "float32", {"long_name": "reconstruction − target", **_units_attrs(fld)}),
     }
     if n_weights:
-        arrays["weights"] = Array(("parameter",), (n_weights,), "float32",
+        arrays["weights"] = VarSpec(("parameter",), (n_weights,), "float32",
                                   {"long_name": "flattened network parameters; layout in attrs param_layout"})
     if latent_shape is not None:
-        arrays["latent_code"] = Array(("time", "latent"), latent_shape, "float32", {"long_name": "per-time-step latent code z_t"})
+        arrays["latent_code"] = VarSpec(("time", "latent"), latent_shape, "float32", {"long_name": "per-time-step latent code z_t"})
     for name in ("loss", "val_mse", "mse", "mse_unobserved", "rmse", "lr", "seconds"):
         arrays[name].attrs["coordinates"] = "epoch"
     return arrays
@@ -169,8 +170,9 @@ def run_recon(cfg: ReconConfig, run_dir: str, env: RunEnv, run_id: str = "r000")
 
     trainer = new_trainer()
     os.makedirs(run_dir, exist_ok=True)
-    path = os.path.join(run_dir, "store.zarr")
-    ckpt = os.path.join(run_dir, "checkpoint.pt")
+    rd = RunDir(run_dir)
+    path = rd.store
+    ckpt = rd.checkpoint
     env.barrier()  # e.g. rank 0 clearing the run's outputs for output.overwrite (cli)
     store = reopen_store(path)
     if store is not None and store.attrs.get("complete"):
@@ -194,7 +196,7 @@ def run_recon(cfg: ReconConfig, run_dir: str, env: RunEnv, run_id: str = "r000")
             trainer = new_trainer()
     start = trainer.epoch
     n_batches = -(-fld.values.shape[0] // cfg.train.batch_steps)
-    monitor = Monitor(os.path.join(run_dir, "tb"), start, start * n_batches, cfg.output.log_every, enabled=env.is_main)
+    monitor = Monitor(rd.tb, start, start * n_batches, cfg.output.log_every, enabled=env.is_main)
     epochs = cfg.train.epochs
     progress = ProgressLog(run_dir, run_id, epochs, cfg.train.progress_every or cfg.train.eval_every, env.is_main)
     bar = tqdm(total=epochs, initial=start, desc=run_id, unit="epoch", disable=None if env.progress else True, leave=False)
@@ -203,7 +205,7 @@ def run_recon(cfg: ReconConfig, run_dir: str, env: RunEnv, run_id: str = "r000")
     # the metrics' (the true field's range), as every other MSE of the store
     val_units = ((problem.hi - problem.lo) / (mhi - mlo)) ** 2
     if start:
-        val_history[:start] = np.asarray(store.group["val_mse"][:start])
+        val_history[:start] = store.read_records("val_mse", start)
     stopped = None
     try:
         for epoch in range(start + 1, epochs + 1):
@@ -269,7 +271,7 @@ def run_recon(cfg: ReconConfig, run_dir: str, env: RunEnv, run_id: str = "r000")
             progress.note(f"SUSPECT: {suspect}")
         store.finish({"complete": True, "final_errors": errs, "selected_epoch": selected, "stopped_epoch": done_epochs,
                       "suspect": suspect or "",
-                      "seconds_per_epoch": float(np.nanmedian(np.asarray(store.group["seconds"][:done_epochs]))), **extra})
+                      "seconds_per_epoch": float(np.nanmedian(store.read_records("seconds", done_epochs))), **extra})
         return _summary(store)
     finally:
         bar.close()
@@ -282,7 +284,7 @@ def _run_classical(cfg: ReconConfig, run_dir: str, env: RunEnv, run_id: str, fld
     if not env.is_main:
         return {"rank": env.rank}  # nothing to share out: rank 0 does it all
     os.makedirs(run_dir, exist_ok=True)
-    path = os.path.join(run_dir, "store.zarr")
+    path = RunDir(run_dir).store
     store = reopen_store(path)
     if store is not None and store.attrs.get("complete"):
         return _summary(store)

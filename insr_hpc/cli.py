@@ -177,11 +177,12 @@ def cmd_status(args) -> int:
         raise InsrError(f"status: '{args.dir}' is not a directory")
     runs = find_runs(args.dir)
     if not runs:
-        raise InsrError(f"status: no runs under '{args.dir}' (expected directories holding run.json)")
+        raise InsrError(f"status: no runs under '{args.dir}' (expected directories holding run.json, spec.json "
+                        "or store.zarr)")
     states = [run_status(r) for r in runs]
     _add_job_states(states)
     print(format_table(states))
-    return 1 if any(s.get("state") == "failed" for s in states) else 0
+    return 1 if any(s.get("state") in ("failed", "unknown") for s in states) else 0
 
 
 def _add_job_states(states: list[dict]) -> None:

@@ -64,17 +64,14 @@ def submit(ov: list[str]) -> tuple[list, dict[str, float], list[str]]:
     """What ``insr-hpc submit --no-wait`` does, timed per part: (runs submitted, seconds, array ids)."""
     from insr_hpc.launch.slurm import SlurmBackend
     from insr_hpc.plan import plan_runs
-    from insr_hpc.run import update_state
+    from insr_hpc.run import admit
 
     t0 = time.perf_counter()
     plan = plan_runs(CONFIG, ov)
     t1 = time.perf_counter()
     backend = SlurmBackend(plan.launch)
-    backend.check()
-    todo = [s for s in plan.specs if read_state(s.run_dir).get("state") != "done"]
-    for spec in todo:
-        spec.save()
-        update_state(spec.run_dir, run_id=spec.run_id, state="pending", reason=None, backend="slurm")
+    backend.available()
+    todo = admit(plan.specs, "slurm").todo
     t2 = time.perf_counter()
     backend.submit(todo, plan.sweep_dir, progress=False, wait=False)
     t3 = time.perf_counter()

@@ -183,6 +183,9 @@ def test_submit_writes_spec_once_and_run_state_three_times(tmp_path):
     writes = (tmp_path / "writes.txt").read_text().split()
     assert writes.count("spec.json") == 1
     assert writes.count("run.json") == 3
+    state = RunDir(str(tmp_path / "runs" / "life" / "r000")).read_state()
+    # the job id is the worker's own (written by the process that held the run's lock)
+    assert state["backend"] == "local" and state["job_id"] == str(state["pid"]) and state["attempts"] == 1
 
 
 # -- a run directory that cannot be turned against its owner --------------------------------------

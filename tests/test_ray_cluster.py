@@ -85,7 +85,7 @@ def test_unreachable_address_is_refused_quickly(tmp_path, capsys):
     backend = RayBackend(LaunchConfig(ray=RayConfig(address=f"10.255.255.1:{port}")))  # unroutable: no answer
     start = time.time()
     with pytest.raises(InsrError, match=r"nothing answers at 10\.255\.255\.1"):
-        backend.check()
+        backend.available()
     assert time.time() - start < 10  # a probe with a short timeout, not ray.init's long retries
 
 

@@ -26,8 +26,8 @@ from typing import Any
 import torch
 
 from insr_hpc.errors import InsrError
-from insr_hpc.rundir import STATES, RunDir, RunLocked, RunSpec, describe_holder
-from insr_hpc.runtime import Interrupted, RunEnv, select_device
+from insr_hpc.rundir import STATES, RunDir, RunLocked, RunSpec, StateError, describe_holder
+from insr_hpc.runtime import STOP, Interrupted, RunEnv, select_device
 from insr_hpc.workloads import WORKLOADS, Ended, check_store_resumable
 
 __all__ = ["STATES", "Admission", "Interrupted", "RunDir", "RunSpec", "admit", "check_resumable", "execute",
@@ -144,7 +144,7 @@ def _running(spec: RunSpec, job: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def execute(spec: RunSpec, env: RunEnv | None = None, threads: int | None = None,
-            job: dict[str, Any] | None = None) -> dict[str, Any]:
+            job: dict[str, Any] | None = None, watch_cancel: bool = False) -> dict[str, Any]:
     """Run one spec in this process: the one entry point of every backend and DDP rank.
 
     Rank 0 holds the run's lock (:class:`~insr_hpc.rundir.RunLocked` if another live
@@ -152,6 +152,9 @@ def execute(spec: RunSpec, env: RunEnv | None = None, threads: int | None = None
     config before changing anything; then records one more attempt (``job``: the
     backend's job id and host, else the local worker's) and running → done | suspect |
     failed (pending when interrupted; cancelled when a cancel was asked) in ``run.json``.
+    A run whose cancel was asked before it started is recorded cancelled and not run;
+    ``watch_cancel``: the run also looks for a cancel request at each step boundary and
+    stops there (how the local backend cancels; Slurm and Ray stop the job instead).
     Returns the workload's summary; re-raises the workload's exception after recording it.
     """
     cfg = spec_config(spec)
@@ -166,21 +169,32 @@ def execute(spec: RunSpec, env: RunEnv | None = None, threads: int | None = None
 
     with ExitStack() as stack:
         refused: BaseException | None = None
+        cancelled = False
         if main:
             try:
                 stack.enter_context(rd.lock(command=f"insr-hpc run {spec.run_id}", on_takeover=took_over))
                 check_resumable(spec)
+                cancelled = rd.cancel_requested()  # cancelled while queued: never starts
             except (InsrError, RunLocked) as exc:
                 refused = exc
         if env is not None and env.world_size > 1 and env.reduce_scalar is not None:
             # every rank learns whether rank 0 may start, so none waits at a barrier alone
-            if env.reduce_scalar(0.0 if refused is None else 1.0) > 0 and refused is None:
+            stop = refused is not None or cancelled
+            if env.reduce_scalar(1.0 if stop else 0.0) > 0 and not main:
                 raise RuntimeError(f"run {spec.run_id}: rank 0 refused to start it (see rank 0's output)")
         if refused is not None:
             raise refused
         if main:
+            if cancelled:
+                rd.transition("cancelled", "cancelled by user before it started", ended=time.time())
+                return {}
             rd.begin_attempt(**_running(spec, job))
-        return _execute(spec, cfg, rd, env)
+            if watch_cancel:
+                STOP.poll = lambda: "cancelled by user" if rd.cancel_requested() else None
+        try:
+            return _execute(spec, cfg, rd, env)
+        finally:
+            STOP.poll = None
 
 
 def _stopped(rd: RunDir, exc: BaseException) -> None:
@@ -201,10 +215,16 @@ def _failed(rd: RunDir, exc: BaseException, text: str | None = None) -> str:
 
 
 def _finished(rd: RunDir, summary: Any, world_size: int) -> None:
-    """A finished run whose results fail a guard rail is ``suspect``, never ``done``."""
+    """A finished run whose results fail a guard rail is ``suspect``, never ``done``. (A
+    cancel recorded while its last step was computed stands: the user's word.)"""
     suspect = summary.get("suspect") if isinstance(summary, dict) else None
-    rd.transition("suspect" if suspect else "done", suspect, ended=time.time(), summary=summary,
-                  world_size=world_size)
+    try:
+        rd.transition("suspect" if suspect else "done", suspect, ended=time.time(), summary=summary,
+                      world_size=world_size)
+    except StateError:
+        if rd.read_state().get("state") != "cancelled":
+            raise
+        rd.update(summary=summary, world_size=world_size)
 
 
 def _execute(spec: RunSpec, cfg, rd: RunDir, env: RunEnv | None) -> dict[str, Any]:

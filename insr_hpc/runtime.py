@@ -42,6 +42,15 @@ class _StopRequest:
     def __init__(self):
         self.event = threading.Event()
         self.signum: int | None = None
+        # Asked at each step boundary (rank 0): a reason to stop (e.g. the run's cancel
+        # request, set by ``run.execute``), or None to go on.
+        self.poll: Callable[[], str | None] | None = None
+
+    def reason(self) -> str | None:
+        """Why the run should stop now: a signal, or what ``poll`` says; None to go on."""
+        if self.event.is_set():
+            return f"stopped by {signal.Signals(self.signum).name}" if self.signum else "stopped by a stop request"
+        return self.poll() if self.poll is not None else None
 
     def request(self, signum: int) -> None:
         self.signum = signum
@@ -99,17 +108,17 @@ class RunEnv:
         return self.rank == 0
 
     def check_stop(self, where: str, before: Callable[[], None] | None = None) -> None:
-        """At a step boundary: raise :class:`Interrupted` if a stop was requested (on any
-        rank: the ranks agree, so all stop after the same step). ``before`` runs first
-        (e.g. a checkpoint)."""
-        flag = STOP.is_set()
+        """At a step boundary: raise :class:`Interrupted` if a stop was requested (a
+        signal on any rank, or rank 0's ``STOP.poll``, e.g. a cancel request; the ranks
+        agree, so all stop after the same step). ``before`` runs first (e.g. a checkpoint)."""
+        why = STOP.reason() if self.is_main else (STOP.reason() if STOP.is_set() else None)
+        flag = why is not None
         if self.world_size > 1 and self.reduce_scalar is not None:
             flag = self.reduce_scalar(1.0 if flag else 0.0) > 0
         if flag:
             if before is not None:
                 before()
-            name = signal.Signals(STOP.signum).name if STOP.signum else "a stop request"
-            raise Interrupted(f"stopped by {name} after {where}")
+            raise Interrupted(f"{why or 'stopped by another rank'} after {where}")
 
 
 def derived_seed(*parts: int) -> int:

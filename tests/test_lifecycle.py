@@ -245,3 +245,45 @@ def test_lost_run_files_are_restored_from_the_plan_and_nothing_is_recomputed(tmp
     assert res.returncode == 0, res.stderr
     assert rd.read_state()["state"] == "done" and os.path.exists(rd.spec)
     assert (xr.open_zarr(rd.store)["seconds"].values == seconds).all()  # every step kept, none recomputed
+
+
+# -- one cancel protocol: asked through RunDir, seen by the run ----------------------------------
+def test_cancel_on_the_local_backend_stops_the_running_run_and_the_queued_one_never_starts(tmp_path):
+    slow = dict(time={"dt": 0.05, "steps": 40}, optim={**QUICK["optim"], "max_iters": 60},
+                sampling={"interior": 256, "boundary": 2}, launch={"workers": 1},
+                sweep={"grid": {"seed": [0, 1]}})
+    cfg = _cfg(tmp_path, tmp_path / "runs", **slow)
+    sweep = tmp_path / "runs" / "life"
+    first, second = RunDir(str(sweep / "r000-seed=0")), RunDir(str(sweep / "r001-seed=1"))
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=REPO)
+    proc = subprocess.Popen([sys.executable, "-m", "insr_hpc", "submit", cfg], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        from conftest import wait_for
+
+        wait_for(lambda: os.path.exists(first.store) and _steps(first) >= 2, 300, "the first run to commit steps")
+        res = cli("cancel", str(sweep))
+        assert res.returncode == 0 and "cancelled 2 run(s)" in res.stdout, res.stdout + res.stderr
+        out, _ = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    assert proc.returncode == 1, out  # the submit reports its runs as not done
+    a, b = first.read_state(), second.read_state()
+    assert a["state"] == "cancelled" and a["reason"] == "cancelled by user", a
+    kept = _steps(first)
+    assert 2 <= kept < 41  # stopped at a step boundary, what it committed kept
+    assert b["state"] == "cancelled" and not os.path.exists(second.store)  # never started
+    # submitted again, both run: the first resumes after its last committed step
+    seconds = xr.open_zarr(first.store)["seconds"].values[:kept].copy()
+    assert main(["submit", cfg]) == 0
+    assert first.read_state()["state"] == second.read_state()["state"] == "done"
+    assert (xr.open_zarr(first.store)["seconds"].values[:kept] == seconds).all()
+
+
+def _steps(rd: RunDir) -> int:
+    from insr_hpc.store import StepStore
+
+    try:
+        return StepStore.open(rd.store, mode="r").completed_steps()
+    except Exception:
+        return 0

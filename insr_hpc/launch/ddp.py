@@ -384,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     info = detect()
     env = init(info, cfg.device, cfg.launch.ddp.backend)
     try:
-        execute(spec, env=env)
+        execute(spec, env=env, watch_cancel=True)
     except RunLocked as exc:
         print(f"insr-hpc: run {spec.run_id} skipped: {exc}", file=sys.stderr)
         return EXIT_LOCKED

@@ -233,23 +233,18 @@ class LocalBackend(Backend):
             _signal_group(proc, signal.SIGKILL)
 
     def cancel(self, runs):
+        """Ask each unfinished run to stop (:meth:`RunDir.request_cancel`): a run stops at
+        its next step boundary, a packed run is dropped by its pack there, a queued one
+        never starts; each is recorded ``cancelled`` at once (a pack records its own)."""
         cancelled = []
         for st in runs:
-            pid = st.get("job_id")
-            if st.get("backend") == "local" and st.get("state") in ("pending", "running") and pid:
-                rd = RunDir(st["run_dir"])
-                rd.request_cancel()
-                if len(st.get("pack") or ()) > 1 and st.get("state") == "running" and pid_alive(int(pid)):
-                    # a packed run: its pack drops it at the next step boundary (and records
-                    # it cancelled); the pack's other runs go on
-                    cancelled.append(st.get("run_id", pid))
-                    continue
-                try:
-                    os.killpg(int(pid), signal.SIGTERM)
-                except (ProcessLookupError, PermissionError):
-                    continue
-                rd.cancel_if_live("cancelled by user")
-                cancelled.append(st.get("run_id", pid))
+            if st.get("backend") != "local" or st.get("state") not in ("pending", "running"):
+                continue
+            rd = RunDir(st["run_dir"])
+            rd.request_cancel()
+            packed = len(st.get("pack") or ()) > 1 and st.get("state") == "running"
+            if packed or rd.cancel_if_live("cancelled by user"):
+                cancelled.append(st.get("run_id", rd.path))
         return cancelled
 
 

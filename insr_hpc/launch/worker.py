@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     spec = specs[0]
     try:
-        execute(spec)
+        execute(spec, watch_cancel=True)
     except RunLocked as exc:
         print(f"insr-hpc: run {spec.run_id} skipped: {exc}", file=sys.stderr)
         return EXIT_LOCKED

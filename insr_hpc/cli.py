@@ -125,7 +125,7 @@ def cmd_submit(args) -> int:
     from insr_hpc.launch.base import SubmitInterrupted
     from insr_hpc.launch.packing import check_packing, make_packs
     from insr_hpc.plan import plan_runs
-    from insr_hpc.run import admit
+    from insr_hpc.run import admit, preview
 
     notes: list[str] = []  # said once everything is checked: a refused submit prints only its error
     plan = plan_runs(args.config, args.overrides, notes=notes)
@@ -138,9 +138,16 @@ def cmd_submit(args) -> int:
         packs = f" in {len(make_packs(plan.specs, plan.launch.pack))} pack(s) of at most {plan.launch.pack}" \
             if plan.launch.pack > 1 else ""
         print(f"{len(plan.specs)} run(s) on backend '{backend_name}'{packs} under {plan.sweep_dir}")
+        conflicts = []
         for spec in plan.specs:
             values = ", ".join(f"{k}={v}" for k, v in spec.overrides.items())
-            print(f"  {spec.run_id}  {values}")
+            what = preview(spec)
+            if what.startswith("conflict"):
+                conflicts.append(spec.run_id)
+            print(f"  {spec.run_id}  {what}" + (f"  ({values})" if values else ""))
+        if conflicts:
+            raise InsrError(f"{len(conflicts)} run(s) conflict with their stores ({', '.join(conflicts[:5])}"
+                            f"{' …' if len(conflicts) > 5 else ''}); use another output.root or output.overwrite=true")
         return 0
     verdict = admit(plan.specs, backend_name)  # refusals first: a refused submit changes nothing on disk
     for run_id, holder in verdict.busy.items():

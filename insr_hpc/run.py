@@ -28,10 +28,10 @@ import torch
 from insr_hpc.errors import InsrError
 from insr_hpc.rundir import STATES, RunDir, RunLocked, RunSpec, StateError, describe_holder
 from insr_hpc.runtime import STOP, Interrupted, RunEnv, select_device
-from insr_hpc.workloads import WORKLOADS, Ended, check_store_resumable
+from insr_hpc.workloads import WORKLOADS, Ended, check_store_resumable, resume_conflict
 
 __all__ = ["STATES", "Admission", "Interrupted", "RunDir", "RunSpec", "admit", "check_resumable", "execute",
-           "execute_pack", "read_state", "spec_config", "update_state"]
+           "execute_pack", "preview", "read_state", "spec_config", "update_state"]
 
 
 def spec_config(spec: RunSpec):
@@ -74,7 +74,62 @@ def check_resumable(spec: RunSpec) -> None:
     check_store_resumable(RunDir(spec.run_dir).store, spec.config)
 
 
-# -- before any backend: admit -------------------------------------------------------------
+# -- before any backend: preview and admit ------------------------------------------------------
+def preview(spec: RunSpec) -> str:
+    """What submitting ``spec`` would do to its run directory, in words: ``new``,
+    ``resume from step k``, ``extend k → n`` (time.steps raised: steps 0…k-1 kept),
+    ``done``, or ``conflict: KEY differs (store: A, this run: B)``. Reads run.json and the
+    store's root metadata only."""
+    from insr_hpc.store import StepStore, StoreFormatError, json_safe
+
+    rd = RunDir(spec.run_dir)
+    path = StepStore.readable_path(rd.store)
+    if not StepStore.exists(path):
+        return "new"
+    if (spec.config.get("output") or {}).get("overwrite"):
+        return "new (output.overwrite: its results are deleted first)"
+    if StepStore.interrupted(rd.store):
+        return "resume (an extension was interrupted: the store is put back first)"
+    try:
+        stored = StepStore.read_attrs(path).get("config", {})
+    except StoreFormatError as exc:
+        return f"conflict: {exc}"
+    conflict = resume_conflict(stored, json_safe(dict(spec.config)))
+    if conflict is not None:
+        key, was, now = conflict
+        return f"conflict: {key} differs (store: {was!r}, this run: {now!r})"
+    done = rd.committed_steps()
+    was, now = _steps(stored), _steps(spec.config)
+    if was is not None and now is not None and now > was:
+        return f"extend {done} → {now + 1} steps"
+    if rd.read_state().get("state") == "done":
+        return "done"
+    return f"resume from step {done}" if done else "new"
+
+
+def _steps(config: dict) -> int | None:
+    value = (config.get("time") or {}).get("steps") if isinstance(config.get("time"), dict) else None
+    return value if isinstance(value, int) else None
+
+
+def _extends(rd: RunDir, spec: RunSpec) -> bool:
+    """Does ``spec`` ask for more steps than the run's store holds (time.steps raised),
+    or must the run finish an extension a crash cut short?"""
+    from insr_hpc.store import StepStore
+
+    if StepStore.interrupted(rd.store):
+        return True  # the run puts its store back and goes on
+    if not StepStore.exists(rd.store):
+        return False
+    try:
+        was = _steps(StepStore.read_attrs(rd.store).get("config", {}))
+    except InsrError:
+        return False
+    now = _steps(spec.config)
+    return was is not None and now is not None and now > was
+
+
+# -- before any backend: admit ---------------------------------------------------------------
 @dataclass
 class Admission:
     """What :func:`admit` decided: the runs to hand to a backend, the runs another live
@@ -92,8 +147,9 @@ def admit(specs: Sequence[RunSpec], backend: str | None) -> Admission:
     symbolic link, a store this config may not resume (InsrError naming the key). Then,
     for each run no live process holds: ``output.overwrite`` clears its outputs; its
     ``spec.json`` is written (the one write of it per submit); for a backend, a run
-    already ``done`` is left alone (its spec rewritten only if it differs) and any other
-    run is recorded ``pending`` on that backend, with its attempt count reset."""
+    already ``done`` is left alone (its spec rewritten only if it differs) unless
+    ``time.steps`` was raised (it is then extended), and any other run is recorded
+    ``pending`` on that backend, with its attempt count reset."""
     verdict = Admission()
     for spec in specs:
         rd = RunDir(spec.run_dir)
@@ -114,7 +170,7 @@ def admit(specs: Sequence[RunSpec], backend: str | None) -> Admission:
             if spec_config(spec).output.overwrite:
                 rd.clear_outputs()
             state = rd.read_state()
-            if backend is not None and state.get("state") == "done" and os.path.exists(rd.state_file):
+            if backend is not None and state.get("state") == "done" and not _extends(rd, spec):
                 if not rd.spec_matches(spec):  # e.g. a damaged spec.json beside a done run
                     rd.write_spec(spec)
                 verdict.done.append(spec.run_id)

@@ -157,7 +157,7 @@ class RunDir:
     STATE_GUARD = ".run.json.lock"  # held for the moment of one run.json read-modify-write
     # What a run writes; ``clear_outputs`` removes it to start over (spec.json, log.txt
     # and the lock stay: the spec is what will run, the log is the user's history).
-    OUTPUTS = (STORE, STORE + ".partial", TB, CHECKPOINT, STATE, ERROR)
+    OUTPUTS = (STORE, STORE + ".partial", STORE + ".extending", STORE + ".pre-extend", TB, CHECKPOINT, STATE, ERROR)
 
     def __init__(self, path: str):
         self.path = os.path.abspath(os.fspath(path))

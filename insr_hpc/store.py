@@ -43,6 +43,7 @@ import hashlib
 import json
 import os
 import shutil
+import time
 import warnings
 import zlib
 from collections.abc import Mapping
@@ -58,6 +59,8 @@ STORE_VERSION = 3
 READABLE_VERSIONS = (1, 2, 3)
 # Arrays of the bookkeeping itself (never part of a step's digest).
 BOOKKEEPING = ("committed", "checksum")
+EXTENDING = ".extending"  # a longer store being built beside the run's (StepStore.extend)
+PRE_EXTEND = ".pre-extend"  # the run's store, moved aside for a moment while the longer one replaces it
 # A shard holds at most this many bytes of uncompressed consecutive steps. Writing a
 # step rewrites its shard, so this bounds the write cost per step as well as the
 # number of files (advection: every per-step array fits one shard).
@@ -359,6 +362,64 @@ class StepStore:
         zarr.consolidate_metadata(tmp)
         os.replace(tmp, path)
         return cls.open(path)
+
+    @classmethod
+    def extend(cls, old: StepStore, variables: Mapping[str, VarSpec], attrs: Mapping[str, Any],
+               record_dims: tuple[str, ...] = ("step",)) -> StepStore:
+        """The store at ``old.path`` made longer (a run whose ``time.steps`` was raised).
+
+        Built beside it (``path + EXTENDING``) as a fresh store of ``variables``, exactly
+        the layout a run of the new length gets; every committed record of ``old`` is
+        copied in through :meth:`commit_step`, so values, digests and markers are bitwise
+        the original's; then swapped in: ``path`` → ``path + PRE_EXTEND``, the new store →
+        ``path``, the old one removed. A crash at any point leaves one whole store that
+        :meth:`recover` puts back in place."""
+        path = old.path
+        done = old.completed_steps()
+        tmp = path + EXTENDING
+        if os.path.exists(tmp):
+            shutil.rmtree(tmp)
+        history = [*old.attrs.get("history", []), f"extended from {old.n_steps} to "
+                   f"{variables[record_dims[0]].shape[0] if record_dims[0] in variables else '?'} records "
+                   f"after {done} committed, {time.strftime('%Y-%m-%dT%H:%M:%S')}"]
+        new = cls.create(tmp, variables, {**attrs, "history": history}, record_dims)
+        names = [n for n in old.record_arrays() if n in new.group]
+        for step in range(done):
+            new.commit_step(step, {n: old.read_step(n, step) for n in names})
+        os.replace(path, path + PRE_EXTEND)
+        os.replace(tmp, path)
+        shutil.rmtree(path + PRE_EXTEND)
+        return cls.open(path)
+
+    @staticmethod
+    def interrupted(path: str) -> bool:
+        """Did a crash cut an extension short (see :meth:`recover`)?"""
+        return os.path.isdir(path + PRE_EXTEND) or os.path.isdir(path + EXTENDING)
+
+    @staticmethod
+    def readable_path(path: str) -> str:
+        """Where the store's metadata is now: ``path``, or the copy an interrupted
+        extension left aside (read-only callers; :meth:`recover` moves it back)."""
+        if not StepStore.exists(path) and StepStore.exists(path + PRE_EXTEND):
+            return path + PRE_EXTEND
+        return path
+
+    @staticmethod
+    def recover(path: str) -> str | None:
+        """Finish or undo an extension (:meth:`extend`) that a crash interrupted; says
+        what it did, or None when there was nothing to do."""
+        before, building = path + PRE_EXTEND, path + EXTENDING
+        what = None
+        if os.path.isdir(before):
+            if StepStore.exists(path):  # the swap was done: only the old copy was left
+                shutil.rmtree(before)
+            else:  # the old store was moved aside but the new one not yet put in place
+                os.replace(before, path)
+                what = "an extension of the store was interrupted: the store before it was put back"
+        if os.path.isdir(building):
+            shutil.rmtree(building)
+            what = what or "an interrupted extension's partial store was removed"
+        return what
 
     @classmethod
     def open(cls, path: str, mode: str = "r+") -> StepStore:

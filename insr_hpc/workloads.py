@@ -24,6 +24,8 @@ WORKLOADS.default = "pde"
 
 # Keys that may change between a run and its resumption: they do not change results.
 RESUME_FREE = ("name", "launch", "sweep", "device", "guard", "output.root", "output.overwrite", "output.log_every", "output.figure_every")
+# Keys that may grow: the run is extended (its store made longer, every step kept).
+GROWABLE = ("time.steps",)
 
 
 @dataclass(frozen=True)
@@ -46,24 +48,39 @@ def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def check_resumable(stored: Mapping[str, Any], current: Mapping[str, Any], path: str) -> None:
-    """Refuse to resume a store written with a config that changes results."""
+def resume_conflict(stored: Mapping[str, Any], current: Mapping[str, Any]) -> tuple[str, Any, Any] | None:
+    """The first key (key, stored value, current value) that forbids resuming a store
+    written with ``stored`` under ``current``, or None. A key of ``GROWABLE`` may grow."""
     a, b = _flatten(stored), _flatten(current)
 
     def free(key: str) -> bool:
         return any(key == k or key.startswith(k + ".") for k in RESUME_FREE)
 
     for key in sorted(set(a) | set(b)):
-        if not free(key) and a.get(key) != b.get(key):
-            raise InsrError(
-                f"store '{path}' was written with {key}={a.get(key)!r}, this run has {key}={b.get(key)!r}; "
-                "use another output.root or output.overwrite=true"
-            )
+        if free(key) or a.get(key) == b.get(key):
+            continue
+        if key in GROWABLE and isinstance(a.get(key), int) and isinstance(b.get(key), int) and b[key] > a[key]:
+            continue
+        return key, a.get(key), b.get(key)
+    return None
+
+
+def check_resumable(stored: Mapping[str, Any], current: Mapping[str, Any], path: str) -> None:
+    """Refuse to resume a store written with a config that changes results."""
+    conflict = resume_conflict(stored, current)
+    if conflict is not None:
+        key, was, now = conflict
+        grow = f" ({key} may only grow: the run is then extended)" if key in GROWABLE else ""
+        raise InsrError(
+            f"store '{path}' was written with {key}={was!r}, this run has {key}={now!r}{grow}; "
+            "use another output.root or output.overwrite=true"
+        )
 
 
 def check_store_resumable(path: str, config: Mapping[str, Any]) -> None:
     """Refuse (InsrError) to resume the store at ``path`` with ``config`` (plain data) if
     it was written with a config that changes results; nothing if there is no store."""
+    path = StepStore.readable_path(path)
     if not StepStore.exists(path):
         return
     stored = StepStore.read_attrs(path).get("config", {})
@@ -75,6 +92,9 @@ def reopen_store(path: str, log: Callable[[str], None] = print) -> StepStore | N
     damaged is un-committed (with every step after it), so the run recomputes it;
     ``log`` says so. None if there is no store. (Whether this config may resume the store
     was checked once, by ``run.execute``, under the run's lock.)"""
+    recovered = StepStore.recover(path)
+    if recovered is not None:
+        log(f"store: {recovered}")
     if not StepStore.exists(path):
         return None
     store = StepStore.open(path)

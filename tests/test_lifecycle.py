@@ -34,8 +34,8 @@ QUICK = dict(
 )
 
 
-def _cfg(tmp_path, root, **extra) -> str:
-    return write_config(tmp_path, dict(QUICK, output={**QUICK["output"], "root": str(root)}, **extra))
+def _cfg(tmp_path, root, file: str = "cfg.yaml", **extra) -> str:
+    return write_config(tmp_path, dict(QUICK, output={**QUICK["output"], "root": str(root)}, **extra), file)
 
 
 # -- validated once ------------------------------------------------------------------------------
@@ -287,3 +287,66 @@ def _steps(rd: RunDir) -> int:
         return StepStore.open(rd.store, mode="r").completed_steps()
     except Exception:
         return 0
+
+
+# -- extend a run: time.steps may grow ---------------------------------------------------------
+def _arrays(store: str) -> dict:
+    ds = xr.open_zarr(store)
+    return {n: ds[n].values for n in ds.variables if n not in ("seconds", "checksum")}  # wall times differ
+
+
+def test_extending_a_finished_run_equals_the_longer_run_bitwise(tmp_path, capsys):
+    import numpy as np
+
+    short = _cfg(tmp_path, tmp_path / "ext", "short.yaml", name="ext")
+    assert main(["submit", short, "time.steps=5"]) == 0
+    rd = RunDir(str(tmp_path / "ext" / "ext" / "r000"))
+    before = xr.open_zarr(rd.store)["seconds"].values.copy()
+    capsys.readouterr()
+    assert main(["submit", short, "time.steps=8", "--dry-run"]) == 0
+    assert "r000  extend 6 → 9 steps" in capsys.readouterr().out
+    assert main(["submit", short, "time.steps=8"]) == 0
+    assert rd.read_state()["state"] == "done"
+    assert "extended from 5 to 8 steps" in open(rd.log).read()
+    ds = xr.open_zarr(rd.store)
+    assert ds["committed"].values.tolist() == [1] * 9
+    np.testing.assert_array_equal(ds["seconds"].values[:6], before)  # steps 0-5 kept, not recomputed
+    assert ds.attrs["config"]["time"]["steps"] == 8 and "extended from 6 to 9 records" in ds.attrs["history"][0]
+    assert main(["verify", rd.store]) == 0
+    # the same 8 steps made at once: equal, bit for bit, in every array but the wall times
+    long = _cfg(tmp_path, tmp_path / "long", "long.yaml", name="ext")
+    assert main(["submit", long, "time.steps=8"]) == 0
+    ext, ref = _arrays(rd.store), _arrays(str(tmp_path / "long" / "ext" / "r000" / "store.zarr"))
+    assert ext.keys() == ref.keys()
+    for name in ref:
+        np.testing.assert_array_equal(ext[name], ref[name], err_msg=name)
+    capsys.readouterr()
+    assert main(["submit", short, "time.steps=8", "--dry-run"]) == 0
+    assert "r000  done" in capsys.readouterr().out
+
+
+def test_a_conflict_shows_in_the_dry_run_and_exits_2_naming_the_key(tmp_path, capsys):
+    cfg = _cfg(tmp_path, tmp_path / "runs")
+    assert main(["submit", cfg]) == 0
+    capsys.readouterr()
+    assert main(["submit", cfg, "time.dt=0.1", "--dry-run"]) == 2
+    out, err = capsys.readouterr()
+    assert "r000  conflict: time.dt differs (store: 0.05, this run: 0.1)" in out
+    assert err.strip().count("\n") == 0 and "1 run(s) conflict with their stores (r000)" in err
+    assert main(["submit", cfg, "time.steps=2", "--dry-run"]) == 2  # fewer steps: not a prefix run
+    assert "time.steps differs (store: 3, this run: 2)" in capsys.readouterr().out
+    assert main(["submit", cfg, "time.steps=2"]) == 2
+    assert "time.steps may only grow" in capsys.readouterr().err
+
+
+def test_an_extension_cut_short_by_a_crash_is_put_right(tmp_path):
+    from insr_hpc.store import PRE_EXTEND, StepStore
+
+    cfg = _cfg(tmp_path, tmp_path / "runs")
+    assert main(["submit", cfg]) == 0
+    rd = RunDir(str(tmp_path / "runs" / "life" / "r000"))
+    os.replace(rd.store, rd.store + PRE_EXTEND)  # the moment between the two renames of an extension
+    assert main(["submit", cfg, "time.steps=5"]) == 0
+    assert not os.path.exists(rd.store + PRE_EXTEND)
+    assert StepStore.open(rd.store, mode="r").completed_steps() == 6
+    assert "the store before it was put back" in open(rd.log).read()

@@ -104,11 +104,22 @@ class PDERun:
         rd = RunDir(run_dir)
         path = rd.store
         env.barrier()  # e.g. rank 0 clearing the run's outputs for output.overwrite (cli)
-        store = reopen_store(path)
+        store = reopen_store(path, log=self.log) if env.is_main else None
+        env.barrier()  # rank 0 has recovered / repaired the store: the others open it as it is now
+        if not env.is_main:
+            store = StepStore.open(path) if StepStore.exists(path) else None
         if store is None:
             store = StepStore.create(path, store_variables(solver), store_attrs(cfg, solver, run_id)) if env.is_main else None
             env.barrier()
             store = store or StepStore.open(path)
+        elif store.n_steps < cfg.time.steps + 1:  # time.steps was raised: extend the run, every step kept
+            if env.is_main:
+                was = store.n_steps - 1
+                store = StepStore.extend(store, store_variables(solver), store_attrs(cfg, solver, run_id))
+                self.log(f"{run_id}: extended from {was} to {cfg.time.steps} steps; "
+                         f"continues after step {store.completed_steps() - 1}")
+            env.barrier()
+            store = store if env.is_main else StepStore.open(path)
         self.store = store
         self.start = start = store.completed_steps()
         self.total = cfg.time.steps + 1

@@ -40,7 +40,7 @@ class Catalog(Protocol):
     def config_class(self, workload: str) -> type: ...
 
     def tagged_sections(self, workload: str) -> Mapping[str, tuple[str, Any]]:
-        """section → (tag key, Registry whose entries carry a ``Params`` dataclass)."""
+        """section → (tag key, Registry whose ``params(name)`` is the entry's dataclass)."""
         ...
 
 
@@ -436,7 +436,7 @@ def typed_config(data: Mapping[str, Any], catalog: Catalog) -> Any:
             raise ConfigError(f"{section}.{tag}", f"required (one of: {', '.join(registry.names())})")
         if not isinstance(name, str):
             raise ConfigError(f"{section}.{tag}", f"expected a name, got {name!r}")
-        params_cls = registry.get(name).Params
+        params_cls = registry.params(name)
         _check_keys(sub, params_cls, f"{section}.")
         OmegaConf.update(base, section, OmegaConf.structured(params_cls(**{tag: name})), merge=False)
 
@@ -598,7 +598,10 @@ def drop_switched(
         old, new = theirs.get(tag, default), mine.get(tag, default)
         if old is None or new == old or not isinstance(new, str) or new not in registry:
             continue  # unchanged, or an unknown name: typed_config reports it
-        params = getattr(registry.get(new), "Params", None)
+        try:
+            params = registry.params(new)
+        except AttributeError:  # an entry registered directly without Params
+            params = None
         if params is None or not dataclasses.is_dataclass(params):
             continue
         given = explicit.get(section)

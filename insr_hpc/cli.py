@@ -165,7 +165,9 @@ def version() -> str:
     try:
         ver = metadata.version("insr-hpc")
     except metadata.PackageNotFoundError:
-        from insr_hpc import __version__ as ver
+        import insr_hpc
+
+        ver = insr_hpc.__version__
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     commit = ""
     if os.path.exists(os.path.join(root, ".git")):

@@ -1,23 +1,27 @@
-"""Everything registered, in one place: importing this module imports every workload,
-case, integrator and model so their registries are complete."""
+"""Everything registered, in one place: the workloads, and through their tagged
+sections every case, integrator, optimiser and model. Each registry declares its
+entries with their config dataclasses (torch-free), so importing this module and
+validating a config import no implementation; ``REGISTRY.get`` imports one when a run
+needs it."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from insr_hpc import pde  # noqa: F401  (registers the pde workload)
-from insr_hpc import recon  # noqa: F401  (registers the recon workload)
 from insr_hpc.config import load as _load
 from insr_hpc.workloads import WORKLOADS
 
 
 class _Catalog:
     def config_class(self, workload: str) -> type:
-        return WORKLOADS.get(workload).config_class
+        if WORKLOADS.loaded(workload) or workload not in WORKLOADS:  # registered directly, or unknown: get says so
+            return WORKLOADS.get(workload).config_class
+        return WORKLOADS.params(workload)
 
     def tagged_sections(self, workload: str) -> Mapping[str, tuple[str, Any]]:
-        return WORKLOADS.get(workload).tagged_sections
+        declared = WORKLOADS.capabilities(workload).get("tagged_sections")
+        return declared if declared is not None else WORKLOADS.get(workload).tagged_sections
 
 
 CATALOG = _Catalog()

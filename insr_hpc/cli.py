@@ -1,7 +1,14 @@
-"""``insr-hpc``: run, submit, status, cancel, report, render, verify.
+# PYTHON_ARGCOMPLETE_OK
+"""``insr-hpc``: run, submit, show, status, cancel, report, render, verify.
 
 Exit codes: 0 every run succeeded; 1 some run failed; 2 bad input (one line on
 stderr starting ``insr-hpc: error:``, nothing created or overwritten).
+
+Start-up is kept short: this module imports only the standard library and
+``insr_hpc.errors``; each command imports what it needs. ``--help``, ``--version``,
+every bad-input error, ``show``, ``submit --dry-run``, ``status``, ``cancel`` and
+``verify`` never import torch (tests/test_cli_fast.py; the config registries answer from
+their declarations, benchmarks/cli_latency.py measures it).
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="insr-hpc", description="INSR PDE solving and field reconstruction, local to cluster.")
+    p.add_argument("--version", action="store_true", help="print the package version (and git commit) and exit")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     run = sub.add_parser("run", help="run one job in this process")
@@ -35,6 +43,11 @@ def _parser() -> argparse.ArgumentParser:
     submit.add_argument(
         "--no-wait", action="store_true", help="slurm, ray: return once the runs are queued on the cluster (follow with `insr-hpc status`)"
     )
+
+    show = sub.add_parser("show", help="print the resolved, validated config of one sweep point as YAML")
+    show.add_argument("config")
+    show.add_argument("overrides", nargs="*", help="key=value, e.g. time.dt=0.1")
+    show.add_argument("--index", type=int, default=None, help="which sweep point (default: the only one)")
 
     status = sub.add_parser("status", help="state and progress of every run under DIR")
     status.add_argument("dir")
@@ -63,19 +76,26 @@ def _backend(name: str, launch_cfg):
     return BACKENDS.get(name)(launch_cfg)
 
 
+def _pick(plan, config: str, index: int | None, other: str) -> int:
+    """The sweep point ``--index`` names (default: the only one); else one line, exit 2."""
+    n = len(plan.specs)
+    if index is None and n > 1:
+        raise InsrError(f"{config}: the sweep has {n} runs; pick one with --index 0..{n - 1}{other}")
+    index = index or 0
+    if not 0 <= index < n:
+        raise InsrError(f"--index: expected 0..{n - 1}, got {index}")
+    return index
+
+
 def cmd_run(args) -> int:
     from insr_hpc.plan import plan_runs
-    from insr_hpc.run import RunDir, admit, execute
+
+    plan = plan_runs(args.config, args.overrides)
+    index = _pick(plan, args.config, args.index, " or use submit")
+    from insr_hpc.run import RunDir, admit, execute  # torch: after every check of the input
     from insr_hpc.rundir import RunLocked
     from insr_hpc.runtime import STOP, Interrupted, install_stop_handlers
 
-    plan = plan_runs(args.config, args.overrides)
-    n = len(plan.specs)
-    if args.index is None and n > 1:
-        raise InsrError(f"{args.config}: the sweep has {n} runs; pick one with --index 0..{n - 1} or use submit")
-    index = args.index or 0
-    if not 0 <= index < n:
-        raise InsrError(f"--index: expected 0..{n - 1}, got {index}")
     spec = plan.specs[index]
     cfg = plan.configs[index]
     rd = RunDir(spec.run_dir)
@@ -113,6 +133,58 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_show(args) -> int:
+    """The resolved config of one sweep point, validated as ``run`` would (Hydra's
+    ``--cfg job``): YAML on stdout, nothing written."""
+    import yaml
+
+    from insr_hpc.plan import plan_runs
+
+    plan = plan_runs(args.config, args.overrides)
+    spec = plan.specs[_pick(plan, args.config, args.index, "")]
+    print(f"# {spec.run_id}: {spec.run_dir}" + (f" ({', '.join(f'{k}={v}' for k, v in spec.overrides.items())})"
+                                                  if spec.overrides else ""))
+    sys.stdout.write(yaml.safe_dump(_plain(spec.config), sort_keys=False, allow_unicode=True, width=1 << 16))
+    return 0
+
+
+def _plain(value):
+    """``value`` with tuples as lists (yaml.safe_dump writes plain data only)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def version() -> str:
+    """``insr-hpc VERSION`` (the installed distribution's, else the package's) and, in a
+    git checkout, `` (git COMMIT)``; no torch, at most one short ``git`` call."""
+    from importlib import metadata
+
+    try:
+        ver = metadata.version("insr-hpc")
+    except metadata.PackageNotFoundError:
+        import insr_hpc
+
+        ver = insr_hpc.__version__
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    commit = ""
+    if os.path.exists(os.path.join(root, ".git")):
+        import subprocess
+
+        try:
+            out = subprocess.run(["git", "-C", root, "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                                 text=True, timeout=5)
+            if out.returncode == 0 and out.stdout.strip():
+                dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--untracked-files=no"],
+                                       capture_output=True, text=True, timeout=5)
+                commit = f" (git {out.stdout.strip()}{'-dirty' if dirty.stdout.strip() else ''})"
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return f"insr-hpc {ver}{commit}"
+
+
 def _holder(holder: dict) -> str:
     from insr_hpc.rundir import describe_holder
 
@@ -124,8 +196,7 @@ def cmd_submit(args) -> int:
     from insr_hpc.config.load import announce
     from insr_hpc.launch.base import SubmitInterrupted
     from insr_hpc.launch.packing import check_packing, make_packs
-    from insr_hpc.plan import plan_runs
-    from insr_hpc.run import admit, preview
+    from insr_hpc.plan import plan_runs, preview
 
     notes: list[str] = []  # said once everything is checked: a refused submit prints only its error
     plan = plan_runs(args.config, args.overrides, notes=notes)
@@ -149,6 +220,8 @@ def cmd_submit(args) -> int:
             raise InsrError(f"{len(conflicts)} run(s) conflict with their stores ({', '.join(conflicts[:5])}"
                             f"{' …' if len(conflicts) > 5 else ''}); use another output.root or output.overwrite=true")
         return 0
+    from insr_hpc.run import admit  # torch: not needed for a dry run
+
     verdict = admit(plan.specs, backend_name)  # refusals first: a refused submit changes nothing on disk
     for run_id, holder in verdict.busy.items():
         print(f"{run_id}: skipped: being computed by {_holder(holder)}")
@@ -280,7 +353,7 @@ def cmd_render(args) -> int:
 
 
 COMMANDS = {
-    "run": cmd_run, "submit": cmd_submit, "status": cmd_status, "cancel": cmd_cancel,
+    "run": cmd_run, "submit": cmd_submit, "show": cmd_show, "status": cmd_status, "cancel": cmd_cancel,
     "report": cmd_report, "render": cmd_render, "verify": cmd_verify,
 }
 
@@ -288,7 +361,18 @@ COMMANDS = {
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Like ``parse_args``, with ``key=value`` overrides accepted anywhere after the
     command (``submit CFG --dry-run time.dt=0.1``), kept in command-line order."""
-    args, extra = _parser().parse_known_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["--version"]:  # no command needed
+        return argparse.Namespace(command=None, version=True)
+    parser = _parser()
+    if "_ARGCOMPLETE" in os.environ:  # a shell asking for completions: argcomplete answers and exits
+        try:
+            import argcomplete
+        except ImportError:
+            pass
+        else:
+            argcomplete.autocomplete(parser)
+    args, extra = parser.parse_known_args(argv)
     if hasattr(args, "overrides"):
         late = [a for a in extra if not a.startswith("-")]
         args.overrides = list(args.overrides) + late
@@ -301,6 +385,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     try:
         args = parse_args(argv)
+        if args.version:
+            print(version())
+            return 0
         return COMMANDS[args.command](args)
     except InsrError as exc:
         print(f"insr-hpc: error: {exc}", file=sys.stderr)

@@ -16,7 +16,7 @@ from insr_hpc.config import config_to_dict, sweep_points
 from insr_hpc.config.load import announce, merge_dicts, read_layers
 from insr_hpc.config.expand import expand_configs
 from insr_hpc.errors import ConfigError, InsrError
-from insr_hpc.rundir import RunSpec, config_digest
+from insr_hpc.rundir import RunDir, RunSpec, config_digest
 
 
 @dataclass
@@ -110,3 +110,36 @@ def check_writable(path: str, key: str) -> None:
     except OSError as exc:
         raise InsrError(f"{key}: cannot create '{path}': '{probe}' is not writable "
                         f"({exc.strerror or type(exc).__name__})") from None
+
+
+def preview(spec: RunSpec) -> str:
+    """What submitting ``spec`` would do to its run directory, in words: ``new``,
+    ``resume from step k``, ``extend k → n`` (time.steps raised: steps 0…k-1 kept),
+    ``done``, or ``conflict: KEY differs (store: A, this run: B)``. Reads run.json and the
+    store's root metadata only."""
+    from insr_hpc.store import StepStore, StoreFormatError, json_safe  # zarr, not torch
+    from insr_hpc.workloads import config_steps, resume_conflict
+
+    rd = RunDir(spec.run_dir)
+    path = StepStore.readable_path(rd.store)
+    if not StepStore.exists(path):
+        return "new"
+    if (spec.config.get("output") or {}).get("overwrite"):
+        return "new (output.overwrite: its results are deleted first)"
+    if StepStore.interrupted(rd.store):
+        return "resume (an extension was interrupted: the store is put back first)"
+    try:
+        stored = StepStore.read_attrs(path).get("config", {})
+    except StoreFormatError as exc:
+        return f"conflict: {exc}"
+    conflict = resume_conflict(stored, json_safe(dict(spec.config)))
+    if conflict is not None:
+        key, was, now = conflict
+        return f"conflict: {key} differs (store: {was!r}, this run: {now!r})"
+    done = rd.committed_steps()
+    was, now = config_steps(stored), config_steps(spec.config)
+    if was is not None and now is not None and now > was:
+        return f"extend {done} → {now + 1} steps"
+    if rd.read_state().get("state") == "done":
+        return "done"
+    return f"resume from step {done}" if done else "new"

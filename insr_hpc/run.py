@@ -28,10 +28,10 @@ import torch
 from insr_hpc.errors import InsrError
 from insr_hpc.rundir import STATES, RunDir, RunLocked, RunSpec, StateError, describe_holder
 from insr_hpc.runtime import STOP, Interrupted, RunEnv, select_device
-from insr_hpc.workloads import WORKLOADS, Ended, check_store_resumable, resume_conflict
+from insr_hpc.workloads import WORKLOADS, Ended, check_store_resumable, config_steps
 
 __all__ = ["STATES", "Admission", "Interrupted", "RunDir", "RunSpec", "admit", "check_resumable", "execute",
-           "execute_pack", "preview", "read_state", "spec_config", "update_state"]
+           "execute_pack", "read_state", "spec_config", "update_state"]
 
 
 def spec_config(spec: RunSpec):
@@ -74,44 +74,6 @@ def check_resumable(spec: RunSpec) -> None:
     check_store_resumable(RunDir(spec.run_dir).store, spec.config)
 
 
-# -- before any backend: preview and admit ------------------------------------------------------
-def preview(spec: RunSpec) -> str:
-    """What submitting ``spec`` would do to its run directory, in words: ``new``,
-    ``resume from step k``, ``extend k → n`` (time.steps raised: steps 0…k-1 kept),
-    ``done``, or ``conflict: KEY differs (store: A, this run: B)``. Reads run.json and the
-    store's root metadata only."""
-    from insr_hpc.store import StepStore, StoreFormatError, json_safe
-
-    rd = RunDir(spec.run_dir)
-    path = StepStore.readable_path(rd.store)
-    if not StepStore.exists(path):
-        return "new"
-    if (spec.config.get("output") or {}).get("overwrite"):
-        return "new (output.overwrite: its results are deleted first)"
-    if StepStore.interrupted(rd.store):
-        return "resume (an extension was interrupted: the store is put back first)"
-    try:
-        stored = StepStore.read_attrs(path).get("config", {})
-    except StoreFormatError as exc:
-        return f"conflict: {exc}"
-    conflict = resume_conflict(stored, json_safe(dict(spec.config)))
-    if conflict is not None:
-        key, was, now = conflict
-        return f"conflict: {key} differs (store: {was!r}, this run: {now!r})"
-    done = rd.committed_steps()
-    was, now = _steps(stored), _steps(spec.config)
-    if was is not None and now is not None and now > was:
-        return f"extend {done} → {now + 1} steps"
-    if rd.read_state().get("state") == "done":
-        return "done"
-    return f"resume from step {done}" if done else "new"
-
-
-def _steps(config: dict) -> int | None:
-    value = (config.get("time") or {}).get("steps") if isinstance(config.get("time"), dict) else None
-    return value if isinstance(value, int) else None
-
-
 def _extends(rd: RunDir, spec: RunSpec) -> bool:
     """Does ``spec`` ask for more steps than the run's store holds (time.steps raised),
     or must the run finish an extension a crash cut short?"""
@@ -122,10 +84,10 @@ def _extends(rd: RunDir, spec: RunSpec) -> bool:
     if not StepStore.exists(rd.store):
         return False
     try:
-        was = _steps(StepStore.read_attrs(rd.store).get("config", {}))
+        was = config_steps(StepStore.read_attrs(rd.store).get("config", {}))
     except InsrError:
         return False
-    now = _steps(spec.config)
+    now = config_steps(spec.config)
     return was is not None and now is not None and now > was
 
 

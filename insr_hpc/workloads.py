@@ -2,6 +2,8 @@
 
 A workload entry has ``config_class`` (its typed Config), ``tagged_sections``
 (section → (tag key, registry)) and ``run(cfg, run_dir, env, run_id) -> summary``;
+both built-in workloads are declared below with their config class and tagged sections
+(torch-free), so a config is validated without importing a workload's module;
 one that can solve several runs in one process also has ``pack_key(config)`` and
 ``run_pack(runs, env, ended, should_drop)``, reporting each run's end as an
 :class:`Ended`. A workload names the files of its run directory through
@@ -12,15 +14,24 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from insr_hpc.config.load import config_to_dict
 from insr_hpc.errors import InsrError
+from insr_hpc.pde.config import TAGGED_SECTIONS as PDE_SECTIONS
+from insr_hpc.pde.config import PDEConfig
+from insr_hpc.recon.config import TAGGED_SECTIONS as RECON_SECTIONS
+from insr_hpc.recon.config import ReconConfig
 from insr_hpc.registry import Registry
-from insr_hpc.store import StepStore, json_safe
 
-WORKLOADS: Registry = Registry("workload", "workload")
+if TYPE_CHECKING:
+    from insr_hpc.store import StepStore
+
+# capability ``tagged_sections``: section → (tag key, registry), as the entry's own attribute
+WORKLOADS: Registry = Registry("workload", "workload", capabilities=("tagged_sections",))
 WORKLOADS.default = "pde"
+WORKLOADS.declare("pde", "insr_hpc.pde.workload:PDEWorkload", PDEConfig, tagged_sections=PDE_SECTIONS)
+WORKLOADS.declare("recon", "insr_hpc.recon.workload:ReconWorkload", ReconConfig, tagged_sections=RECON_SECTIONS)
 
 # Keys that may change between a run and its resumption: they do not change results.
 RESUME_FREE = ("name", "launch", "sweep", "device", "guard", "output.root", "output.overwrite", "output.log_every", "output.figure_every")
@@ -65,6 +76,13 @@ def resume_conflict(stored: Mapping[str, Any], current: Mapping[str, Any]) -> tu
     return None
 
 
+def config_steps(config: Mapping[str, Any]) -> int | None:
+    """``time.steps`` of a config as plain data (None: a workload without time steps)."""
+    block = config.get("time")
+    value = block.get("steps") if isinstance(block, Mapping) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def check_resumable(stored: Mapping[str, Any], current: Mapping[str, Any], path: str) -> None:
     """Refuse to resume a store written with a config that changes results."""
     conflict = resume_conflict(stored, current)
@@ -80,6 +98,8 @@ def check_resumable(stored: Mapping[str, Any], current: Mapping[str, Any], path:
 def check_store_resumable(path: str, config: Mapping[str, Any]) -> None:
     """Refuse (InsrError) to resume the store at ``path`` with ``config`` (plain data) if
     it was written with a config that changes results; nothing if there is no store."""
+    from insr_hpc.store import StepStore, json_safe  # zarr: imported when a store is read
+
     path = StepStore.readable_path(path)
     if not StepStore.exists(path):
         return
@@ -92,6 +112,8 @@ def reopen_store(path: str, log: Callable[[str], None] = print) -> StepStore | N
     damaged is un-committed (with every step after it), so the run recomputes it;
     ``log`` says so. None if there is no store. (Whether this config may resume the store
     was checked once, by ``run.execute``, under the run's lock.)"""
+    from insr_hpc.store import StepStore
+
     recovered = StepStore.recover(path)
     if recovered is not None:
         log(f"store: {recovered}")

@@ -40,7 +40,7 @@ class Catalog(Protocol):
     def config_class(self, workload: str) -> type: ...
 
     def tagged_sections(self, workload: str) -> Mapping[str, tuple[str, Any]]:
-        """section → (tag key, Registry whose entries carry a ``Params`` dataclass)."""
+        """section → (tag key, Registry whose ``params(name)`` is the entry's dataclass)."""
         ...
 
 
@@ -235,16 +235,61 @@ def parse_overrides(overrides: Sequence[str]) -> dict[str, Any]:
     with aliases expanded."""
     limit = max_config_bytes()
     for item in overrides:
+        _check_encoding(item)
         key = item.split("=", 1)[0]
         if "=" not in item or not key or key.startswith("."):
             raise InsrError(f"override '{item[:80]}': expected key=value, e.g. time.dt=0.1")
+        if not _KEY.fullmatch(key):
+            raise InsrError(f"override '{item[:80]}': malformed key '{key[:80]}' (expected dotted names, "
+                            "e.g. time.dt=0.1 or sweep.grid.seed=[0,1])")
         _check_override(item, key, item.split("=", 1)[1], limit)
     try:
         return OmegaConf.to_container(OmegaConf.from_dotlist(list(overrides)))
-    except (OmegaConfBaseException, yaml.YAMLError) as exc:
-        raise InsrError(f"overrides: {str(exc).splitlines()[0]}") from None
-    except ValueError as exc:  # e.g. an integer of more digits than Python converts
-        raise InsrError(f"overrides: {str(exc).split(';')[0]}") from None
+    except (OmegaConfBaseException, yaml.YAMLError, ValueError) as exc:
+        raise _override_error(overrides, exc) from None
+
+
+# A key of an override: dotted names, each optionally indexed (``a.b[0]``); a name holds
+# no brackets, braces, '=' or whitespace (an unbalanced ``a[`` or a stray ``a.=1`` is refused).
+_KEY = re.compile(r"[^.\[\]{}=\s]+(\[\d+\])*(\.[^.\[\]{}=\s]+(\[\d+\])*)*")
+
+
+def _check_encoding(item: str) -> None:
+    """Refuse an override holding bytes that are not UTF-8 (they reach ``argv`` as lone
+    surrogates, ``os.fsdecode``), naming the first one and its offset."""
+    bad = _SURROGATE.search(item)
+    if bad is None:
+        return
+    raw = item.encode("utf-8", "surrogateescape") if "\udc80" <= bad.group() <= "\udcff" else None
+    at = len(item[: bad.start()].encode("utf-8", "surrogatepass"))
+    shown = item.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace") if raw is not None \
+        else item.encode("utf-8", "surrogatepass").decode("utf-8", "backslashreplace")
+    what = f"byte 0x{raw[at]:02x}" if raw is not None else f"lone surrogate U+{ord(bad.group()):04X}"
+    raise InsrError(f"override '{shown[:80]}': not UTF-8: {what} at offset {at}")
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _override_error(overrides: Sequence[str], exc: Exception) -> InsrError:
+    """One line for an override OmegaConf could not read: the first override that fails
+    alone, named, with the parser's problem (else the error as it came)."""
+    def line(err: Exception) -> str:
+        if isinstance(err, ValueError) and not isinstance(err, OmegaConfBaseException | yaml.YAMLError):
+            return str(err).split(";")[0]  # e.g. an integer of more digits than Python converts
+        cause = err if isinstance(err, yaml.YAMLError) else err.__cause__ or err.__context__
+        if isinstance(cause, yaml.MarkedYAMLError) and cause.problem:
+            context = f" ({cause.context})" if cause.context else ""
+            return f"not a valid YAML value: {cause.problem}{context}"
+        return str(err).splitlines()[0] if str(err) else type(err).__name__
+
+    for item in overrides:
+        try:
+            OmegaConf.from_dotlist([item])
+        except (OmegaConfBaseException, yaml.YAMLError, ValueError) as one:
+            key = item.split("=", 1)[0]
+            return InsrError(f"override '{key if len(key) <= 80 else key[:60] + '…'}': {line(one)}")
+    return InsrError(f"overrides: {line(exc)}")
 
 
 def _check_override(item: str, key: str, value: str, limit: int) -> None:
@@ -436,7 +481,7 @@ def typed_config(data: Mapping[str, Any], catalog: Catalog) -> Any:
             raise ConfigError(f"{section}.{tag}", f"required (one of: {', '.join(registry.names())})")
         if not isinstance(name, str):
             raise ConfigError(f"{section}.{tag}", f"expected a name, got {name!r}")
-        params_cls = registry.get(name).Params
+        params_cls = registry.params(name)
         _check_keys(sub, params_cls, f"{section}.")
         OmegaConf.update(base, section, OmegaConf.structured(params_cls(**{tag: name})), merge=False)
 
@@ -598,7 +643,10 @@ def drop_switched(
         old, new = theirs.get(tag, default), mine.get(tag, default)
         if old is None or new == old or not isinstance(new, str) or new not in registry:
             continue  # unchanged, or an unknown name: typed_config reports it
-        params = getattr(registry.get(new), "Params", None)
+        try:
+            params = registry.params(new)
+        except AttributeError:  # an entry registered directly without Params
+            params = None
         if params is None or not dataclasses.is_dataclass(params):
             continue
         given = explicit.get(section)

@@ -16,11 +16,10 @@ Distances are chords on the unit sphere, so longitude wraps around.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
 
 import numpy as np
 
-from insr_hpc.config.schema import ALLOW_INF, require
+from insr_hpc.fields.params import IDWParams, KrigingParams
 from insr_hpc.fields.registry import MODELS
 
 
@@ -55,18 +54,10 @@ def idw(values: np.ndarray, observed: np.ndarray, valid: np.ndarray, lat: np.nda
     return out
 
 
-@MODELS.register("idw", classical=True)
+@MODELS.register("idw")
 class IDW:
 
-    @dataclass
-    class Params:
-        model: str = "idw"
-        neighbours: int = 8  # nearest observed points per estimate
-        power: float = 2.0  # weight = distance^-power
-
-        def validate(self) -> None:
-            require(self.neighbours >= 1, "neighbours", f"must be >= 1, got {self.neighbours}")
-            require(self.power > 0, "power", f"must be > 0, got {self.power}")
+    Params = IDWParams
 
     def __init__(self, params: "IDW.Params"):
         self.params = params
@@ -79,7 +70,7 @@ class IDW:
         return idw(values, observed, valid, lat, lon, self.params.neighbours, self.params.power)
 
 
-@MODELS.register("kriging", classical=True)
+@MODELS.register("kriging")
 class Kriging:
     """Ordinary kriging as Gaussian-process regression (scikit-learn's
     ``GaussianProcessRegressor``): a constant × Matérn covariance of the chord distance
@@ -87,19 +78,7 @@ class Kriging:
     each time step's observations (warm-started from the previous step's fit), values
     standardised per step; the estimate is the posterior mean."""
 
-    @dataclass
-    class Params:
-        model: str = "kriging"
-        nu: float = field(default=1.5, metadata={ALLOW_INF: True})  # Matérn smoothness: 0.5, 1.5, 2.5 (inf: squared exponential)
-        length_scale: float = 0.1  # initial range, chord units of the unit sphere (0.1 ≈ 5.7°)
-        nugget: float = 1e-3  # initial white-noise variance (standardised units)
-        fit_every: int = 1  # time steps between hyperparameter fits (others reuse the last fit)
-
-        def validate(self) -> None:
-            require(self.nu > 0, "nu", f"must be > 0, got {self.nu}")
-            require(self.length_scale > 0, "length_scale", f"must be > 0, got {self.length_scale}")
-            require(self.nugget > 0, "nugget", f"must be > 0, got {self.nugget}")
-            require(self.fit_every >= 1, "fit_every", f"must be >= 1, got {self.fit_every}")
+    Params = KrigingParams
 
     def __init__(self, params: "Kriging.Params"):
         self.params = params

@@ -10,12 +10,11 @@ Inputs (N, in_dim) are expected in [0, 1]; outputs (N, out_dim).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from insr_hpc.config.schema import require
+from insr_hpc.fields.params import FFNGaussianParams, FFNPositionalParams
 from insr_hpc.fields.registry import MODELS
 
 
@@ -41,19 +40,7 @@ class FourierFeatureNet(nn.Module):
 
 @MODELS.register("ffn_p")
 class FFNPositional:
-    @dataclass
-    class Params:
-        model: str = "ffn_p"
-        width: int = 256
-        depth: int = 4
-        frequencies: int = 220  # per input dimension
-        sigma: float = 90.0  # base of the log-spaced frequencies (cycles per unit)
-
-        def validate(self) -> None:
-            require(self.width >= 1, "width", f"must be >= 1, got {self.width}")
-            require(self.depth >= 1, "depth", f"must be >= 1, got {self.depth}")
-            require(self.frequencies >= 1, "frequencies", f"must be >= 1, got {self.frequencies}")
-            require(self.sigma > 0, "sigma", f"must be > 0, got {self.sigma}")
+    Params = FFNPositionalParams
 
     @staticmethod
     def build(params: "FFNPositional.Params", in_dim: int, out_dim: int) -> FourierFeatureNet:
@@ -67,19 +54,7 @@ class FFNPositional:
 
 @MODELS.register("ffn_g")
 class FFNGaussian:
-    @dataclass
-    class Params:
-        model: str = "ffn_g"
-        width: int = 256
-        depth: int = 4
-        features: int = 256
-        sigma: float = 7.0  # std of the random frequencies (cycles per unit)
-
-        def validate(self) -> None:
-            require(self.width >= 1, "width", f"must be >= 1, got {self.width}")
-            require(self.depth >= 1, "depth", f"must be >= 1, got {self.depth}")
-            require(self.features >= 1, "features", f"must be >= 1, got {self.features}")
-            require(self.sigma > 0, "sigma", f"must be > 0, got {self.sigma}")
+    Params = FFNGaussianParams
 
     @staticmethod
     def build(params: "FFNGaussian.Params", in_dim: int, out_dim: int) -> FourierFeatureNet:

@@ -36,56 +36,19 @@ filters: on A1B task1 5 %, 50 epochs, 1.29e-3 against 2.99e-3 at 256).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 
-from insr_hpc.config.schema import ALLOW_INF, require
-from insr_hpc.fields.classical import IDW, Kriging
 from insr_hpc.fields.mmgn import MMGN
+from insr_hpc.fields.params import HybridParams
 from insr_hpc.fields.registry import MODELS
 
-BASES = ("kriging", "idw")
 
 
 # hybrid: the workload computes the interpolant and blends (insr_hpc/recon/workload.py);
 # latent: build returns an MMGN
-@MODELS.register("hybrid", latent=True, hybrid=True)
+@MODELS.register("hybrid")
 class Hybrid:
 
-    @dataclass
-    class Params:
-        model: str = "hybrid"
-        base: str = "kriging"  # the interpolant: kriging | idw
-        max_weight: float = 1.0  # upper bound of the residual's weight w
-        min_z: float = 1.0  # w is kept only if ≥ min_z × its (cluster-robust) standard error, else 0; 0: always kept
-        width: int = 256  # network (an MMGN, insr_hpc/fields/mmgn.py): hidden units
-        layers: int = 5  # network: modulated hidden layers
-        latent: int = 128  # network: size of each time step's latent code
-        input_scale: float = 16.0  # network: highest input frequency of the Gabor filters (rad per unit)
-        alpha: float = 1.0  # network: shape α of the filters' Gamma(α/(L+1), β) scale prior
-        beta: float = 1.0  # network: rate β of that prior
-        # the interpolant (see insr_hpc/fields/classical.py)
-        nu: float = field(default=1.5, metadata={ALLOW_INF: True})  # kriging: Matérn smoothness
-        length_scale: float = 0.1  # kriging: initial range (chord units)
-        nugget: float = 1e-3  # kriging: initial white-noise variance
-        fit_every: int = 1  # kriging: time steps between hyperparameter fits
-        neighbours: int = 8  # idw
-        power: float = 2.0  # idw
-
-        def validate(self) -> None:
-            require(self.base in BASES, "base", f"expected one of {', '.join(BASES)}, got '{self.base}'")
-            require(self.max_weight > 0, "max_weight", f"must be > 0, got {self.max_weight}")
-            require(self.min_z >= 0, "min_z", f"must be >= 0, got {self.min_z}")
-            self.network_params().validate()
-            self.base_params().validate()
-
-        def network_params(self) -> MMGN.Params:
-            return MMGN.Params(width=self.width, layers=self.layers, latent=self.latent, input_scale=self.input_scale,
-                               alpha=self.alpha, beta=self.beta)
-
-        def base_params(self):
-            if self.base == "idw":
-                return IDW.Params(neighbours=self.neighbours, power=self.power)
-            return Kriging.Params(nu=self.nu, length_scale=self.length_scale, nugget=self.nugget, fit_every=self.fit_every)
+    Params = HybridParams
 
     @staticmethod
     def build(params: "Hybrid.Params", in_dim: int, out_dim: int) -> MMGN:

@@ -17,12 +17,11 @@ the product of L+1 filters spans frequencies up to about ``input_scale`` (rad pe
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from insr_hpc.config.schema import require
+from insr_hpc.fields.params import MMGNParams
 from insr_hpc.fields.registry import MODELS
 
 
@@ -43,24 +42,9 @@ class GaborFilter(nn.Module):
         return torch.sin(self.linear(x)) * torch.exp(-0.5 * d2 * self.gamma)
 
 
-@MODELS.register("mmgn", latent=True)
+@MODELS.register("mmgn")
 class MMGN(nn.Module):
-    @dataclass
-    class Params:
-        model: str = "mmgn"
-        width: int = 256  # hidden units
-        layers: int = 5  # modulated hidden layers A_1..A_L (filters g_0..g_L)
-        latent: int = 128  # size of each time step's code z_t
-        input_scale: float = 16.0  # the paper: 256 (better where positions are redrawn, tasks 3-4); 16 interpolates fixed sensors far better
-        alpha: float = 1.0  # γ ~ Gamma(α/(L+1), β): most filters start wide and low-frequency
-        beta: float = 1.0
-
-        def validate(self) -> None:
-            require(self.width >= 1, "width", f"must be >= 1, got {self.width}")
-            require(self.layers >= 1, "layers", f"must be >= 1, got {self.layers}")
-            require(self.latent >= 1, "latent", f"must be >= 1, got {self.latent}")
-            require(self.input_scale > 0, "input_scale", f"must be > 0, got {self.input_scale}")
-            require(self.alpha > 0 and self.beta > 0, "alpha", "alpha and beta must be > 0")
+    Params = MMGNParams
 
     def __init__(self, params: "MMGN.Params", in_dim: int, out_dim: int):
         super().__init__()

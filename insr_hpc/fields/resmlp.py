@@ -5,26 +5,17 @@ Inputs (N, in_dim) → lift to ``width`` → ``depth`` residual layers → (N, o
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from insr_hpc.config.schema import require
+from insr_hpc.fields.params import ResMLPParams
 from insr_hpc.fields.registry import MODELS
 
 
 @MODELS.register("resmlp")
 class ResMLP(nn.Module):
-    @dataclass
-    class Params:
-        model: str = "resmlp"
-        width: int = 250
-        depth: int = 6
-
-        def validate(self) -> None:
-            require(self.width >= 1, "width", f"must be >= 1, got {self.width}")
-            require(self.depth >= 1, "depth", f"must be >= 1, got {self.depth}")
+    Params = ResMLPParams
 
     def __init__(self, params: "ResMLP.Params", in_dim: int, out_dim: int):
         super().__init__()

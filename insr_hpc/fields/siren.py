@@ -16,12 +16,11 @@ weights by one ordinary backward pass instead of a backward through a double bac
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from insr_hpc.config.schema import require
+from insr_hpc.fields.params import SirenParams
 from insr_hpc.fields.registry import MODELS
 
 
@@ -70,24 +69,7 @@ class SineLayer(nn.Module):
 
 @MODELS.register("siren")
 class Siren(nn.Module):
-    @dataclass
-    class Params:
-        model: str = "siren"
-        # depth = number of SINE layers (the first, coordinate layer included), not
-        # counting the linear output layer. The INSR code's ``--num_hidden_layers N``
-        # builds N + 1 sine layers: their 1D advection network (N = 2, width 20,
-        # 901 parameters) is depth 3 here.
-        depth: int = 2
-        width: int = 20
-        omega0: float = 30.0  # first-layer frequency
-        omega0_hidden: float = 30.0
-        output_scale: float = 1.0  # outputs are multiplied by this (fields with large range)
-
-        def validate(self) -> None:
-            require(self.depth >= 1, "depth", f"must be >= 1, got {self.depth}")
-            require(self.width >= 1, "width", f"must be >= 1, got {self.width}")
-            require(self.omega0 > 0, "omega0", f"must be > 0, got {self.omega0}")
-            require(self.omega0_hidden > 0, "omega0_hidden", f"must be > 0, got {self.omega0_hidden}")
+    Params = SirenParams
 
     def __init__(self, params: "Siren.Params", in_dim: int, out_dim: int):
         super().__init__()

@@ -1,8 +1,9 @@
 """The Backend interface: move RunSpecs to where they execute, report states, cancel.
 
 A backend is one module that subclasses :class:`Backend` and registers itself
-(``@BACKENDS.register("name")``), plus the line importing it in
-``insr_hpc/launch/__init__.py``; what it can do beyond the four methods every backend
+(``@BACKENDS.register("name")``), plus the line declaring it below
+(``BACKENDS.declare("name", "insr_hpc.launch.module:Class")``: the module is imported
+when the backend is first asked for, so naming one imports nothing); what it can do beyond the four methods every backend
 has is declared by class attributes (``can_detach``, ``can_pack``), never probed.
 
 A backend never touches numerics, resume logic or a run's outcome: ``run.admit`` has
@@ -23,6 +24,9 @@ from insr_hpc.rundir import RunSpec
 
 BACKENDS: Registry = Registry("backend", "launch.backend")
 BACKENDS.default = "local"
+BACKENDS.declare("local", "insr_hpc.launch.local:LocalBackend")
+BACKENDS.declare("ray", "insr_hpc.launch.ray:RayBackend")
+BACKENDS.declare("slurm", "insr_hpc.launch.slurm:SlurmBackend")
 
 
 class SubmitInterrupted(Exception):

@@ -1,3 +1,5 @@
-"""PDE workload: INSR time stepping of neural spatial fields."""
+"""PDE workload: INSR time stepping of neural spatial fields.
 
-from insr_hpc.pde import workload  # noqa: F401  (registers the workload)
+Importing this package imports nothing heavy: the workload, its cases, integrators and
+optimisers are declared (``insr_hpc.workloads``, ``pde/cases``, ``pde/integrators``,
+``pde/optimizers``) and imported when first used."""

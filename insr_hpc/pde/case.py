@@ -17,12 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from insr_hpc.pde.cases import CASES  # noqa: F401  (declared there, torch-free; ``packable``: see Case.pack_values)
 from insr_hpc.pde.terms import Energy, PointFn, Residual, Term, is_least_squares
-from insr_hpc.registry import Registry
-
-# capability ``packable``: see Case.pack_values
-CASES: Registry = Registry("PDE case", "problem.case", capabilities=("packable",))
-CASES.default = "advection"
 
 FieldFn = Callable[[torch.Tensor], torch.Tensor]  # points (N, d) → values (N, k)
 

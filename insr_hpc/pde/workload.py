@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -16,12 +15,9 @@ from tqdm import tqdm
 
 from insr_hpc.config.load import config_to_dict, config_to_yaml
 from insr_hpc.config.schema import Config
-from insr_hpc.errors import ConfigError, DivergenceError
-from insr_hpc.fields import MODELS
+from insr_hpc.errors import DivergenceError
 from insr_hpc.monitor import Monitor
-from insr_hpc.pde.cases import CASES
-from insr_hpc.pde.integrators import INTEGRATORS
-from insr_hpc.pde.optimizers import OPTIMIZERS
+from insr_hpc.pde.config import TAGGED_SECTIONS, PDEConfig
 from insr_hpc.pde.solver import Solver
 from insr_hpc.rundir import RunDir
 from insr_hpc.runtime import RunEnv, git_commit, package_versions
@@ -313,31 +309,10 @@ def _summary(store: StepStore, error_names) -> dict[str, Any]:
     return out
 
 
-@dataclass
-class PDEConfig(Config):
-    """The PDE config, plus the checks that span sections."""
-
-    def validate(self) -> None:
-        super().validate()
-        case, integ = CASES.get(self.problem.case), INTEGRATORS.get(self.integrator.name)
-        if case.term_kind is not None and not issubclass(case.term_kind, integ.accepts):
-            need = [n for n in INTEGRATORS.names() if issubclass(case.term_kind, INTEGRATORS.get(n).accepts)]
-            raise ConfigError(
-                "integrator.name",
-                f"'{self.integrator.name}' cannot integrate case '{self.problem.case}' "
-                f"({case.term_kind.__name__}); use {' or '.join(need)}",
-            )
-
-
 @WORKLOADS.register("pde")
 class PDEWorkload:
     config_class = PDEConfig
-    tagged_sections = {
-        "problem": ("case", CASES),
-        "network": ("model", MODELS),
-        "integrator": ("name", INTEGRATORS),
-        "optim": ("name", OPTIMIZERS),
-    }
+    tagged_sections = TAGGED_SECTIONS
     run = staticmethod(run_pde)
     run_pack = staticmethod(run_pde_pack)
 

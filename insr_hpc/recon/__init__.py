@@ -1,3 +1,4 @@
-"""The ``recon`` workload: continuous field reconstruction from sparse observations."""
+"""The ``recon`` workload: continuous field reconstruction from sparse observations.
 
-from insr_hpc.recon import workload  # noqa: F401  (registers the recon workload)
+Importing this package imports nothing heavy: the workload is declared in
+``insr_hpc.workloads`` and ``recon/workload.py`` is imported when a run needs it."""

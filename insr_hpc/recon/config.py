@@ -128,6 +128,10 @@ class ReconOutputConfig:
         require(self.figure_every >= 0, "figure_every", f"must be >= 0, got {self.figure_every}")
 
 
+# section → (the key that selects its dataclass, the registry of those dataclasses)
+TAGGED_SECTIONS = {"network": ("model", MODELS)}
+
+
 @dataclass
 class ReconConfig(RunIdentity):
     name: str = "recon"

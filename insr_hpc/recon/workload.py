@@ -28,7 +28,7 @@ from insr_hpc.config.load import config_to_dict, config_to_yaml
 from insr_hpc.fields import MODELS, flatten_params, param_layout
 from insr_hpc.monitor import Monitor
 from insr_hpc.recon import metrics
-from insr_hpc.recon.config import ReconConfig
+from insr_hpc.recon.config import TAGGED_SECTIONS, ReconConfig
 from insr_hpc.recon.data import Field, load_field
 from insr_hpc.recon.figures import field_figure
 from insr_hpc.recon.guard import guard
@@ -325,5 +325,5 @@ def _summary(store: StepStore) -> dict[str, Any]:
 @WORKLOADS.register("recon")
 class ReconWorkload:
     config_class = ReconConfig
-    tagged_sections = {"network": ("model", MODELS)}
+    tagged_sections = TAGGED_SECTIONS
     run = staticmethod(run_recon)

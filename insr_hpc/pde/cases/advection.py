@@ -9,17 +9,15 @@ u at ``sampling.boundary`` points within 1e-4 of the ends; step 0 fits u0 alone.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from insr_hpc.config.schema import require
 from insr_hpc.ops import grad_at
 from insr_hpc.pde.case import CASES, Case, FieldSpec, StepContext, SubProblem
+from insr_hpc.pde.cases.params import AdvectionParams
 from insr_hpc.pde.terms import Residual, Term
 
-INITIAL_CONDITIONS = ("gaussian", "wavepacket")
 SPECTRAL_MODES = 4096  # grid of the semi-discrete reference (σ = 0.1 needs ~400: exact to rounding)
 AMPLIFICATION = {  # per-step factor of a Fourier mode under u_t = −a u_x, z = i a k Δt
     "explicit_euler": lambda z: 1 - z,
@@ -37,29 +35,9 @@ def initial_profile(kind: str, x, mu: float, sigma: float, wavenumber: float, li
     return g * lib.cos(wavenumber * (x - mu))
 
 
-@CASES.register("advection", packable=True)
+@CASES.register("advection")
 class Advection(Case):
-    @dataclass
-    class Params:
-        case: str = "advection"
-        length: float = 4.0
-        speed: float = 0.25
-        initial: str = "gaussian"  # gaussian | wavepacket
-        mu: float = -1.5
-        sigma: float = 0.1
-        wavenumber: float = 20.0  # wavepacket only
-        boundary_weight: float = 1.0
-
-        def validate(self) -> None:
-            require(self.length > 0, "length", f"must be > 0, got {self.length}")
-            require(self.sigma > 0, "sigma", f"must be > 0, got {self.sigma}")
-            require(
-                self.initial in INITIAL_CONDITIONS,
-                "initial",
-                f"unknown initial condition '{self.initial}' (known: {', '.join(INITIAL_CONDITIONS)})",
-            )
-            require(abs(self.mu) < self.length / 2, "mu", f"must lie inside (−L/2, L/2) = ±{self.length / 2}")
-            require(self.boundary_weight >= 0, "boundary_weight", "must be >= 0")
+    Params = AdvectionParams
 
     fields = {"u": FieldSpec(1, 1)}
     pack_values = ("speed", "mu", "sigma", "wavenumber")

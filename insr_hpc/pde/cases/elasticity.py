@@ -19,20 +19,16 @@ H/2 × 9 columns X = kL/8), total energy, and the same from the FEM reference
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from insr_hpc.config.schema import require
 from insr_hpc.ops import batch_mode, value_and_grad_at, with_jacobian
 from insr_hpc.pde.baselines.elastic_fem import ElasticFEM, bar_mesh, lame
 from insr_hpc.pde.case import CASES, Case, FieldSpec, StepContext, SubProblem
+from insr_hpc.pde.cases.params import ElasticityParams
 from insr_hpc.pde.terms import Energy, PotentialTerm, Residual, module_point_fn
 
-SCENARIOS = ("sag", "stretch", "fall")
-FIXED = ("left", "none")
-NEEDS_FIXED = ("sag", "stretch")
 
 
 def neo_hookean_density(F: torch.Tensor, mu: float, lam: float) -> torch.Tensor:
@@ -43,39 +39,7 @@ def neo_hookean_density(F: torch.Tensor, mu: float, lam: float) -> torch.Tensor:
 
 @CASES.register("elasticity")
 class Elasticity(Case):
-    @dataclass
-    class Params:
-        case: str = "elasticity"
-        scenario: str = "sag"  # sag | stretch | fall
-        length: float = 2.0
-        height: float = 0.4
-        density: float = 1.0
-        youngs_modulus: float = 500.0
-        poisson_ratio: float = 0.3
-        gravity: float = 1.0  # magnitude, pointing −y
-        fixed: str = "left"  # left | none
-        stretch: float = 1.2  # stretch: initial stretch factor along x
-        ground: float = -0.6  # fall: the contact plane y = ground
-        contact_stiffness: float = 1.0e4
-        fem_nx: int = 64  # FEM reference mesh (multiples of 8 and 2: points on nodes)
-        fem_ny: int = 8
-
-        def validate(self) -> None:
-            require(self.scenario in SCENARIOS, "scenario", f"unknown scenario '{self.scenario}' (known: {', '.join(SCENARIOS)})")
-            require(self.fixed in FIXED, "fixed", f"expected one of {', '.join(FIXED)}, got '{self.fixed}'")
-            require(
-                not (self.scenario in NEEDS_FIXED and self.fixed == "none"),
-                "fixed",
-                f"scenario '{self.scenario}' needs a fixed boundary (fixed: left)",
-            )
-            require(self.length > 0 and self.height > 0, "length", "length and height must be > 0")
-            require(self.density > 0, "density", f"must be > 0, got {self.density}")
-            require(self.youngs_modulus > 0, "youngs_modulus", f"must be > 0, got {self.youngs_modulus}")
-            require(0 <= self.poisson_ratio < 0.5, "poisson_ratio", f"must lie in [0, 0.5), got {self.poisson_ratio}")
-            require(self.stretch > 0, "stretch", f"must be > 0, got {self.stretch}")
-            require(self.contact_stiffness >= 0, "contact_stiffness", f"must be >= 0, got {self.contact_stiffness}")
-            require(self.fem_nx >= 8 and self.fem_nx % 8 == 0, "fem_nx", f"must be a positive multiple of 8, got {self.fem_nx}")
-            require(self.fem_ny >= 2 and self.fem_ny % 2 == 0, "fem_ny", f"must be a positive even number, got {self.fem_ny}")
+    Params = ElasticityParams
 
     fields = {"phi": FieldSpec(2, 2)}
     term_kind = PotentialTerm

@@ -23,19 +23,17 @@ Reference: the grid solver of :mod:`insr_hpc.pde.baselines.euler_grid` at
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from insr_hpc.config.schema import require
 from insr_hpc.ops import divergence, divergence_at, grad_at, laplacian_at
 from insr_hpc.pde.baselines.euler_grid import EulerGrid, cell_centres
 from insr_hpc.pde.case import CASES, Case, FieldSpec, StepContext, SubProblem
+from insr_hpc.pde.cases.params import EulerParams
 from insr_hpc.pde.terms import Residual
-from insr_hpc.pde.cases.euler_initial import INITIAL_CONDITIONS, velocity_numpy, velocity_torch
+from insr_hpc.pde.cases.euler_initial import velocity_numpy, velocity_torch
 
-PRESSURE_FORMS = ("ritz", "strong")
 
 
 class _Snapshot:
@@ -54,37 +52,7 @@ class _Snapshot:
 
 @CASES.register("euler")
 class Euler(Case):
-    @dataclass
-    class Params:
-        case: str = "euler"
-        initial: str = "taylor_green"  # taylor_green | taylor_green_multiscale | vortex_pair
-        mode_amplitude: float = 0.5  # taylor_green_multiscale: weight of the second mode
-        vortex_strength: float = 1.0  # vortex_pair: peak ψ scale (velocity units)
-        vortex_radius: float = 0.25  # vortex_pair: Gaussian radius
-        vortex_separation: float = 0.5  # vortex_pair: distance of the two centres
-        pressure_form: str = "ritz"  # ritz | strong (see module docstring)
-        wall_weight: float = 1.0  # penalty weight of (u·n)² (and ∂p/∂n² in strong form)
-        reference_resolution: int = 128  # grid cells per side of the reference solver
-        reference_order: int = 3  # its interpolation order (1 linear, 3 cubic)
-
-        def validate(self) -> None:
-            require(
-                self.initial in INITIAL_CONDITIONS,
-                "initial",
-                f"unknown initial condition '{self.initial}' (known: {', '.join(INITIAL_CONDITIONS)})",
-            )
-            require(
-                self.pressure_form in PRESSURE_FORMS,
-                "pressure_form",
-                f"expected one of {', '.join(PRESSURE_FORMS)}, got '{self.pressure_form}'",
-            )
-            require(self.wall_weight >= 0, "wall_weight", f"must be >= 0, got {self.wall_weight}")
-            require(self.vortex_radius > 0, "vortex_radius", f"must be > 0, got {self.vortex_radius}")
-            require(
-                0 < self.vortex_separation < 2, "vortex_separation", f"must lie in (0, 2), got {self.vortex_separation}"
-            )
-            require(self.reference_resolution >= 8, "reference_resolution", f"must be >= 8, got {self.reference_resolution}")
-            require(self.reference_order in (1, 3), "reference_order", f"must be 1 or 3, got {self.reference_order}")
+    Params = EulerParams
 
     fields = {"u": FieldSpec(2, 2), "p": FieldSpec(2, 1)}
     term_kind = None  # the splitting is this case's time integrator

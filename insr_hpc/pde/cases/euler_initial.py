@@ -10,7 +10,7 @@ import math
 import numpy as np
 import torch
 
-INITIAL_CONDITIONS = ("taylor_green", "taylor_green_multiscale", "vortex_pair")
+from insr_hpc.pde.cases.params import EULER_INITIAL as INITIAL_CONDITIONS  # noqa: F401  (defined with the case's Params)
 
 
 def stream_function(kind: str, x: torch.Tensor, y: torch.Tensor, params) -> torch.Tensor:

@@ -12,15 +12,11 @@ pairing that cannot work is refused when the config is validated.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import torch
 
+from insr_hpc.pde.integrators import INTEGRATORS  # noqa: F401  (declared there, torch-free)
 from insr_hpc.pde.terms import PointFn, PotentialTerm, Term
-from insr_hpc.registry import Registry
-
-INTEGRATORS: Registry = Registry("integrator", "integrator.name")
-INTEGRATORS.default = "midpoint"
 
 __all__ = ["INTEGRATORS", "Integrator", "PotentialTerm", "Term"]
 

@@ -3,18 +3,16 @@ rate form, see :mod:`insr_hpc.pde.integrators.base`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 from insr_hpc.pde.integrators.base import INTEGRATORS, Integrator, Term
+from insr_hpc.pde.integrators.params import ExplicitEulerParams, ImplicitEulerParams, MidpointParams
 
 
 @INTEGRATORS.register("explicit_euler")
 class ExplicitEuler(Integrator):
     """u⁺ = uⁿ + Δt F(uⁿ). First order; conditionally stable."""
 
-    @dataclass
-    class Params:
-        name: str = "explicit_euler"
+    Params = ExplicitEulerParams
 
     def residual(self, term: Term, new, history, x, dt):
         prev = history[0]
@@ -25,9 +23,7 @@ class ExplicitEuler(Integrator):
 class ImplicitEuler(Integrator):
     """u⁺ − Δt F(u⁺) = uⁿ. First order; dissipative, unconditionally stable."""
 
-    @dataclass
-    class Params:
-        name: str = "implicit_euler"
+    Params = ImplicitEulerParams
 
     def residual(self, term: Term, new, history, x, dt):
         return (new(x) - history[0](x).detach()) / dt - term.rhs(new, x)
@@ -37,9 +33,7 @@ class ImplicitEuler(Integrator):
 class Midpoint(Integrator):
     """u⁺ = uⁿ + Δt F((u⁺ + uⁿ)/2). Second order; energy-conserving for linear F."""
 
-    @dataclass
-    class Params:
-        name: str = "midpoint"
+    Params = MidpointParams
 
     def residual(self, term: Term, new, history, x, dt):
         prev = history[0]

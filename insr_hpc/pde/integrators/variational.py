@@ -12,20 +12,18 @@ With one previous step only (step 1), φⁿ⁻¹ = φⁿ: the body starts at res
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import torch
 
 from insr_hpc.ops import value_and_grad_at
 from insr_hpc.pde.integrators.base import INTEGRATORS, Integrator
+from insr_hpc.pde.integrators.params import VariationalEulerParams
 from insr_hpc.pde.terms import PotentialTerm
 
 
 @INTEGRATORS.register("variational")
 class VariationalEuler(Integrator):
-    @dataclass
-    class Params:
-        name: str = "variational"
+    Params = VariationalEulerParams
 
     history_needed = 2
     accepts = PotentialTerm

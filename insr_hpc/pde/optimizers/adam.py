@@ -18,49 +18,17 @@ returned, so an optimisation that ends inside an Adam spike does not keep the sp
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import torch
 
-from insr_hpc.config.schema import require
 from insr_hpc.pde.optimizers.base import OPTIMIZERS, MinimizeResult, Optimizer
+from insr_hpc.pde.optimizers.params import AdamParams
 from insr_hpc.pde.terms import draw, module_point_fn, objective
 
 
-@OPTIMIZERS.register("adam", packable=True)
+@OPTIMIZERS.register("adam")
 class Adam(Optimizer):
-    @dataclass
-    class Params:
-        name: str = "adam"
-        lr: float = 1e-3
-        max_iters: int = 300
-        init_lr: float = 1e-3  # step 0: fitting the initial condition
-        init_max_iters: int = 2000  # most Adam iterations of step 0
-        init_rtol: float = 1e-4  # step 0 is a plain fit: a stricter plateau test pays off every later step
-        tol: float = 1e-9
-        rtol: float = 1e-3
-        window: int = 25
-        patience: int = 2
-        grad_clip: float = 0.0  # 0 = off
-        plateau: int = 0  # iterations without improvement before lr ×= plateau_factor; 0 = constant lr
-        plateau_factor: float = 0.1  # the learning rate is multiplied by this on a plateau
-        min_lr: float = 0.0  # stop once the learning rate falls below this (with plateau > 0)
-        keep_best: bool = True  # return the better of the last and the lowest-loss iterate
-
-        def validate(self) -> None:
-            require(self.lr > 0, "lr", f"must be > 0, got {self.lr}")
-            require(self.init_lr > 0, "init_lr", f"must be > 0, got {self.init_lr}")
-            require(self.max_iters >= 1, "max_iters", f"must be >= 1, got {self.max_iters}")
-            require(self.init_max_iters >= 1, "init_max_iters", f"must be >= 1, got {self.init_max_iters}")
-            require(self.tol >= 0, "tol", f"must be >= 0, got {self.tol}")
-            require(self.rtol >= 0, "rtol", f"must be >= 0, got {self.rtol}")
-            require(self.init_rtol >= 0, "init_rtol", f"must be >= 0, got {self.init_rtol}")
-            require(self.window >= 1, "window", f"must be >= 1, got {self.window}")
-            require(self.patience >= 1, "patience", f"must be >= 1, got {self.patience}")
-            require(self.grad_clip >= 0, "grad_clip", f"must be >= 0, got {self.grad_clip}")
-            require(self.plateau >= 0, "plateau", f"must be >= 0, got {self.plateau}")
-            require(0 < self.plateau_factor < 1, "plateau_factor", f"must lie in (0, 1), got {self.plateau_factor}")
-            require(self.min_lr >= 0, "min_lr", f"must be >= 0, got {self.min_lr}")
+    Params = AdamParams
 
     def minimize(self, module, problem, gen, *, initial, reducer):
         p = self.params

@@ -10,11 +10,7 @@ import torch
 from torch.func import functional_call
 
 from insr_hpc.pde.case import SubProblem
-from insr_hpc.registry import Registry
-
-# capability ``packable``: has a packed version (insr_hpc/pde/optimizers/packed.py, launch.pack)
-OPTIMIZERS: Registry = Registry("optimiser", "optim.name", capabilities=("packable",))
-OPTIMIZERS.default = "adam"
+from insr_hpc.pde.optimizers import OPTIMIZERS  # noqa: F401  (declared there, torch-free)
 
 
 @dataclass

@@ -42,15 +42,14 @@ ends at its cap says so (``MinimizeResult.capped``; the store's ``capped``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch.func import jacrev, jvp, vmap
 
-from insr_hpc.config.schema import require
 from insr_hpc.pde.optimizers.adam import adam_loop
 from insr_hpc.pde.optimizers.base import OPTIMIZERS, MinimizeResult, Optimizer, ParamVector, Reducer
+from insr_hpc.pde.optimizers.params import GaussNewtonParams
 from insr_hpc.ops import batch_mode
 from insr_hpc.pde.terms import (
     Energy,
@@ -63,71 +62,11 @@ from insr_hpc.pde.terms import (
     residual_rows,
 )
 
-RESAMPLE = ("iteration", "step")
-SOLVERS = ("auto", "cholesky", "cg")
-CURVATURES = ("ggn", "hessian")
 
 
-@OPTIMIZERS.register("gauss_newton", packable=True)
+@OPTIMIZERS.register("gauss_newton")
 class GaussNewton(Optimizer):
-    @dataclass
-    class Params:
-        name: str = "gauss_newton"
-        max_iters: int = 5  # iterations per time step (each: one Jacobian, one or more solves)
-        init_max_iters: int = 40  # step 0: fitting the initial condition from a random network
-        tol: float = 0.0  # stop once the objective is below this
-        rtol: float = 0.05  # stop when an accepted iteration improved the objective by less than this
-        init_rtol: float = 0.0  # rtol of step 0 (0: run all init_max_iters iterations)
-        damping: float = 1e-3  # initial λ (relative to diag JᵀJ); adapted every iteration
-        resample: str = "step"  # one batch per time step (measured best), or fresh samples every iteration
-        linear_solver: str = "auto"  # auto: cholesky up to max_dense parameters, cg beyond
-        max_dense: int = 10000  # parameters up to which JᵀJ is formed and Cholesky-factored
-        cg_iters: int = 100  # conjugate-gradient iterations per solve (matrix-free and Newton–CG)
-        reduction: float = 0.0  # LM, steps ≥ 1: converged once the objective is ≤ this × its warm-start value
-        damping_floor: float = 0.0  # LM, dense solve: Marquardt's diag(JᵀJ) floored at this × its mean (0: no floor)
-        chunk: int = 2048  # samples per vmap chunk of the Jacobian (bounds memory)
-        gram_dtype: str = "float32"  # JᵀJ product in float32 (2× faster) or float64; the solve is float64
-        init_warmup: int = 300  # step 0: Adam iterations (lr init_warmup_lr) before Gauss–Newton
-        init_warmup_lr: float = 1e-3  # Adam learning rate of the step-0 warm-up
-        # energies whose terms split into local quantities and their energy (Energy.inner/outer):
-        energy_curvature: str = "ggn"  # ggn: batched Gauss–Newton curvature; hessian: exact, per point
-        hessian_samples: int = 0  # curvature on a random subset of this many samples (0: the whole batch)
-        average: int = 0  # after the descent iterations, this many more, whose mean is returned
-        average_hessian_samples: int = 0  # hessian_samples of the averaged iterations (0: hessian_samples)
-
-        def validate(self) -> None:
-            require(self.max_iters >= 1, "max_iters", f"must be >= 1, got {self.max_iters}")
-            require(self.init_max_iters >= 1, "init_max_iters", f"must be >= 1, got {self.init_max_iters}")
-            require(self.tol >= 0, "tol", f"must be >= 0, got {self.tol}")
-            require(self.rtol >= 0, "rtol", f"must be >= 0, got {self.rtol}")
-            require(self.init_rtol >= 0, "init_rtol", f"must be >= 0, got {self.init_rtol}")
-            require(self.damping > 0, "damping", f"must be > 0, got {self.damping}")
-            require(self.resample in RESAMPLE, "resample", f"expected one of {', '.join(RESAMPLE)}, got '{self.resample}'")
-            require(
-                self.linear_solver in SOLVERS,
-                "linear_solver",
-                f"expected one of {', '.join(SOLVERS)}, got '{self.linear_solver}'",
-            )
-            require(self.max_dense >= 1, "max_dense", f"must be >= 1, got {self.max_dense}")
-            require(self.cg_iters >= 1, "cg_iters", f"must be >= 1, got {self.cg_iters}")
-            require(0 <= self.reduction < 1, "reduction", f"must lie in [0, 1), got {self.reduction}")
-            require(self.damping_floor >= 0, "damping_floor", f"must be >= 0, got {self.damping_floor}")
-            require(self.chunk >= 1, "chunk", f"must be >= 1, got {self.chunk}")
-            require(self.gram_dtype in ("float64", "float32"), "gram_dtype", f"expected float64 or float32, got '{self.gram_dtype}'")
-            require(self.init_warmup >= 0, "init_warmup", f"must be >= 0, got {self.init_warmup}")
-            require(self.init_warmup_lr > 0, "init_warmup_lr", f"must be > 0, got {self.init_warmup_lr}")
-            require(
-                self.energy_curvature in CURVATURES,
-                "energy_curvature",
-                f"expected one of {', '.join(CURVATURES)}, got '{self.energy_curvature}'",
-            )
-            require(self.hessian_samples >= 0, "hessian_samples", f"must be >= 0, got {self.hessian_samples}")
-            require(self.average >= 0, "average", f"must be >= 0, got {self.average}")
-            require(
-                self.average_hessian_samples >= 0,
-                "average_hessian_samples",
-                f"must be >= 0, got {self.average_hessian_samples}",
-            )
+    Params = GaussNewtonParams
 
     def minimize(self, module, problem, gen, *, initial, reducer):
         p = self.params

@@ -8,36 +8,17 @@ capped even if a tolerance would also have stopped it there (the cautious side).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import torch
 
-from insr_hpc.config.schema import require
 from insr_hpc.pde.optimizers.base import OPTIMIZERS, MinimizeResult, Optimizer
+from insr_hpc.pde.optimizers.params import LBFGSParams
 from insr_hpc.pde.terms import draw, module_point_fn, objective
 
 
 @OPTIMIZERS.register("lbfgs")
 class LBFGS(Optimizer):
-    @dataclass
-    class Params:
-        name: str = "lbfgs"
-        lr: float = 1.0
-        max_iters: int = 200  # L-BFGS iterations per time step
-        init_max_iters: int = 2000  # step 0: L-BFGS iterations fitting the initial condition
-        history: int = 50  # curvature pairs kept
-        tol: float = 1e-9  # stop when the gradient's largest entry is below this
-        rtol: float = 1e-12  # stop when the objective or step changes by less than this
-        init_rtol: float = 1e-12  # rtol of step 0
-
-        def validate(self) -> None:
-            require(self.lr > 0, "lr", f"must be > 0, got {self.lr}")
-            require(self.max_iters >= 1, "max_iters", f"must be >= 1, got {self.max_iters}")
-            require(self.init_max_iters >= 1, "init_max_iters", f"must be >= 1, got {self.init_max_iters}")
-            require(self.history >= 1, "history", f"must be >= 1, got {self.history}")
-            require(self.tol >= 0, "tol", f"must be >= 0, got {self.tol}")
-            require(self.rtol >= 0, "rtol", f"must be >= 0, got {self.rtol}")
-            require(self.init_rtol >= 0, "init_rtol", f"must be >= 0, got {self.init_rtol}")
+    Params = LBFGSParams
 
     def minimize(self, module, problem, gen, *, initial, reducer):
         p = self.params

@@ -14,7 +14,8 @@ import signal
 import subprocess
 import sys
 import threading
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor
+from concurrent.futures import wait as wait_any
 
 from tqdm import tqdm
 
@@ -154,11 +155,11 @@ class LocalBackend(Backend):
                 # it off when stderr is not one, leaving the plain lines below), advanced as
                 # the running runs commit steps, polled every POLL_S from their stores.
                 bar = tqdm(total=len(specs), desc="steps", unit="step", disable=None if progress else True)
-                steps = _StepCount(specs, enabled=not bar.disable)
+                steps = _StepCount(specs, enabled=not bar.disable)  # (disabled: nothing polled)
                 steps.show(bar)
                 waiting = set(futures)
                 while waiting:
-                    finished, waiting = wait(waiting, timeout=POLL_S, return_when=FIRST_COMPLETED)
+                    finished, waiting = wait_any(waiting, timeout=POLL_S, return_when=FIRST_COMPLETED)
                     for fut in finished:
                         self._finished(fut, futures[fut], results, bar, steps)
                     steps.poll([spec for fut in waiting if fut.running() for spec in futures[fut]])
@@ -312,11 +313,10 @@ class _StepCount:
         if not self.enabled:
             return
         total, done = sum(self.total.values()), sum(self.done.values())
-        if bar.total != total:
-            bar.total = total
+        bar.total = total
         if done != bar.n:
             bar.update(done - bar.n)  # (a run started over may take steps back)
-        bar.refresh()
+        bar.refresh()  # every poll: the elapsed time moves on through a long step
 
 
 def _signal_group(proc: subprocess.Popen, sig: int) -> None:

@@ -1,8 +1,10 @@
 """``insr-hpc status DIR``: every run under DIR, its state and progress.
 
-Reads only ``run.json`` and four small per-step arrays of the store (``committed``,
-``loss``, ``capped``, the error series) through :mod:`insr_hpc.store_small`, never the
-store's group metadata or its large arrays, and imports neither torch nor the
+Reads only ``run.json``, a running run's ``progress.json`` and four small per-step
+arrays of the store (``committed``, ``loss``, ``capped``, the error series) through
+:mod:`insr_hpc.store_small`, never the store's large arrays nor (but for a finished
+hybrid reconstruction recorded before run.json's summary carried its blend weight) its
+group metadata, and imports neither torch nor the
 workloads: 2 000 runs take a second or two (benchmarks/sweep_expand.py). A finished run
 some of whose sub-problems stopped at their iteration cap shows as ``done (capped N)``.
 

@@ -51,6 +51,11 @@ def _parser() -> argparse.ArgumentParser:
 
     status = sub.add_parser("status", help="state and progress of every run under DIR")
     status.add_argument("dir")
+    status.add_argument("--json", action="store_true",
+                        help="JSON Lines: one object per run (keys: docs/cluster.md, 'insr-hpc status --json')")
+    status.add_argument("--watch", type=float, default=None, metavar="SECONDS",
+                        help="print again every SECONDS until every run is final (done, suspect, failed, cancelled, "
+                             "unknown) or Ctrl-C")
 
     cancel = sub.add_parser("cancel", help="cancel the unfinished runs under DIR through their backend")
     cancel.add_argument("dir")
@@ -251,17 +256,43 @@ def signal_name(signum: int) -> str:
 
 
 def cmd_status(args) -> int:
-    from insr_hpc.analysis.status import find_runs, format_table, run_status
+    import json
+    import time
+
+    from insr_hpc.analysis.status import as_record, find_runs, format_table, is_final, run_status
 
     if not os.path.isdir(args.dir):
         raise InsrError(f"status: '{args.dir}' is not a directory")
-    runs = find_runs(args.dir)
-    if not runs:
-        raise InsrError(f"status: no runs under '{args.dir}' (expected directories holding run.json, spec.json "
-                        "or store.zarr)")
-    states = [run_status(r) for r in runs]
-    _add_job_states(states)
-    print(format_table(states))
+    if args.watch is not None and not args.watch > 0:
+        raise InsrError(f"status: --watch takes a number of seconds > 0, got {args.watch:g}")
+    tty = sys.stdout.isatty()
+    rounds = 0
+    states: list[dict] = []
+    try:
+        while True:
+            runs = find_runs(args.dir)
+            if not runs:
+                raise InsrError(f"status: no runs under '{args.dir}' (expected directories holding run.json, "
+                                "spec.json or store.zarr)")
+            states = [run_status(r, args.dir) for r in runs]
+            _add_job_states(states)
+            if args.json:  # JSON Lines, also when watching (each round appends one line per run)
+                text = "\n".join(json.dumps(as_record(st), default=str) for st in states)
+            else:
+                text = format_table(states)
+                if args.watch is not None:
+                    head = f"insr-hpc status {args.dir}  {time.strftime('%Y-%m-%d %H:%M:%S')}  (every {args.watch:g} s)"
+                    if tty:
+                        text = "\033[H\033[2J" + head + "\n" + text  # a terminal: the screen redrawn
+                    else:
+                        text = ("\n" if rounds else "") + f"--- {head}\n" + text  # a file: appended
+            print(text, flush=True)
+            rounds += 1
+            if args.watch is None or all(is_final(st) for st in states):
+                break
+            time.sleep(args.watch)
+    except KeyboardInterrupt:
+        pass
     return 1 if any(s.get("state") in ("failed", "unknown") for s in states) else 0
 
 

@@ -143,6 +143,25 @@ class RunSpec:
         return RunDir(os.path.dirname(os.path.abspath(path))).read_spec(path)
 
 
+class ProgressNote:
+    """A run's :meth:`RunDir.write_progress`, at most once per ``every`` seconds (the
+    first call writes): cheap enough to call at every optimiser iteration. Disabled
+    (``enabled=False``) on every rank but the main one."""
+
+    def __init__(self, run_dir: str, enabled: bool = True, every: float = 2.0):
+        self.rd = RunDir(run_dir) if enabled else None
+        self.every = every
+        self._last = -float("inf")
+
+    def __call__(self, force: bool = False, **note: Any) -> None:
+        if self.rd is None:
+            return
+        now = time.monotonic()
+        if force or now - self._last >= self.every:
+            self._last = now
+            self.rd.write_progress(note)
+
+
 class RunDir:
     """The files of one run (``root/name/run_id/``) and the operations on its state."""
 
@@ -155,9 +174,11 @@ class RunDir:
     CHECKPOINT = "checkpoint.pt"
     LOCK = "run.lock"
     STATE_GUARD = ".run.json.lock"  # held for the moment of one run.json read-modify-write
+    PROGRESS = "progress.json"  # where a running run is inside its current step (written by its main rank)
     # What a run writes; ``clear_outputs`` removes it to start over (spec.json, log.txt
     # and the lock stay: the spec is what will run, the log is the user's history).
-    OUTPUTS = (STORE, STORE + ".partial", STORE + ".extending", STORE + ".pre-extend", TB, CHECKPOINT, STATE, ERROR)
+    OUTPUTS = (STORE, STORE + ".partial", STORE + ".extending", STORE + ".pre-extend", TB, CHECKPOINT, STATE, ERROR,
+               PROGRESS)
 
     def __init__(self, path: str):
         self.path = os.path.abspath(os.fspath(path))
@@ -199,6 +220,10 @@ class RunDir:
     @property
     def lock_file(self) -> str:
         return self.file(self.LOCK)
+
+    @property
+    def progress(self) -> str:
+        return self.file(self.PROGRESS)
 
     @staticmethod
     def is_run_dir(filenames) -> bool:
@@ -265,6 +290,33 @@ class RunDir:
         except Exception:
             return 0
         return int(done.argmin()) if not done.all() else len(done)
+
+    # -- the progress note ------------------------------------------------------------
+    def write_progress(self, note: dict[str, Any]) -> None:
+        """Replace ``progress.json`` (atomically) with where the running run is inside its
+        current step, e.g. ``{"step": 0, "substep": "fit", "iteration": 800, "of": 2000}``
+        (PDE) or ``{"epoch": 12, "of": 200}`` (reconstruction); ``time`` is added. Written
+        by the run's main rank only, at most every few seconds (:class:`ProgressNote`);
+        ``status`` shows it for running runs. A failed write is ignored: a note, not a record."""
+        tmp = f"{self.progress}.{os.getpid()}.tmp"
+        try:
+            with open(tmp, "w", encoding="utf-8") as fh:
+                json.dump({**note, "time": time.time()}, fh, default=str)
+            os.replace(tmp, self.progress)
+        except OSError:
+            try:
+                os.remove(tmp)
+            except OSError:
+                pass
+
+    def read_progress(self) -> dict[str, Any] | None:
+        """The run's last progress note (None without a readable one)."""
+        try:
+            with open(self.progress, encoding="utf-8") as fh:
+                data = json.load(fh)
+        except (OSError, ValueError, RecursionError):
+            return None
+        return data if isinstance(data, dict) else None
 
     def request_cancel(self) -> None:
         """Ask for this run to be cancelled (the one cancel protocol of every backend):

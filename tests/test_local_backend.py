@@ -49,7 +49,9 @@ def test_sweep_runs_in_workers_and_reports_a_failed_run(tmp_path):
 
     status = cli("status", str(root))
     assert status.returncode == 1
-    assert status.stdout.count("done") == 2 and status.stdout.count("failed") == 2
+    table, totals = status.stdout.splitlines()[1:-1], status.stdout.splitlines()[-1]
+    assert [row.split()[1] for row in table].count("done") == 2 and [row.split()[1] for row in table].count("failed") == 2
+    assert totals.startswith("4 runs: 2 done, 2 failed; steps 6/6")
 
     # submitting again runs only the unfinished runs (they fail again); done ones are skipped
     again = cli("submit", cfg)

@@ -65,6 +65,12 @@ def test_hybrid_runs_through_the_cli_and_beats_its_own_interpolant(hybrid_run):
     # IDW from 32 points per step cannot resolve the pattern; the network pools every step
     assert hyb < 0.5 * base, (hyb, base, net)
     assert 0 < attrs["blend_weight"] <= 1
+    # status: the kept weights' error and epoch, the blend weight (run.json's summary carries it)
+    from insr_hpc.analysis.status import run_status
+
+    st = run_status(str(run_dir))
+    assert state["summary"]["blend_weight"] == st["blend_weight"] == pytest.approx(attrs["blend_weight"])
+    assert st["kept_epoch"] == attrs["selected_epoch"] and st["last_error"] == ("mse", pytest.approx(hyb))
     # the stored reconstruction is the blend whose errors are reported
     ds = xr.open_zarr(str(run_dir / "store.zarr"))
     span = truth.max() - truth.min()

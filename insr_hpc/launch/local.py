@@ -14,7 +14,8 @@ import signal
 import subprocess
 import sys
 import threading
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor
+from concurrent.futures import wait as wait_any
 
 from tqdm import tqdm
 
@@ -22,6 +23,33 @@ from insr_hpc.errors import ConfigError, InsrError
 from insr_hpc.launch.base import BACKENDS, Backend, SubmitInterrupted
 from insr_hpc.launch.packing import make_packs
 from insr_hpc.rundir import EXIT_LOCKED, RunDir, pid_alive
+from insr_hpc.store_small import read_small
+
+POLL_S = 1.0  # how often submit's bar looks at the running runs' committed steps
+
+
+def planned_steps(spec) -> int:
+    """Steps (PDE: time steps + the initial fit) or epochs (reconstruction) a run's
+    config asks for, before its store says (a classical reconstruction has one)."""
+    cfg = spec.config if isinstance(spec.config, dict) else {}
+    try:
+        if "time" in cfg:
+            return int(cfg["time"]["steps"]) + 1
+        if "train" in cfg:
+            return int(cfg["train"]["epochs"])
+    except (KeyError, TypeError, ValueError):
+        pass
+    return 1
+
+
+def store_steps(run_dir: str) -> tuple[int, int | None]:
+    """(leading committed steps, steps of the store) of a run's store; (0, None) without
+    a readable one. Reads only the small ``committed`` array (numpy: cheap)."""
+    try:
+        done = read_small(os.path.join(RunDir(run_dir).store, "committed")).astype(bool)
+    except Exception:
+        return 0, None
+    return (int(done.argmin()) if not done.all() else len(done)), len(done)
 
 
 def available_cores() -> int:
@@ -123,23 +151,19 @@ class LocalBackend(Backend):
         try:
             with ThreadPoolExecutor(self.workers(len(units))) as pool:
                 futures = {pool.submit(self._run_unit, unit): unit for unit in units}
-                bar = tqdm(total=len(specs), desc="runs", unit="run", disable=None if progress else True)
-                for fut in as_completed(futures):
-                    unit = futures[fut]
-                    try:
-                        outcome = fut.result()
-                    except OSError as exc:
-                        outcome = {}
-                        for spec in unit:
-                            outcome[spec.run_id] = RunDir(spec.run_dir).settle(
-                                f"could not start worker: {exc}", unfinished=("pending", "running"))
-                    for spec in unit:
-                        results[spec.run_id] = outcome.get(spec.run_id, "failed")
-                        if self._stopping is None or results[spec.run_id] != "pending":
-                            bar.write(finished_line(spec) if results[spec.run_id] != "skipped" else
-                                      f"{spec.run_id}: skipped: being computed by another process (its lock: "
-                                      f"{RunDir(spec.run_dir).lock_file}); state now {RunDir(spec.run_dir).read_state().get('state')}")
-                        bar.update(1)
+                # A bar over the steps of every run (on a terminal; tqdm's disable=None turns
+                # it off when stderr is not one, leaving the plain lines below), advanced as
+                # the running runs commit steps, polled every POLL_S from their stores.
+                bar = tqdm(total=len(specs), desc="steps", unit="step", disable=None if progress else True)
+                steps = _StepCount(specs, enabled=not bar.disable)  # (disabled: nothing polled)
+                steps.show(bar)
+                waiting = set(futures)
+                while waiting:
+                    finished, waiting = wait_any(waiting, timeout=POLL_S, return_when=FIRST_COMPLETED)
+                    for fut in finished:
+                        self._finished(fut, futures[fut], results, bar, steps)
+                    steps.poll([spec for fut in waiting if fut.running() for spec in futures[fut]])
+                    steps.show(bar)
                 bar.close()
         finally:
             restore()
@@ -151,6 +175,24 @@ class LocalBackend(Backend):
                               unfinished=("pending",))
             raise SubmitInterrupted(self._stopping, results)
         return results
+
+    def _finished(self, fut, unit, results: dict[str, str], bar, steps: _StepCount) -> None:
+        """A unit's worker has ended: record its runs' outcomes, one line per run."""
+        try:
+            outcome = fut.result()
+        except OSError as exc:
+            outcome = {}
+            for spec in unit:
+                outcome[spec.run_id] = RunDir(spec.run_dir).settle(
+                    f"could not start worker: {exc}", unfinished=("pending", "running"))
+        steps.poll(unit)
+        steps.show(bar)
+        for spec in unit:
+            results[spec.run_id] = outcome.get(spec.run_id, "failed")
+            if self._stopping is None or results[spec.run_id] != "pending":
+                bar.write(finished_line(spec) if results[spec.run_id] != "skipped" else
+                          f"{spec.run_id}: skipped: being computed by another process (its lock: "
+                          f"{RunDir(spec.run_dir).lock_file}); state now {RunDir(spec.run_dir).read_state().get('state')}")
 
     def _run_unit(self, unit) -> dict[str, str]:
         if len(unit) == 1:
@@ -246,6 +288,35 @@ class LocalBackend(Backend):
             if packed or rd.cancel_if_live("cancelled by user"):
                 cancelled.append(st.get("run_id", rd.path))
         return cancelled
+
+
+class _StepCount:
+    """Committed steps and planned steps of every run of a submit (submit's bar)."""
+
+    def __init__(self, specs, enabled: bool = True):
+        self.enabled = enabled
+        self.total = {s.run_id: planned_steps(s) for s in specs}
+        self.done = dict.fromkeys(self.total, 0)
+        if enabled:
+            self.poll(specs)  # resumed runs start where their stores are
+
+    def poll(self, specs) -> None:
+        if not self.enabled:
+            return
+        for spec in specs:
+            done, total = store_steps(spec.run_dir)
+            self.done[spec.run_id] = done
+            if total is not None:
+                self.total[spec.run_id] = total
+
+    def show(self, bar) -> None:
+        if not self.enabled:
+            return
+        total, done = sum(self.total.values()), sum(self.done.values())
+        bar.total = total
+        if done != bar.n:
+            bar.update(done - bar.n)  # (a run started over may take steps back)
+        bar.refresh()  # every poll: the elapsed time moves on through a long step
 
 
 def _signal_group(proc: subprocess.Popen, sig: int) -> None:

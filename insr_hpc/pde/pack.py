@@ -85,10 +85,11 @@ class PackStepper:
     def __init__(self, solvers):
         self.solvers = solvers
 
-    def advance(self, group: list[int], step: int) -> list[dict | BaseException]:
+    def advance(self, group: list[int], step: int, notes=None) -> list[dict | BaseException]:
         """Step ``step`` of the solvers ``group`` (indices). Per run: the result dict of
         :meth:`Solver.advance` (plus ``losses`` by sub-problem), or the exception that
-        ended that run (the others go on)."""
+        ended that run (the others go on). ``notes``: index → the run's ``on_progress``
+        (as :meth:`Solver.advance`'s), told the pack's iterations."""
         t0 = time.perf_counter()
         solvers = [self.solvers[i] for i in group]
         template = solvers[0]
@@ -147,7 +148,15 @@ class PackStepper:
                 terms_of=terms_of(k),
                 draws=[(lambda i=i: draw(problems[i][k].terms, gens[i])) for i in alive],
             )
-            thetas, results = _minimize(solvers, alive, prob, initial=step == 0)
+            members = [group[i] for i in alive]
+
+            def on_iteration(done, most, name=sp0.name, members=members):
+                for m in members:
+                    if notes and m in notes:
+                        notes[m](step=step, substep=name, iteration=done, of=most)
+
+            thetas, results = _minimize(solvers, alive, prob, initial=step == 0,
+                                        on_iteration=on_iteration if notes else None)
             still = []
             for n, i in enumerate(alive):
                 res, solver = results[n], solvers[i]
@@ -176,7 +185,7 @@ class PackStepper:
         return out
 
 
-def _minimize(solvers, alive, prob: PackedProblem, *, initial: bool):
+def _minimize(solvers, alive, prob: PackedProblem, *, initial: bool, on_iteration=None):
     """The packed counterpart of ``solver.optimizer.minimize`` (same keys, per-run rates)."""
     opts = [solvers[i].cfg.optim for i in alive]
     p = opts[0]
@@ -185,16 +194,19 @@ def _minimize(solvers, alive, prob: PackedProblem, *, initial: bool):
         max_iters, rtol = (p.init_max_iters, p.init_rtol) if initial else (p.max_iters, p.rtol)
         return packed_adam(prob, lrs=lrs, max_iters=max_iters, tol=p.tol, rtol=rtol, window=p.window,
                            patience=p.patience, grad_clip=p.grad_clip, plateau=p.plateau,
-                           plateau_factor=p.plateau_factor, min_lr=p.min_lr, keep_best=p.keep_best)
+                           plateau_factor=p.plateau_factor, min_lr=p.min_lr, keep_best=p.keep_best,
+                           on_iteration=on_iteration)
     # gauss_newton: Adam warm-up at step 0, then Levenberg–Marquardt (as GaussNewton.minimize)
     max_iters, rtol = (p.init_max_iters, p.init_rtol) if initial else (p.max_iters, p.rtol)
     warm = 0
+    most = max_iters + (p.init_warmup if initial else 0)
     if initial and p.init_warmup:
         thetas, _ = packed_adam(prob, lrs=[o.init_warmup_lr for o in opts], max_iters=p.init_warmup, tol=0.0,
-                                rtol=0.0, window=1)
+                                rtol=0.0, window=1, on_iteration=on_iteration, report_of=most)
         prob.thetas = list(thetas)
         warm = p.init_warmup
-    thetas, results = packed_levenberg_marquardt(prob, max_iters=max_iters, rtol=rtol, params=p)
+    report = None if on_iteration is None else (lambda done: on_iteration(warm + done, most))
+    thetas, results = packed_levenberg_marquardt(prob, max_iters=max_iters, rtol=rtol, params=p, report=report)
     for res in results:
         res.iterations += warm
     return thetas, results

@@ -109,9 +109,12 @@ class Solver:
         )
         return self.case.step_problems(ctx)
 
-    def advance(self, step: int, on_losses: Callable[[str, list[float]], None] | None = None) -> dict:
+    def advance(self, step: int, on_losses: Callable[[str, list[float]], None] | None = None,
+                on_progress: Callable[..., None] | None = None) -> dict:
         """Compute step ``step`` (0 = initial fit). Returns iterations, final loss and whether
-        the optimiser stopped at its iteration cap (``capped``), by sub-problem name."""
+        the optimiser stopped at its iteration cap (``capped``), by sub-problem name.
+        ``on_progress(step=, substep=, iteration=, of=)``: as the optimiser iterates
+        (every iteration: it must be cheap, e.g. a :class:`~insr_hpc.rundir.ProgressNote`)."""
         cfg = self.cfg
         iters, losses, capped = {}, {}, {}
         t0 = time.perf_counter()
@@ -122,7 +125,13 @@ class Solver:
                 sp.prepare()
             if sp.warm_from_previous and step > 0:
                 self._pick_warm_start(sp, derived_seed(cfg.seed, step, k, 1))
-            res = self.optimizer.minimize(self.models[sp.field], sp, gen, initial=step == 0, reducer=self.reducer)
+            if on_progress is not None:
+                self.optimizer.on_iteration = (lambda done, most, name=sp.name:
+                                               on_progress(step=step, substep=name, iteration=done, of=most))
+            try:
+                res = self.optimizer.minimize(self.models[sp.field], sp, gen, initial=step == 0, reducer=self.reducer)
+            finally:
+                self.optimizer.on_iteration = None
             if not all(np.isfinite(res.losses)) or not np.isfinite(res.final_loss):
                 bad = next((i for i, v in enumerate(res.losses) if not np.isfinite(v)), len(res.losses) - 1)
                 raise DivergenceError(

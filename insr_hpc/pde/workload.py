@@ -19,7 +19,7 @@ from insr_hpc.errors import DivergenceError
 from insr_hpc.monitor import Monitor
 from insr_hpc.pde.config import TAGGED_SECTIONS, PDEConfig
 from insr_hpc.pde.solver import Solver
-from insr_hpc.rundir import RunDir
+from insr_hpc.rundir import ProgressNote, RunDir
 from insr_hpc.runtime import RunEnv, git_commit, package_versions
 from insr_hpc.store import StepStore, VarSpec, json_safe
 from insr_hpc.workloads import WORKLOADS, Ended, hparams, reopen_store
@@ -134,6 +134,8 @@ class PDERun:
         self.global_iter = done_iters
         self.next_step = start
         self.bar = None
+        # progress.json: where the run is inside its current step (status; main rank only)
+        self.note = ProgressNote(run_dir, enabled=env.is_main)
         # When stdout is a file (batch logs, log.txt of a local worker): a line every ~5 % of the run.
         self.lines = max(1, self.total // 20) if env.is_main and not sys.stdout.isatty() else 0
 
@@ -213,7 +215,7 @@ def run_pde(cfg: Config, run_dir: str, env: RunEnv, run_id: str = "r000") -> dic
     try:
         while not run.finished:
             step = run.next_step
-            run.record(run.solver.advance(step, run.log_losses))
+            run.record(run.solver.advance(step, run.log_losses, run.note))
             env.barrier()
             if not run.finished:
                 env.check_stop(f"step {step}")
@@ -248,7 +250,8 @@ def run_pde_pack(runs, env: RunEnv, ended, should_drop=None) -> None:
         while members:
             step = min(m.next_step for m in members.values())
             group = [i for i, m in members.items() if m.next_step == step]
-            for i, outcome in zip(group, stepper.advance(group, step), strict=True):
+            notes = {i: members[i].note for i in group}
+            for i, outcome in zip(group, stepper.advance(group, step, notes), strict=True):
                 m = members[i]
                 try:
                     if isinstance(outcome, BaseException):

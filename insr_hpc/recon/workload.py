@@ -37,7 +37,7 @@ from insr_hpc.recon.store import create_store
 from insr_hpc.recon.tasks import observation_mask, validation_split
 from insr_hpc.recon.trainer import DivergedError, Trainer, make_problem
 from insr_hpc.runtime import RunEnv, git_commit, package_versions
-from insr_hpc.rundir import RunDir
+from insr_hpc.rundir import ProgressNote, RunDir
 from insr_hpc.store import StepStore, VarSpec, json_safe
 from insr_hpc.workloads import WORKLOADS, hparams, reopen_store
 
@@ -200,6 +200,7 @@ def run_recon(cfg: ReconConfig, run_dir: str, env: RunEnv, run_id: str = "r000")
     epochs = cfg.train.epochs
     progress = ProgressLog(run_dir, run_id, epochs, cfg.train.progress_every or cfg.train.eval_every, env.is_main)
     bar = tqdm(total=epochs, initial=start, desc=run_id, unit="epoch", disable=None if env.progress else True, leave=False)
+    note = ProgressNote(run_dir, enabled=env.is_main)  # progress.json: the epoch now (status)
     val_history = np.full(epochs, np.nan)
     # the trainer scores in its own units (the training observations' range): convert to
     # the metrics' (the true field's range), as every other MSE of the store
@@ -233,6 +234,7 @@ def run_recon(cfg: ReconConfig, run_dir: str, env: RunEnv, run_id: str = "r000")
                 if last or epoch % cfg.train.checkpoint_every == 0:
                     _save_checkpoint(ckpt, trainer)
                 progress.epoch(epoch, values, fld.units, evaluated)
+            note(epoch=epoch, of=epochs)
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.2e}", **({"mse": f"{values['mse']:.2e}"} if "mse" in values else {}))
             env.check_stop(f"epoch {epoch}", before=lambda: _save_checkpoint(ckpt, trainer) if env.is_main else None)
@@ -317,6 +319,8 @@ def _summary(store: StepStore) -> dict[str, Any]:
     out["selected_epoch"] = attrs.get("selected_epoch")
     out["seconds_per_epoch"] = float(attrs.get("seconds_per_epoch", np.nan))
     out["n_params"] = int(attrs.get("n_params", 0))
+    # the hybrid's weight of its network against its interpolant (None: not a hybrid)
+    out["blend_weight"] = float(attrs["blend_weight"]) if attrs.get("blend_weight") is not None else None
     if attrs.get("suspect"):
         out["suspect"] = attrs["suspect"]
     return out

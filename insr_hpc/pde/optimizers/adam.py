@@ -43,16 +43,19 @@ class Adam(Optimizer):
             params, batch_loss, lambda: draw(problem.terms, gen), gen, lr=lr, max_iters=max_iters, tol=p.tol,
             rtol=rtol, window=p.window, patience=p.patience, grad_clip=p.grad_clip, plateau=p.plateau,
             plateau_factor=p.plateau_factor, min_lr=p.min_lr, keep_best=p.keep_best, reducer=reducer,
+            on_iteration=self.on_iteration,
         )
 
 
 def adam_loop(params, batch_loss, draw_batches, gen, *, lr, max_iters, tol, rtol, window, patience=1, grad_clip=0.0,
-              plateau=0, plateau_factor=0.1, min_lr=0.0, keep_best=False, reducer=None) -> MinimizeResult:
+              plateau=0, plateau_factor=0.1, min_lr=0.0, keep_best=False, reducer=None, on_iteration=None,
+              report_offset=0, report_of=None) -> MinimizeResult:
     """Adam from the parameters' current values (warm start); see the module docstring.
 
     ``batch_loss(batches)`` → scalar tensor; ``draw_batches()`` → a fresh mini-batch.
     ``reducer`` averages gradients and losses across data-parallel ranks, so every rank
-    takes the same decisions."""
+    takes the same decisions. ``on_iteration(report_offset + it, report_of or max_iters)``
+    after each iteration (the offset and total: when this loop is a part of a longer one)."""
     params = list(params)
     opt = torch.optim.Adam(params, lr=lr)
     sched = (
@@ -81,6 +84,8 @@ def adam_loop(params, batch_loss, draw_batches, gen, *, lr, max_iters, tol, rtol
             torch.nn.utils.clip_grad_norm_(params, grad_clip)
         opt.step()
         losses.append(value)
+        if on_iteration is not None:
+            on_iteration(report_offset + it, report_of or max_iters)
         if 0 <= value < tol:  # residual losses; an energy (may be < 0) stops by the other rules
             capped = False
             break

@@ -73,13 +73,23 @@ class ParamVector:
         return lambda x: functional_call(self.module, params, (x[None],))[0]
 
 
+# ``on_iteration(done, most)``: called by an optimiser's loop as it goes (iterations done
+# so far, the most it may run); how a long step's progress is seen from outside
+# (``progress.json`` through :class:`insr_hpc.rundir.ProgressNote`). Must be cheap.
+IterationHook = Callable[[int, int], None]
+
+
 class Optimizer:
-    """Minimise one sub-problem's objective over ``module``'s parameters, in place."""
+    """Minimise one sub-problem's objective over ``module``'s parameters, in place.
+
+    ``on_iteration`` (an :data:`IterationHook`, or None) is set by the caller around a
+    ``minimize`` call and reported to as the optimiser iterates."""
 
     Params: type
 
     def __init__(self, params):
         self.params = params
+        self.on_iteration: IterationHook | None = None
 
     def minimize(
         self, module: torch.nn.Module, problem: SubProblem, gen: torch.Generator, *, initial: bool, reducer: Reducer

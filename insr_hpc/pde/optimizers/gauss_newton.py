@@ -73,6 +73,8 @@ class GaussNewton(Optimizer):
         max_iters, rtol = (p.init_max_iters, p.init_rtol) if initial else (p.max_iters, p.rtol)
         vec = ParamVector(module)
         warm = 0
+        hook = self.on_iteration
+        most = max_iters + (p.init_warmup if initial else 0)
         if initial and p.init_warmup:
             # From a random network a few hundred Adam steps find the basin that
             # Levenberg–Marquardt then converges in quickly (LM alone crawls there).
@@ -82,15 +84,19 @@ class GaussNewton(Optimizer):
                 lambda b: objective(problem.terms, field, b),
                 lambda: draw(problem.terms, gen),
                 gen, lr=p.init_warmup_lr, max_iters=p.init_warmup, tol=0.0, rtol=0.0, window=1, reducer=reducer,
+                on_iteration=hook, report_of=most,
             )
             warm = p.init_warmup
+        report = None if hook is None else (lambda done: hook(warm + done, most))
         if problem.least_squares:
             res = levenberg_marquardt(vec, problem.terms, gen, max_iters=max_iters, rtol=rtol, params=p, reducer=reducer,
-                                      reduction=0.0 if initial else p.reduction)
+                                      reduction=0.0 if initial else p.reduction, report=report)
         elif p.energy_curvature == "ggn" and has_energy_split(problem.terms):
-            res = ggn_newton(module, problem.terms, gen, max_iters=max_iters, rtol=rtol, params=p, reducer=reducer)
+            res = ggn_newton(module, problem.terms, gen, max_iters=max_iters, rtol=rtol, params=p, reducer=reducer,
+                             report=report)
         else:
-            res = newton_cg(vec, problem.terms, gen, max_iters=max_iters, rtol=rtol, params=p, reducer=reducer)
+            res = newton_cg(vec, problem.terms, gen, max_iters=max_iters, rtol=rtol, params=p, reducer=reducer,
+                            report=report)
         res.iterations += warm
         return res
 
@@ -193,7 +199,8 @@ def _blas_threads():
 
 
 def levenberg_marquardt(vec: ParamVector, terms, gen, *, max_iters, rtol, params, reducer: Reducer,
-                        reduction: float = 0.0) -> MinimizeResult:
+                        reduction: float = 0.0, report=None) -> MinimizeResult:
+    """``report(done)``: called before each iteration with the iterations done (progress)."""
     theta = vec.get()
     start = None  # the objective at the warm start
     world = reducer.world_size
@@ -214,6 +221,8 @@ def levenberg_marquardt(vec: ParamVector, terms, gen, *, max_iters, rtol, params
             return global_sq(residual_rows(terms, vec.point_fn(th), b, world))
 
     for it in range(max_iters):
+        if report is not None:
+            report(it)
         if it > 0 and params.resample == "iteration":
             batches = draw(terms, gen)
         iterations += 1
@@ -284,8 +293,9 @@ def levenberg_marquardt(vec: ParamVector, terms, gen, *, max_iters, rtol, params
 # energies ----------------------------------------------------------------------------
 
 
-def newton_cg(vec: ParamVector, terms, gen, *, max_iters, rtol, params, reducer: Reducer) -> MinimizeResult:
-    """Damped Newton–CG with a backtracking line search on E(θ) = residual² + energy."""
+def newton_cg(vec: ParamVector, terms, gen, *, max_iters, rtol, params, reducer: Reducer, report=None) -> MinimizeResult:
+    """Damped Newton–CG with a backtracking line search on E(θ) = residual² + energy.
+    ``report(done)`` before each iteration, as in :func:`levenberg_marquardt`."""
     theta = vec.get()
     world = reducer.world_size
     batches = draw(terms, gen)
@@ -311,6 +321,8 @@ def newton_cg(vec: ParamVector, terms, gen, *, max_iters, rtol, params, reducer:
     final = float("nan")
     capped = True  # unless the rtol rule ends the loop before max_iters
     for it in range(max_iters):
+        if report is not None:
+            report(it)
         if it > 0 and params.resample == "iteration":
             batches = draw(terms, gen)
         iterations += 1
@@ -355,7 +367,7 @@ def has_energy_split(terms) -> bool:
     return bool(terms) and all(isinstance(t, Energy) and t.inner is not None and t.outer is not None for t in terms)
 
 
-def ggn_newton(module, terms, gen, *, max_iters, rtol, params, reducer: Reducer) -> MinimizeResult:
+def ggn_newton(module, terms, gen, *, max_iters, rtol, params, reducer: Reducer, report=None) -> MinimizeResult:
     """Newton–CG on an energy with Gauss–Newton curvature, batched (see the module docstring).
 
     Descent: up to ``max_iters`` iterations, ending early once an accepted iteration
@@ -456,6 +468,8 @@ def ggn_newton(module, terms, gen, *, max_iters, rtol, params, reducer: Reducer)
     iterations, final = 0, float("nan")
     capped = True  # unless the rtol rule ends the descent before max_iters (averaging is not descent)
     for it in range(max_iters):
+        if report is not None:
+            report(it)
         if it > 0 and params.resample == "iteration":
             batches = draw(terms, gen)
         iterations += 1

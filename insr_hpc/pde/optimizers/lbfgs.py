@@ -31,6 +31,7 @@ class LBFGS(Optimizer):
             tolerance_grad=p.tol, tolerance_change=rtol, line_search_fn="strong_wolfe",
         )
         losses: list[float] = []
+        report = self.on_iteration
 
         def closure():
             opt.zero_grad(set_to_none=True)
@@ -42,6 +43,8 @@ class LBFGS(Optimizer):
             if reducer.mean_scalar is not None:
                 value = reducer.mean_scalar(value)
             losses.append(value)
+            if report is not None:  # torch counts n_iter before it evaluates the iteration's objective
+                report(max(0, int(opt.state[params[0]].get("n_iter", 1)) - 1), max_iters)
             return torch.tensor(value, dtype=loss.dtype)
 
         max_eval = opt.param_groups[0]["max_eval"]

@@ -75,9 +75,11 @@ def _loss_fn(prob: PackedProblem):
 
 
 def packed_adam(prob: PackedProblem, *, lrs, max_iters, tol, rtol, window, patience=1, grad_clip=0.0, plateau=0,
-                plateau_factor=0.1, min_lr=0.0, keep_best=False) -> tuple[torch.Tensor, list[MinimizeResult]]:
+                plateau_factor=0.1, min_lr=0.0, keep_best=False, on_iteration=None, report_offset=0,
+                report_of=None) -> tuple[torch.Tensor, list[MinimizeResult]]:
     """:func:`~insr_hpc.pde.optimizers.adam.adam_loop` for every run of the pack.
-    Returns the final parameters (k, P) and each run's result."""
+    Returns the final parameters (k, P) and each run's result. ``on_iteration`` as
+    ``adam_loop``'s (the pack's iterations: every run still in it has done as many)."""
     k = prob.k
     theta = torch.stack([t.detach() for t in prob.thetas])
     m1, m2 = torch.zeros_like(theta), torch.zeros_like(theta)
@@ -100,6 +102,8 @@ def packed_adam(prob: PackedProblem, *, lrs, max_iters, tol, rtol, window, patie
     for it in range(1, max_iters + 1):
         if not active:
             break
+        if on_iteration is not None and it > 1:
+            on_iteration(report_offset + it - 1, report_of or max_iters)
         idx = torch.tensor(active)
         batches = _stack([prob.draws[j]() for j in active])
         grads, values = step_fn(theta[idx], _take(prob.aux, idx), batches)
@@ -165,7 +169,8 @@ def packed_adam(prob: PackedProblem, *, lrs, max_iters, tol, rtol, window, patie
 # Levenberg–Marquardt -----------------------------------------------------------------
 
 
-def packed_levenberg_marquardt(prob: PackedProblem, *, max_iters, rtol, params) -> tuple[torch.Tensor, list[MinimizeResult]]:
+def packed_levenberg_marquardt(prob: PackedProblem, *, max_iters, rtol, params,
+                               report=None) -> tuple[torch.Tensor, list[MinimizeResult]]:
     """:func:`~insr_hpc.pde.optimizers.gauss_newton.levenberg_marquardt` for every run:
     one batched Jacobian, JᵀJ and Cholesky per iteration, λ and acceptance per run."""
     k = prob.k
@@ -182,6 +187,8 @@ def packed_levenberg_marquardt(prob: PackedProblem, *, max_iters, rtol, params) 
     for it in range(max_iters):
         if not active:
             break
+        if report is not None:  # before each iteration: the iterations done (progress)
+            report(it)
         if it > 0 and params.resample == "iteration":
             for j in active:
                 batches[j] = prob.draws[j]()

@@ -175,6 +175,8 @@ def recon_on_grid(ds, index: int, lat: np.ndarray, lon: np.ndarray):
     (degrees), with the trainer's input normalisation (min–max of the stored grid)."""
     import xarray as xr
 
+    ds = _decoded(ds)
+
     lat_s, lon_s = np.asarray(ds["latitude"].values, float), np.asarray(ds["longitude"].values, float)
     n_t = int(ds.sizes["time"])
 

@@ -22,6 +22,7 @@ import zarr
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+from insr_hpc.store import decode_attrs  # noqa: E402
 
 
 def _spec(root: str, epochs: int) -> str:
@@ -35,7 +36,7 @@ def _spec(root: str, epochs: int) -> str:
 def _seconds(spec: str) -> tuple[float, float]:
     g = zarr.open_group(os.path.join(os.path.dirname(spec), "store.zarr"), mode="r")
     secs = np.asarray(g["seconds"][:])[1:]
-    return float(np.median(secs)), float(dict(g.attrs)["final_errors"]["mse"])
+    return float(np.median(secs)), float(decode_attrs(dict(g.attrs))["final_errors"]["mse"])
 
 
 def main() -> None:

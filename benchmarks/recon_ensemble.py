@@ -18,6 +18,7 @@ import xarray as xr
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+from insr_hpc.store import decode_attrs  # noqa: E402
 
 
 def main() -> None:
@@ -26,7 +27,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("runs", nargs="+", help="run directories holding store.zarr")
     args = ap.parse_args()
-    stores = [xr.open_zarr(os.path.join(r, "store.zarr")) for r in args.runs]
+    stores = [xr.open_zarr(os.path.join(r, "store.zarr"), chunks=None) for r in args.runs]
+    for ds in stores:
+        ds.attrs = decode_attrs(ds.attrs)  # nested attributes are JSON text in the store
     first = stores[0]
     truth = first.target.values.astype(np.float64)
     observed = first.observed.values.astype(bool)

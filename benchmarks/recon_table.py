@@ -24,6 +24,7 @@ import zarr
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+from insr_hpc.store import decode_attrs  # noqa: E402
 
 NOTES = "<!-- notes (written by hand; kept by reruns) -->"
 NEURAL = ("mmgn", "siren", "ffn_p", "ffn_g", "resmlp", "hybrid")  # the project's models (hybrid: kriging + MMGN residual)
@@ -41,7 +42,7 @@ def collect(sweep_dirs: list[str]) -> list[dict]:
             path = os.path.join(run_dir, "store.zarr")
             if not os.path.exists(os.path.join(path, "zarr.json")):
                 continue
-            attrs = dict(zarr.open_group(path, mode="r").attrs)
+            attrs = decode_attrs(dict(zarr.open_group(path, mode="r").attrs))
             if not attrs.get("complete"):
                 continue
             with open(os.path.join(run_dir, "run.json"), encoding="utf-8") as fh:

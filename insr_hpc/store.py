@@ -35,6 +35,15 @@ restores a damaged array ``zarr.json`` from the consolidated copy in the root
 ``zarr.json`` when that copy matches the recorded digest; a root ``zarr.json`` that does
 not parse, or an array whose metadata has no intact copy left, is refused with one line
 naming the file (the data cannot be read without it).
+
+**Attributes are netCDF-ready** (within version 3, no version change): ``xr.open_zarr(store)
+.to_netcdf(path)`` works, so every root attribute is a string, a number or a list of
+numbers. Nested values (dicts such as ``config``, lists holding strings or mappings, None)
+are written as JSON text and their names listed in the root attribute ``json_attrs``
+(space-separated); booleans are written as 0/1. :func:`decode_attrs` turns them back
+into Python values (``StepStore.attrs`` and ``StepStore.read_attrs`` do it); a store
+written before this holds the dicts themselves, which :func:`decode_attrs` passes through,
+and :func:`to_netcdf_safe` writes such a dataset (or any other) to netCDF.
 """
 
 from __future__ import annotations
@@ -71,6 +80,10 @@ SHARD_BYTES = 16 * 2**20
 SINGLE_CHUNK_BYTES = 2**20
 # Root attribute: array name → sha256 of its metadata (canonical JSON), recorded at creation.
 METADATA_DIGESTS = "metadata_digests"
+# Root attribute: space-separated names of the attributes stored as JSON text (decode_attrs).
+JSON_ATTRS = "json_attrs"
+# The CF version the stores (and the report's sweep.zarr) follow.
+CONVENTIONS = "CF-1.10"
 
 warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part", category=UserWarning)
 
@@ -177,7 +190,7 @@ def check_metadata(path: str) -> tuple[list[MetadataProblem], bool]:
     if not isinstance(attrs, dict):
         return [MetadataProblem("zarr.json", "has no attributes")], False
     problems: list[MetadataProblem] = []
-    digests = attrs.get(METADATA_DIGESTS)
+    digests = decode_attrs(attrs).get(METADATA_DIGESTS) if METADATA_DIGESTS in attrs else None
     if digests is not None and not (isinstance(digests, dict) and all(isinstance(v, str) for v in digests.values())):
         problems.append(MetadataProblem("zarr.json", f"attribute {METADATA_DIGESTS} is not a name → sha256 map"))
         digests = None
@@ -301,7 +314,7 @@ class StepStore:
         if os.path.exists(tmp):
             shutil.rmtree(tmp)
         group = zarr.open_group(tmp, mode="w-", zarr_format=3)
-        group.attrs.update({**attrs, "store_version": store_version})
+        group.attrs.update(encode_attrs({"Conventions": CONVENTIONS, **attrs, "store_version": store_version}))
         n_records = None
         checksums: dict[str, int] = {}
         time_along_step = "time" in variables and variables["time"].dims == ("step",)
@@ -337,7 +350,7 @@ class StepStore:
         bookkeeping = {"committed": ("uint8", "1 once every array of this step is written")}
         if store_version >= 3:
             bookkeeping["checksum"] = ("uint32", "crc32 of this step's row of every record array (0: not committed)")
-        for name, (dtype, long_name) in bookkeeping.items():
+        for name, (dtype, long_name) in bookkeeping.items():  # units "1": a 0/1 flag, a checksum
             if name in variables:
                 continue
             group.create_array(
@@ -347,18 +360,19 @@ class StepStore:
                 dtype=dtype,
                 fill_value=0,
                 dimension_names=(record_dims[0],),
-                attributes={"long_name": long_name},
+                attributes={"long_name": long_name, "units": "1"},
                 **codecs,
             )
+        new = cls(tmp, group)
         if checksums:
-            group.attrs["checksums"] = checksums
-        group.attrs["record_dim"] = record_dims[0]
+            new.update_attrs({"checksums": checksums})
+        new.update_attrs({"record_dim": record_dims[0]})
         if store_version >= 3:  # array metadata never changes after this: record what it must stay
             digests = {}
             for name in sorted(group.array_keys()):
                 with open(os.path.join(tmp, name, "zarr.json"), encoding="utf-8") as fh:
                     digests[name] = metadata_digest(json.load(fh))
-            group.attrs[METADATA_DIGESTS] = digests
+            new.update_attrs({METADATA_DIGESTS: digests})
         zarr.consolidate_metadata(tmp)
         os.replace(tmp, path)
         return cls.open(path)
@@ -444,8 +458,9 @@ class StepStore:
 
     @staticmethod
     def read_attrs(path: str) -> dict[str, Any]:
-        """The store's attributes from its root ``zarr.json`` alone (cheap: no arrays are
-        opened); StoreFormatError naming the store when the file is unreadable."""
+        """The store's attributes (decoded: :func:`decode_attrs`) from its root ``zarr.json``
+        alone (cheap: no arrays are opened); StoreFormatError naming the store when the
+        file is unreadable."""
         meta_path = os.path.join(path, "zarr.json")
         try:
             with open(meta_path, encoding="utf-8") as fh:
@@ -457,18 +472,19 @@ class StepStore:
         attrs = meta.get("attributes") if isinstance(meta, dict) else None
         if not isinstance(attrs, dict):
             raise StoreFormatError(f"store '{path}': zarr.json has no attributes (not a run store)")
-        return attrs
+        return decode_attrs(attrs)
 
     @staticmethod
     def dataset(path: str):
-        """The store as a lazy ``xarray.Dataset`` (what analysis reads); StoreFormatError
-        if it is not a store or its version is unknown."""
+        """The store as a lazy ``xarray.Dataset`` (what analysis reads), its attributes as
+        stored (netCDF-ready: ``decode_attrs(ds.attrs)`` for the nested ones);
+        StoreFormatError if it is not a store or its version is unknown."""
         import xarray as xr
 
         if not os.path.isdir(path):
             raise StoreFormatError(f"store '{path}': not a directory")
         try:
-            ds = xr.open_zarr(path, zarr_format=3)
+            ds = xr.open_zarr(path, zarr_format=3, chunks=None)  # lazy numpy, not dask: reads what it indexes
         except Exception as exc:  # unreadable metadata: zarr and json raise many kinds
             raise StoreFormatError(f"store '{path}': not a readable zarr 3 store ({type(exc).__name__}: {_first(exc)})") from None
         version = ds.attrs.get("store_version")
@@ -487,7 +503,14 @@ class StepStore:
     # -- progress -------------------------------------------------------------
     @property
     def attrs(self) -> dict[str, Any]:
-        return dict(self.group.attrs)
+        """The root attributes, decoded (:func:`decode_attrs`)."""
+        return decode_attrs(dict(self.group.attrs))
+
+    def update_attrs(self, values: Mapping[str, Any]) -> None:
+        """Set root attributes, netCDF-ready (:func:`encode_attrs`): nested values as JSON
+        text, their names added to ``json_attrs`` (and removed for plain ones)."""
+        current = self.group.attrs.get(JSON_ATTRS)
+        self.group.attrs.update(encode_attrs(values, current if isinstance(current, str) else ""))
 
     @property
     def n_steps(self) -> int:
@@ -543,24 +566,28 @@ class StepStore:
         dims = self.group["committed"].metadata.dimension_names or ("step",)
         return str(dims[0])
 
+    def _attr(self, name: str) -> Any:
+        """One root attribute, decoded (None if absent)."""
+        return decode_attrs({k: self.group.attrs.get(k) for k in (name, JSON_ATTRS) if k in self.group.attrs}).get(name)
+
     def _static(self, name: str) -> bool:
         """Written once at creation (a coordinate along the record dimension, e.g. ``time``)."""
-        return name in (self.group.attrs.get("checksums") or {}) and name not in (self.group.attrs.get("final") or ())
+        return name in (self._attr("checksums") or {}) and name not in (self._attr("final") or ())
 
     def write_arrays(self, values: Mapping[str, Any]) -> None:
         """Write whole arrays that are not per step (final results) and record their digests."""
-        sums = dict(self.group.attrs.get("checksums") or {})
+        sums = dict(self._attr("checksums") or {})
         for name, value in values.items():
             self.group[name][...] = value
             if "checksum" in self.group:
                 sums[name] = digest([np.asarray(self.group[name][...])])
         if "checksum" in self.group:
-            final = sorted(set(self.group.attrs.get("final") or ()) | set(values))
-            self.group.attrs.update({"checksums": sums, "final": final})
+            final = sorted(set(self._attr("final") or ()) | set(values))
+            self.update_attrs({"checksums": sums, "final": final})
 
     def mark_failed(self, reason: str) -> None:
         """Record why the run failed (``attrs["failure"]``); a later complete run clears it."""
-        self.group.attrs.update({"failure": reason, "complete": False})
+        self.update_attrs({"failure": reason, "complete": False})
         zarr.consolidate_metadata(self.path)
 
     def read_step(self, name: str, step: int) -> np.ndarray:
@@ -579,7 +606,7 @@ class StepStore:
 
     def finish(self, extra_attrs: Mapping[str, Any]) -> None:
         """Record run-level results and refresh consolidated metadata."""
-        self.group.attrs.update({"failure": "", **dict(extra_attrs)})
+        self.update_attrs({"failure": "", **dict(extra_attrs)})
         zarr.consolidate_metadata(self.path)
 
     # -- integrity ------------------------------------------------------------------
@@ -637,7 +664,7 @@ class StepStore:
                     break
         if committed is None or (report.checksummed and sums is None):
             bad_steps.append(0)
-        for name, expected in (self.group.attrs.get("checksums") or {}).items():
+        for name, expected in (self._attr("checksums") or {}).items():
             if name not in self.group:
                 report.static_damage.append(name)
                 report.problems.append(f"'{name}' is missing")
@@ -650,7 +677,7 @@ class StepStore:
             if got != expected:
                 if got is not None:
                     report.problems.append(f"'{name}': checksum mismatch")
-                if name in (self.group.attrs.get("final") or ()):
+                if name in (self._attr("final") or ()):
                     report.final_damage.append(name)  # rewritten when the run finishes again
                 else:
                     report.static_damage.append(name)
@@ -716,7 +743,7 @@ class StepStore:
                 self.group["checksum"][:] = np.zeros(n, dtype="uint32")
             else:
                 self.group["checksum"][first:] = 0
-        self.group.attrs.update({"complete": False})
+        self.update_attrs({"complete": False})
         zarr.consolidate_metadata(self.path)
         what = "; ".join(report.problems[:3])
         fixed = f" (restored {', '.join(restored)})" if restored else ""
@@ -764,3 +791,79 @@ def _first(exc: BaseException) -> str:
 def json_safe(obj: Any) -> Any:
     """Round-trip through JSON so attributes hold plain types only."""
     return json.loads(json.dumps(obj, default=str))
+
+
+def _netcdf_ready(value: Any) -> bool:
+    """A value netCDF (and every xarray engine) takes as an attribute as it is."""
+    if isinstance(value, str) or (isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool | np.bool_)):
+        return True
+    return (isinstance(value, list | tuple) and len(value) > 0
+            and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value))
+
+
+def encode_attrs(values: Mapping[str, Any], json_names: str = "") -> dict[str, Any]:
+    """``values`` as netCDF-ready attributes: strings, numbers and lists of numbers as they
+    are, booleans as 0/1, anything else (dicts, lists of strings, None, …) as JSON text
+    named in ``json_attrs`` (``json_names``: the names already listed there). Returns the
+    attributes to set, ``json_attrs`` included when anything is JSON."""
+    names = set(json_names.split())
+    out: dict[str, Any] = {}
+    plain = json.loads(json.dumps(dict(values), default=_plain_json))
+    for key, value in plain.items():
+        if key == JSON_ATTRS:
+            continue
+        if isinstance(value, bool):
+            out[key] = int(value)
+            names.discard(key)
+        elif _netcdf_ready(value):
+            out[key] = value
+            names.discard(key)
+        else:
+            out[key] = json.dumps(value, sort_keys=True, ensure_ascii=False)
+            names.add(key)
+    if names or json_names:
+        out[JSON_ATTRS] = " ".join(sorted(names))
+    return out
+
+
+def _plain_json(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return str(obj)
+
+
+def decode_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """A store's (or sweep.zarr's) attributes as Python values: those named in
+    ``json_attrs`` parsed from their JSON text (a value that is not text, as in a store
+    written before the attributes were netCDF-ready, is passed through as it is)."""
+    out = dict(attrs)
+    names = out.get(JSON_ATTRS)
+    for key in names.split() if isinstance(names, str) else ():
+        value = out.get(key)
+        if isinstance(value, str):
+            try:
+                out[key] = json.loads(value)
+            except ValueError:
+                pass  # not JSON after all (edited by hand): the text as it is
+    return out
+
+
+def netcdf_ready(ds):
+    """A shallow copy of the ``xarray.Dataset`` ``ds`` whose attributes (the dataset's and
+    every variable's) netCDF takes: what :func:`encode_attrs` writes. Needed only for a
+    store written before attributes were netCDF-ready (its ``config`` is a mapping) or a
+    dataset whose attributes were decoded."""
+    out = ds.copy(deep=False)
+    out.attrs = encode_attrs(decode_attrs(ds.attrs))
+    for var in out.variables.values():
+        if not all(_netcdf_ready(v) for v in var.attrs.values()):
+            var.attrs = encode_attrs(decode_attrs(var.attrs))
+    return out
+
+
+def to_netcdf_safe(ds, path: str, **kwargs: Any):
+    """``ds.to_netcdf(path, **kwargs)`` after :func:`netcdf_ready`: works on any run store
+    or sweep.zarr opened with ``xr.open_zarr``, old ones included."""
+    return netcdf_ready(ds).to_netcdf(path, **kwargs)

@@ -8,6 +8,7 @@ import pytest
 import xarray as xr
 
 from insr_hpc.cli import main
+from insr_hpc.store import decode_attrs
 
 FAST = [
     # the Adam path (configs/euler.yaml ships Gauss–Newton: tests/test_euler_gn.py)
@@ -33,7 +34,9 @@ FAST = [
 def taylor_green_store(tmp_path_factory):
     root = tmp_path_factory.mktemp("euler")
     assert main(["run", "configs/euler.yaml", f"output.root={root}", *FAST]) == 0
-    return xr.open_zarr(os.path.join(root, "euler", "r000", "store.zarr"))
+    ds = xr.open_zarr(os.path.join(root, "euler", "r000", "store.zarr"))
+    ds.attrs = decode_attrs(ds.attrs)  # nested attributes are JSON text in the store (netCDF-ready)
+    return ds
 
 
 def test_taylor_green_stays_within_three_percent_after_two_steps(taylor_green_store):

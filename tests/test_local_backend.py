@@ -7,6 +7,8 @@ import json
 import os
 
 import xarray as xr
+
+from insr_hpc.store import decode_attrs
 from _small import SMALL_ADVECTION, cli, write_config
 
 
@@ -38,6 +40,7 @@ def test_sweep_runs_in_workers_and_reports_a_failed_run(tmp_path):
     for r in ok:
         assert states[r]["state"] == "done" and states[r]["backend"] == "local"
         ds = xr.open_zarr(root / "sw" / r / "store.zarr")
+        ds.attrs = decode_attrs(ds.attrs)  # nested attributes are JSON text in the store
         assert int(ds.committed.sum()) == 3
         assert float(ds.time[-1]) == 2 * ds.attrs["config"]["time"]["dt"]
         # a worker's stdout is a file: plain progress lines, one per step here, as the run goes

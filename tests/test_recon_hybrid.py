@@ -11,6 +11,7 @@ import zarr
 
 from insr_hpc.catalog import build_config
 from insr_hpc.cli import main
+from insr_hpc.store import decode_attrs
 from insr_hpc.recon.trainer import Trainer, make_problem
 
 
@@ -47,7 +48,7 @@ def run(tmp, name, path, *extra):
     run_dir = tmp / "runs" / name / "r000"
     with open(run_dir / "run.json") as fh:
         state = json.load(fh)
-    return code, state, dict(zarr.open_group(str(run_dir / "store.zarr"), mode="r").attrs), run_dir
+    return code, state, decode_attrs(dict(zarr.open_group(str(run_dir / "store.zarr"), mode="r").attrs)), run_dir
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ from insr_hpc.recon.metrics import errors
 from insr_hpc.recon.tasks import observation_mask, validation_split
 from insr_hpc.recon.trainer import DivergedError, Trainer, make_problem
 from insr_hpc.recon.guard import guard
+from insr_hpc.store import decode_attrs
 
 
 def smooth_field(n_t=6, h=8, w=10):
@@ -234,6 +235,7 @@ def test_stored_validation_mse_is_in_the_metrics_units(tmp_path):
     code, run_dir = _tiny_run(tmp_path, "train.epochs=6", "train.lr=1e-2")
     assert code == 0
     ds = xr.open_zarr(str(run_dir / "store.zarr"))
+    ds.attrs = decode_attrs(ds.attrs)  # nested attributes are JSON text in the store
     kept = int(ds.attrs["selected_epoch"])
     train_span = ds.attrs["normalisation"]["hi"] - ds.attrs["normalisation"]["lo"]
     metric_span = ds.attrs["metric_range"]["hi"] - ds.attrs["metric_range"]["lo"]

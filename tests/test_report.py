@@ -18,6 +18,7 @@ import yaml
 from conftest import BIN, CONFIG, REPO, tiny
 
 from insr_hpc.cli import main
+from insr_hpc.store import decode_attrs
 
 RECON = {
     "workload": "recon", "name": "rec", "seed": 3407, "device": "cpu",
@@ -80,17 +81,21 @@ def report(sweep):
 
 
 def test_sweep_dataset_stacks_runs_and_selects_by_swept_keys(sweep, report):
-    ds = xr.open_zarr(os.path.join(report, "sweep.zarr"))
+    # small: loaded whole (with dask installed open_zarr gives dask arrays, and grouping
+    # or dropping by a dask-backed coordinate needs it computed first)
+    ds = xr.open_zarr(os.path.join(report, "sweep.zarr")).load()
     assert ds.sizes["run"] == 6 and ds.sizes["step"] == 3 and ds.sizes["epoch"] == 2
     adv = ds.sel(run=[r for r in ds.run.values if r.startswith("advection/")])
-    wide = adv.where(adv["network.width"] == 12, drop=True)
+    # swept keys as coordinates: dots → "__" (issue 21: "time.dt" read as time's .dt accessor)
+    assert adv["time__dt"].attrs["swept_key"] == "time.dt" and "time.dt" not in ds.variables
+    wide = adv.where(adv["network__width"] == 12, drop=True)
     assert sorted(wide.run.values) == sorted(r for r in adv.run.values if "width=12" in r)
-    by_dt = adv.rel_l2.sel(step=0).groupby("time.dt").mean()
+    by_dt = adv.rel_l2.sel(step=0).groupby("time__dt").mean()
     for dt in (0.05, 0.1):
         members = [r for r in adv.run.values if r.endswith(f"dt={dt}") or f"dt={dt}_" in r]
         assert len(members) == 2
         expect = np.mean([float(xr.open_zarr(os.path.join(sweep, r, "store.zarr")).rel_l2[0]) for r in members])
-        assert float(by_dt.sel({"time.dt": dt})) == pytest.approx(expect, rel=1e-12)
+        assert float(by_dt.sel(time__dt=dt)) == pytest.approx(expect, rel=1e-12)
     for run in adv.run.values:  # every committed value is the store's; later steps NaN
         store = xr.open_zarr(os.path.join(sweep, run, "store.zarr"))
         n = int(ds.steps_done.sel(run=run))
@@ -109,7 +114,7 @@ def test_sweep_dataset_stacks_runs_and_selects_by_swept_keys(sweep, report):
     failed = [r for r in rec if states[r] == "failed"][0]
     assert np.isnan(ds.mse.sel(run=failed).values).all()
     assert "vanished" in str(ds.reason.sel(run=failed).values)
-    assert float(ds["task.ratio"].sel(run=failed)) == 0.25
+    assert float(ds["task__ratio"].sel(run=failed)) == 0.25
 
 
 def test_summary_rows_are_sorted_by_error_and_match_the_stores(sweep, report):
@@ -124,10 +129,16 @@ def test_summary_rows_are_sorted_by_error_and_match_the_stores(sweep, report):
         n = int(row["steps_done"])
         assert float(row["final_rel_l2"]) == float(store.rel_l2.values[n - 1])
         assert float(row["worst_rel_l2"]) == float(store.rel_l2.values[:n].max())
-        assert int(row["iterations"]) == int(store.iterations.values[:n].clip(min=0).sum())
+        # issue 21: the column says it is a total over steps and sub-problems
+        assert int(row["iterations_total"]) == int(store.iterations.values[:n].clip(min=0).sum())
         # tiny(): rtol 0 and a tol no loss reaches, so every sub-problem stopped at its cap
         assert int(row["capped_substeps"]) == int((store.capped.values[:n] == 1).sum()) == n
         assert float(row["seconds_total"]) == pytest.approx(float(store.seconds.values[:n].sum()), rel=1e-12)
+        assert float(row["fit_seconds"]) == float(store.seconds.values[0])  # step 0: the initial fit
+        if n > 1:  # the time steps after it
+            assert float(row["seconds_per_step"]) == pytest.approx(float(store.seconds.values[1:n].mean()), rel=1e-12)
+        else:
+            assert row["seconds_per_step"] == ""
         assert int(row["n_params"]) == store.weights.shape[1]
         assert row["network.width"] in ("8", "12")
     failed = [r for r in rows if r["state"] == "failed" and r["run"].startswith("advection/")][0]
@@ -245,7 +256,7 @@ def test_render_at_an_unstored_resolution_equals_the_network(sweep, tmp_path):
     out = str(tmp_path / "fine.zarr")
     assert main(["render", store, "--step", "1", "--resolution", "1001", "--out", out]) == 0
     r, s = xr.open_zarr(out), xr.open_zarr(store)
-    net = build_model(Siren.Params(**s.attrs["config"]["network"]), 1, 1)
+    net = build_model(Siren.Params(**decode_attrs(s.attrs)["config"]["network"]), 1, 1)
     load_flat_params(net, s.weights.sel(step=1).values)
     x = np.linspace(-2.0, 2.0, 1001)
     with torch.no_grad():

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from insr_hpc.rundir import RunDir
-from insr_hpc.store import StepStore, StoreFormatError
+from insr_hpc.store import BOOKKEEPING, StepStore, StoreFormatError, decode_attrs
 
 # The error a sweep is ranked by, per workload, and the other final metrics reported.
 PRIMARY_ERROR = {"pde": "rel_l2", "recon": "mse"}
@@ -40,10 +40,14 @@ class RunRecord:
     steps_done: int = 0
     steps_total: int = 0
     n_params: int = 0
-    iterations: int = 0
-    capped: int | None = None  # sub-problems stopped at their iteration cap (None: store predates ``capped``)
-    seconds_total: float = float("nan")
+    iterations_total: int = 0  # optimiser iterations over every committed step and sub-problem
+    capped_substeps: int | None = None  # sub-problems stopped at their iteration cap (None: store predates ``capped``)
+    seconds_total: float = float("nan")  # wall time of the committed records, step 0's fit included
+    # PDE: mean wall time of the committed steps after step 0 (NaN with none); reconstruction: per epoch
+    seconds_per_step: float = float("nan")
+    fit_seconds: float = float("nan")  # PDE: wall time of step 0, the initial fit (reconstruction: NaN)
     series: dict[str, np.ndarray] = field(default_factory=dict)  # name → (records,) float64
+    series_attrs: dict[str, dict[str, str]] = field(default_factory=dict)  # name → the store's long_name/units
     coord: np.ndarray | None = None  # the record dim's physical coordinate (time, epoch)
     final: dict[str, float] = field(default_factory=dict)  # metric → value at the last record
     # the case's classical solver at equal memory, at the last record (Euler: grid_linear_rel_l2 …)
@@ -102,7 +106,7 @@ def collect_run(run_dir: str, root: str) -> RunRecord:
     except StoreFormatError as exc:  # the report prefixes the path itself
         msg = str(exc)
         raise BadStore(msg.removeprefix(f"store '{path}': ")) from exc
-    attrs = ds.attrs
+    attrs = decode_attrs(ds.attrs)  # nested attributes (config, …) are JSON text in the store
     rec.workload = str(attrs.get("workload", rec.workload))
     if rec.workload not in PRIMARY_ERROR:
         raise BadStore(f"attribute workload={rec.workload!r} is not pde or recon")
@@ -126,22 +130,25 @@ def collect_run(run_dir: str, root: str) -> RunRecord:
         return out
 
     for name, var in ds.data_vars.items():
-        if name == "committed" or not var.dims or var.dims[0] != dim:
+        if name in BOOKKEEPING or not var.dims or var.dims[0] != dim:  # committed, checksum: not results
             continue
         if var.dims == (dim,) and np.dtype(var.dtype).kind in "fiu":
             rec.series[name] = series(var.values)
+            rec.series_attrs[name] = {k: str(var.attrs[k]) for k in ("long_name", "units", "standard_name")
+                                      if k in var.attrs}
+    # reductions over the sub-problems of a step (PDE): named for what they are
     if "iterations" in ds and ds["iterations"].dims == (dim, "substep"):
         iters = np.asarray(ds["iterations"].values, dtype=np.float64)
-        rec.series["iterations"] = series(np.where(iters >= 0, iters, 0).sum(axis=1))
+        rec.series["iterations_total"] = series(np.where(iters >= 0, iters, 0).sum(axis=1))
     if "capped" in ds and ds["capped"].dims == (dim, "substep"):  # absent in stores from before it
         flags = np.asarray(ds["capped"].values)
         rec.series["capped"] = series((flags == 1).sum(axis=1))  # per step: sub-problems stopped at their cap
-        rec.capped = int((flags[:n] == 1).sum())
+        rec.capped_substeps = int((flags[:n] == 1).sum())
     if "loss" in ds and ds["loss"].dims == (dim, "substep"):
         loss = np.asarray(ds["loss"].values, dtype=np.float64)
         with np.errstate(all="ignore"):
             worst = np.where(np.isfinite(loss).any(axis=1), np.nanmax(np.where(np.isfinite(loss), loss, -np.inf), axis=1), np.nan)
-        rec.series["loss"] = series(worst)
+        rec.series["loss_max"] = series(worst)
     if rec.workload == "pde":
         rec.coord = np.asarray(ds["time"].values, dtype=np.float64) if "time" in ds.variables else None
         rec.n_params = int(ds["weights"].shape[1]) if "weights" in ds else 0
@@ -157,8 +164,14 @@ def collect_run(run_dir: str, root: str) -> RunRecord:
         rec.worst[name] = float(finite.max()) if finite.size else float("nan")
     if rec.workload == "pde" and n:
         rec.baselines = _baselines(ds, config, rec.n_params, n - 1)
-    rec.iterations = int(np.nansum(rec.series.get("iterations", np.zeros(0))))
-    rec.seconds_total = float(np.nansum(rec.series["seconds"])) if n else float("nan")
+    rec.iterations_total = int(np.nansum(rec.series.get("iterations_total", np.zeros(0))))
+    seconds = rec.series["seconds"][:n]
+    rec.seconds_total = float(np.nansum(seconds)) if n else float("nan")
+    if rec.workload == "pde":  # step 0 is the initial fit, not a time step
+        rec.fit_seconds = float(seconds[0]) if n else float("nan")
+        rec.seconds_per_step = float(np.nanmean(seconds[1:])) if n > 1 else float("nan")
+    else:
+        rec.seconds_per_step = rec.seconds_total / n if n else float("nan")
     if rec.state == "done" and n < rec.steps_total:
         rec.state = "partial"  # run.json says done but the store disagrees: trust the store
     return rec

@@ -25,10 +25,18 @@ import torch
 from insr_hpc.errors import InsrError
 from insr_hpc.fields import MODELS, build_model, load_flat_params
 from insr_hpc.fields.registry import latent_size
-from insr_hpc.store import StepStore, StoreFormatError
+from insr_hpc.store import StepStore, StoreFormatError, decode_attrs
 
 MAX_POINTS = 2**26  # grid points per render (8192² in 2-D): ~1 GiB of float32 per output
 CHUNK = 2**15  # points evaluated at once
+
+
+def _decoded(ds):
+    """``ds`` (shallow copy) with its nested attributes (config, param_layout, fields,
+    normalisation: JSON text in the store) decoded; a no-op on decoded ones."""
+    out = ds.copy(deep=False)
+    out.attrs = decode_attrs(ds.attrs)
+    return out
 
 
 def _network_params(ds):
@@ -117,6 +125,7 @@ def _check(ds, step: int, resolution: int, n_dims: int, record: str) -> None:
 
 def render_pde(ds, step: int, resolution: int):
     """The fields of a PDE store at ``step`` on a ``resolution``-point grid (xarray.Dataset)."""
+    ds = _decoded(ds)
     import xarray as xr
 
     fields: dict[str, list[int]] = ds.attrs["fields"]
@@ -154,6 +163,7 @@ def render_pde(ds, step: int, resolution: int):
 def render_recon(ds, index: int, resolution: int):
     """A reconstruction store's field at time index ``index`` on a ``resolution``²
     (latitude, longitude) grid, in the source's units."""
+    ds = _decoded(ds)
     _check(ds, index, resolution, 2, "time")
     if not ds.attrs.get("complete"):
         raise InsrError("render: the reconstruction is not complete (its weights are written at the end of training)")
@@ -164,6 +174,8 @@ def recon_on_grid(ds, index: int, lat: np.ndarray, lon: np.ndarray):
     """The reconstruction network at time index ``index`` on the (lat, lon) grid given
     (degrees), with the trainer's input normalisation (min–max of the stored grid)."""
     import xarray as xr
+
+    ds = _decoded(ds)
 
     lat_s, lon_s = np.asarray(ds["latitude"].values, float), np.asarray(ds["longitude"].values, float)
     n_t = int(ds.sizes["time"])
@@ -206,6 +218,7 @@ def render(store: str, step: int, resolution: int):
         ds = StepStore.dataset(store)
     except StoreFormatError as exc:
         raise InsrError(f"render: '{store}' is not a run store: {exc}") from exc
+    ds = _decoded(ds)
     for key in ("config", "param_layout"):
         if not isinstance(ds.attrs.get(key), dict | list):
             raise InsrError(f"render: '{store}' has no usable attribute '{key}'")

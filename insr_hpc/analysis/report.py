@@ -3,9 +3,17 @@ under DIR, written to ``DIR/report/``.
 
 * ``sweep.zarr``: every per-step (PDE) or per-epoch (reconstruction) scalar series
   stacked along a ``run`` dimension, NaN-padded to the longest run, with each swept key
-  as a coordinate along ``run`` (``ds.rel_l2.sel(step=3).groupby("time.dt")``), plus
-  ``state``, ``reason``, ``steps_done`` and ``capped_substeps`` per run (PDE: ``capped``
-  per step is how many of the step's sub-problems stopped at their iteration cap);
+  as a coordinate along ``run`` named with ``__`` for its dots (``time.dt`` →
+  ``time__dt``, the dotted key in its attribute ``swept_key``:
+  ``xr.open_zarr(path).load().rel_l2.sel(step=3).groupby("time__dt")``: small, loaded
+  whole, since grouping by a dask-backed coordinate is refused), ``state``, ``reason`` and
+  ``steps_done`` per run as coordinates, and per run ``capped_substeps``,
+  ``seconds_per_step`` (after step 0), ``fit_seconds`` (step 0) and ``seconds_total``.
+  Reductions over a step's sub-problems are named for what they are: ``loss_max``,
+  ``iterations_total``, ``capped`` (how many stopped at their iteration cap). A series
+  name that both PDE and reconstruction runs have (``seconds``) is the PDE one, the
+  other gets ``_epoch``. Every variable has ``long_name`` and (quantities) ``units``;
+  the dataset ``Conventions`` (CF) and netCDF-ready attributes (``to_netcdf`` works);
 * ``summary.csv`` / ``summary.md``: one row per run, sorted by the primary error, with
   the case's classical solver at equal memory beside it where the case has one (Euler:
   ``grid_linear_rel_l2`` / ``grid_cubic_rel_l2``, the grid solver with N² cells × 3 ≈
@@ -83,21 +91,79 @@ def _coord_values(values: list[Any]) -> np.ndarray:
     return np.array(["" if v is None else str(v) for v in values], dtype=object)
 
 
+def coord_name(key: str) -> str:
+    """The name of swept key ``key`` in sweep.zarr: dots become ``__`` (``time.dt`` →
+    ``time__dt``), so ``ds.time__dt`` and ``groupby("time__dt")`` do not read as the
+    ``time`` coordinate's ``.dt`` accessor; the dotted key is its attribute ``swept_key``."""
+    return key.replace(".", "__")
+
+
+# long_name / units of what the report derives (the rest comes from the stores' attributes)
+DERIVED_ATTRS: dict[str, dict[str, str]] = {
+    "run": {"long_name": "run directory relative to the sweep"},
+    "state": {"long_name": "run state (done, partial, running, pending, failed, cancelled)"},
+    "reason": {"long_name": "why the run failed or was cancelled (empty otherwise)"},
+    "steps_done": {"long_name": "leading committed records (steps or epochs) of the run's store", "units": "1"},
+    "step": {"long_name": "time step index", "units": "1"},
+    "epoch": {"long_name": "training epoch (1-based)", "units": "1"},
+    "time": {"standard_name": "time", "long_name": "time of the step (non-dimensional: step × time.dt)",
+             "units": "1", "axis": "T"},
+    "capped_substeps": {"long_name": "sub-problems over the committed steps whose optimiser stopped at its iteration "
+                                     "cap (NaN: unknown: no store, not a PDE run, or a store from before the variable "
+                                     "capped)", "units": "1"},
+    "seconds_per_step": {"long_name": "mean wall time per committed step after step 0 (the initial fit); "
+                                      "reconstruction: per committed epoch", "units": "s"},
+    "fit_seconds": {"long_name": "wall time of step 0, the initial fit (NaN: not a PDE run or no committed step)",
+                    "units": "s"},
+    "seconds_total": {"long_name": "wall time of the committed records, the initial fit included", "units": "s"},
+    "iterations_total": {"long_name": "optimiser iterations of the step, summed over its sub-problems", "units": "1"},
+    "loss_max": {"long_name": "largest objective at the end of the step's sub-problems", "units": "1"},
+    "capped": {"long_name": "sub-problems of the step whose optimiser stopped at its iteration cap", "units": "1"},
+}
+
+
+def _series_attrs(records: Sequence[RunRecord], name: str) -> dict[str, str]:
+    """long_name / units of series ``name``: the report's own, else the stores' (units
+    left out, with a comment, where the runs' stores disagree)."""
+    if name in DERIVED_ATTRS:
+        return dict(DERIVED_ATTRS[name])
+    seen = [r.series_attrs[name] for r in records if name in r.series_attrs]
+    attrs = dict(seen[0]) if seen else {"long_name": name}
+    units = {a.get("units") for a in seen}
+    if len(units) > 1:
+        attrs.pop("units", None)
+        attrs["comment"] = "units differ between the runs' stores: " + ", ".join(sorted(str(u) for u in units))
+    return attrs
+
+
 def sweep_dataset(records: Sequence[RunRecord]):
     """The records as one ``xarray.Dataset`` with dims (run, step) and/or (run, epoch)."""
     import xarray as xr
 
+    from insr_hpc.store import CONVENTIONS, encode_attrs
+
     runs = [r.run for r in records]
     coords: dict[str, Any] = {"run": ("run", np.array(runs, dtype=object))}
+    swept_attrs: dict[str, dict[str, str]] = {}
     for key in swept_keys(records):
-        coords[key] = ("run", _coord_values([r.swept.get(key) for r in records]))
+        values = _coord_values([r.swept.get(key) for r in records])
+        name = coord_name(key)
+        coords[name] = ("run", values)
+        swept_attrs[name] = {"long_name": f"swept config key {key}", "swept_key": key}
+        if values.dtype.kind in "iufb":  # config values are non-dimensional numbers or counts
+            swept_attrs[name]["units"] = "1"
     coords["state"] = ("run", np.array([r.state for r in records], dtype=object))
     coords["reason"] = ("run", np.array([r.reason for r in records], dtype=object))
     coords["steps_done"] = ("run", np.array([r.steps_done for r in records], dtype=np.int64))
-    coords["capped_substeps"] = ("run", np.array([np.nan if r.capped is None else r.capped for r in records],
-                                                 dtype=np.float64))
-    data_vars: dict[str, Any] = {}
-    for dim, coord_name in (("step", "time"), ("epoch", None)):
+    data_vars: dict[str, Any] = {
+        "capped_substeps": ("run", np.array([np.nan if r.capped_substeps is None else r.capped_substeps
+                                             for r in records], dtype=np.float64)),
+        "seconds_per_step": ("run", np.array([r.seconds_per_step for r in records], dtype=np.float64)),
+        "fit_seconds": ("run", np.array([r.fit_seconds for r in records], dtype=np.float64)),
+        "seconds_total": ("run", np.array([r.seconds_total for r in records], dtype=np.float64)),
+    }
+    renamed: dict[str, str] = {}
+    for dim, coord_name_ in (("step", "time"), ("epoch", None)):
         group = [(i, r) for i, r in enumerate(records) if r.record_dim == dim]
         if not group:
             continue
@@ -111,27 +177,33 @@ def sweep_dataset(records: Sequence[RunRecord]):
                 values = r.series.get(name)
                 if values is not None:
                     arr[i, : values.size] = values
-            data_vars[name] = (("run", dim), arr)
+            var = name if name not in data_vars else f"{name}_{dim}"  # e.g. seconds of PDE steps and of epochs
+            renamed[var] = name
+            data_vars[var] = (("run", dim), arr)
         coords[dim] = (dim, np.arange(length) + (1 if dim == "epoch" else 0))
-        if coord_name:
+        if coord_name_:
             t = np.full((len(records), length), np.nan)
             for i, r in group:
                 if r.coord is not None:
                     t[i, : r.coord.size] = r.coord
-            coords[coord_name] = (("run", dim), t)
+            coords[coord_name_] = (("run", dim), t)
     ds = xr.Dataset(data_vars, coords=coords)
-    ds.attrs.update(
-        title="insr-hpc sweep report", swept_keys=swept_keys(records),
-        primary_error={r.workload: r.primary for r in records},
-    )
-    if "time" in ds.coords:
-        ds["time"].attrs.update(long_name="time of the step", units="1")
-    ds["run"].attrs["long_name"] = "run directory relative to the sweep"
-    ds["capped_substeps"].attrs["long_name"] = (
-        "sub-problems over the committed steps whose optimiser stopped at its iteration cap "
-        "(NaN: unknown: no store, not a PDE run, or a store from before the variable capped)")
-    if "capped" in ds:
-        ds["capped"].attrs["long_name"] = "sub-problems of the step whose optimiser stopped at its iteration cap"
+    ds.attrs.update(encode_attrs({
+        "title": "insr-hpc sweep report", "Conventions": CONVENTIONS,
+        "swept_keys": swept_keys(records),  # the dotted keys, in sweep order (JSON text: json_attrs)
+        "primary_error": {r.workload: r.primary for r in records},
+    }))
+    for name in ds.variables:
+        name = str(name)
+        if name in swept_attrs:
+            ds[name].attrs.update(swept_attrs[name])
+        elif name in renamed:
+            attrs = _series_attrs(records, renamed[name])
+            if renamed[name] != name:
+                attrs["long_name"] = f"{attrs.get('long_name', renamed[name])} (per {ds[name].dims[1]})"
+            ds[name].attrs.update(attrs)
+        elif name in DERIVED_ATTRS:
+            ds[name].attrs.update(DERIVED_ATTRS[name])
     return ds
 
 
@@ -153,7 +225,8 @@ def summary_rows(records: Sequence[RunRecord]) -> tuple[list[str], list[dict[str
     for r in records:
         baselines += [b for b in r.baselines if b not in baselines]
     header += baselines
-    header += ["seconds_total", "seconds_per_step", "iterations", "capped_substeps", "n_params", "reason"]
+    header += ["seconds_total", "fit_seconds", "seconds_per_step", "iterations_total", "capped_substeps", "n_params",
+               "reason"]
 
     def sort_key(r: RunRecord):
         value = r.final.get(r.primary, math.nan)
@@ -166,9 +239,9 @@ def summary_rows(records: Sequence[RunRecord]) -> tuple[list[str], list[dict[str
         row.update({f"final_{m}": r.final.get(m, math.nan) for m in metrics})
         row.update({f"worst_{m}": r.worst.get(m, math.nan) for m in metrics})
         row.update({b: r.baselines.get(b, math.nan) for b in baselines})
-        per_step = r.seconds_total / r.steps_done if r.steps_done else math.nan
-        row.update(seconds_total=r.seconds_total, seconds_per_step=per_step, iterations=r.iterations,
-                   capped_substeps=math.nan if r.capped is None else r.capped,  # empty: unknown
+        row.update(seconds_total=r.seconds_total, fit_seconds=r.fit_seconds, seconds_per_step=r.seconds_per_step,
+                   iterations_total=r.iterations_total,
+                   capped_substeps=math.nan if r.capped_substeps is None else r.capped_substeps,  # empty: unknown
                    n_params=r.n_params, reason=r.reason)
         rows.append(row)
     return header, rows

@@ -29,6 +29,24 @@ HPARAM_SECTIONS = ("problem", "network", "integrator", "optim", "time", "samplin
 CAPPED_FLAGS = {"not_run": -1, "converged_by_rule": 0, "stopped_at_cap": 1}
 
 
+# CF attributes of the error series a case reports (every PDE case is non-dimensional).
+ERROR_ATTRS = {
+    "rel_l2": "relative L2 error vs the reference (‖u − u_ref‖ / ‖u_ref‖ on the output grid)",
+    "max_err": "maximum absolute error vs the reference on the output grid",
+    "solver_rel_l2": "relative L2 error vs the integrator's semi-discrete solution (the optimiser's share)",
+    "scheme_rel_l2": "relative L2 error of the integrator's reference solution vs the exact one (the time scheme's share)",
+    "drift": "relative L2 difference from the initial velocity u0",
+    "tip_error": "distance of the beam tip from its FEM reference position",
+}
+# CF attributes of the output grids' coordinates (the domains are non-dimensional).
+COORD_ATTRS = {
+    "x": {"long_name": "x (non-dimensional domain coordinate)", "units": "1", "axis": "X"},
+    "y": {"long_name": "y (non-dimensional domain coordinate)", "units": "1", "axis": "Y"},
+    "point": {"long_name": "reference point index (positions: attribute reference_positions of points)", "units": "1"},
+}
+TIME_ATTRS = {"standard_name": "time", "long_name": "time (non-dimensional: step × time.dt)", "units": "1", "axis": "T"}
+
+
 def store_variables(solver: Solver) -> dict[str, VarSpec]:
     cfg, case = solver.cfg, solver.case
     res = cfg.output.resolution
@@ -36,32 +54,40 @@ def store_variables(solver: Solver) -> dict[str, VarSpec]:
     subs = solver.substep_names()
     errs = case.error_names
     variables: dict[str, VarSpec] = {
-        "step": VarSpec(("step",), (n,), "int32", {"long_name": "time step index"}, np.arange(n, dtype=np.int32)),
-        "time": VarSpec(("step",), (n,), "float64", {"long_name": "time", "units": "1"}, np.arange(n) * cfg.time.dt),
+        "step": VarSpec(("step",), (n,), "int32", {"long_name": "time step index", "units": "1"},
+                        np.arange(n, dtype=np.int32)),
+        "time": VarSpec(("step",), (n,), "float64", dict(TIME_ATTRS), np.arange(n) * cfg.time.dt),
+        # a label: no units (CF: units are for quantities)
         "substep": VarSpec(("substep",), (len(subs),), "str", {"long_name": "sub-problem"}, np.array(subs)),
     }
     # the coordinate arrays of the case's output grid
     for name, values in case.output_coords(res).items():
-        variables[name] = VarSpec((name,), values.shape, "float64", {"long_name": name}, values)
+        attrs = dict(COORD_ATTRS.get(name, {"long_name": f"{name} (non-dimensional)", "units": "1"}))
+        variables[name] = VarSpec((name,), values.shape, "float64", attrs, values)
     variables["weights"] = VarSpec(
         ("step", "parameter"),
         (n, solver.n_params()),
         "float32",
-        {"long_name": "flattened network parameters; layout in the store attribute param_layout"},
+        {"long_name": "flattened network parameters; layout in the store attribute param_layout", "units": "1"},
     )
     for name, (dims, shape, attrs) in case.output_vars(res).items():
         variables[name] = VarSpec(("step", *dims), (n, *shape), "float32", attrs)
-    variables["iterations"] = VarSpec(("step", "substep"), (n, len(subs)), "int32", {"long_name": "optimiser iterations (Adam/L-BFGS steps, Gauss–Newton iterations)"})
-    variables["loss"] = VarSpec(("step", "substep"), (n, len(subs)), "float64", {"long_name": "objective at the end of the sub-problem"})
+    variables["iterations"] = VarSpec(("step", "substep"), (n, len(subs)), "int32",
+                                      {"long_name": "optimiser iterations (Adam/L-BFGS steps, Gauss–Newton iterations; "
+                                                    "-1: the sub-problem did not run)", "units": "1"})
+    variables["loss"] = VarSpec(("step", "substep"), (n, len(subs)), "float64",
+                                {"long_name": "objective at the end of the sub-problem", "units": "1"})
     variables["capped"] = VarSpec(
         ("step", "substep"), (n, len(subs)), "int8",
         {"long_name": "the sub-problem's optimiser stopped at its iteration cap, not by its convergence rule",
-         "flag_values": list(CAPPED_FLAGS.values()), "flag_meanings": " ".join(CAPPED_FLAGS)},
+         "units": "1", "flag_values": list(CAPPED_FLAGS.values()), "flag_meanings": " ".join(CAPPED_FLAGS)},
         fill=CAPPED_FLAGS["not_run"],
     )
-    variables["seconds"] = VarSpec(("step",), (n,), "float64", {"long_name": "wall time of the step", "units": "s"})
+    variables["seconds"] = VarSpec(("step",), (n,), "float64",
+                                   {"long_name": "wall time of the step (step 0: the initial fit)", "units": "s"})
     for name in errs:
-        variables[name] = VarSpec(("step",), (n,), "float64", {"long_name": f"{name} vs reference"})
+        variables[name] = VarSpec(("step",), (n,), "float64",
+                                  {"long_name": ERROR_ATTRS.get(name, f"{name} vs reference"), "units": "1"})
     return variables
 
 

@@ -81,7 +81,7 @@ def _open(path: str):
     is_zarr = os.path.isdir(real) or real.rstrip("/").endswith(".zarr")
     try:
         if is_zarr:
-            return xr.open_zarr(real, decode_times=False)
+            return xr.open_zarr(real, decode_times=False, chunks=None)  # numpy-backed, as open_dataset
         return xr.open_dataset(real, decode_times=False)
     except Exception as exc:  # xarray raises many types for unreadable files
         kind = "Zarr store" if is_zarr else "netCDF file"

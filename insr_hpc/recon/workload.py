@@ -50,29 +50,49 @@ def _units_attrs(fld: Field) -> dict[str, str]:
     return {"units": fld.units}
 
 
+def _coord_attrs(fld: Field) -> tuple[dict, dict, dict]:
+    """CF attributes of time, latitude, longitude: the source's, completed where it
+    lacks them (a source without a time coordinate: the time index, units "1")."""
+    t, lat, lon = dict(fld.time_attrs), dict(fld.lat_attrs), dict(fld.lon_attrs)
+    if " since " in str(t.get("units", "")):
+        t.setdefault("standard_name", "time")
+    t.setdefault("long_name", "time")
+    t.setdefault("units", "1")
+    t.setdefault("axis", "T")
+    for attrs, name in ((lat, "latitude"), (lon, "longitude")):
+        attrs.setdefault("long_name", name)
+        if attrs.get("units") in ("degrees_north", "degrees_east"):
+            attrs.setdefault("standard_name", name)
+    return t, lat, lon
+
+
 def store_arrays(cfg: ReconConfig, fld: Field, observed: np.ndarray, validation: np.ndarray, n_epochs: int,
                  n_weights: int, latent_shape: tuple[int, int] | None) -> dict[str, VarSpec]:
     n_t, h, w = fld.values.shape
     e = n_epochs
     space = ("time", "latitude", "longitude")
     var_attrs = {k: fld.attrs[k] for k in ("standard_name", "long_name") if k in fld.attrs} | _units_attrs(fld)
-    norm = {"units": "1 (normalised)"}
+    norm = {"units": "1", "comment": "normalised: divided by the squared range (max − min) of the true field"}
+    one = {"units": "1"}
+    t_attrs, lat_attrs, lon_attrs = _coord_attrs(fld)
     arrays = {
-        "time": VarSpec(("time",), (n_t,), "float64", fld.time_attrs, fld.time, (n_t,)),
-        "latitude": VarSpec(("latitude",), (h,), "float64", fld.lat_attrs, fld.lat, (h,)),
-        "longitude": VarSpec(("longitude",), (w,), "float64", fld.lon_attrs, fld.lon, (w,)),
-        "epoch": VarSpec(("epoch",), (e,), "int32", {"long_name": "training epoch (1-based)"}, np.arange(1, e + 1), (e,)),
-        "committed": VarSpec(("epoch",), (e,), "uint8", {"long_name": "1 once every per-epoch array of this epoch is written"}),
-        "loss": VarSpec(("epoch",), (e,), "float64", {"long_name": "mean L1 loss per training point", **norm}),
+        "time": VarSpec(("time",), (n_t,), "float64", t_attrs, fld.time, (n_t,)),
+        "latitude": VarSpec(("latitude",), (h,), "float64", lat_attrs, fld.lat, (h,)),
+        "longitude": VarSpec(("longitude",), (w,), "float64", lon_attrs, fld.lon, (w,)),
+        "epoch": VarSpec(("epoch",), (e,), "int32", {"long_name": "training epoch (1-based)", **one}, np.arange(1, e + 1), (e,)),
+        "committed": VarSpec(("epoch",), (e,), "uint8", {"long_name": "1 once every per-epoch array of this epoch is written", **one}),
+        "loss": VarSpec(("epoch",), (e,), "float64", {"long_name": "mean L1 loss per training point",
+                                                      "units": "1", "comment": "in the network's units: the training "
+                                                      "observations' range mapped to [0, 1]"}),
         "val_mse": VarSpec(("epoch",), (e,), "float64", {"long_name": "MSE on the validation observations", **norm}),
         "mse": VarSpec(("epoch",), (e,), "float64", {"long_name": "MSE over all valid grid points", **norm}),
         "mse_unobserved": VarSpec(("epoch",), (e,), "float64", {"long_name": "MSE over unobserved valid points", **norm}),
         "rmse": VarSpec(("epoch",), (e,), "float64", {"long_name": "RMSE over all valid grid points", **_units_attrs(fld)}),
-        "lr": VarSpec(("epoch",), (e,), "float64", {"long_name": "learning rate during the epoch"}),
+        "lr": VarSpec(("epoch",), (e,), "float64", {"long_name": "learning rate during the epoch", **one}),
         "seconds": VarSpec(("epoch",), (e,), "float64", {"long_name": "wall time of the epoch's training", "units": "s"}),
-        "observed": VarSpec(space, (n_t, h, w), "uint8", {"long_name": "1 where the point was observed (training or validation)"},
+        "observed": VarSpec(space, (n_t, h, w), "uint8", {"long_name": "1 where the point was observed (training or validation)", **one},
                           observed.astype(np.uint8)),
-        "validation": VarSpec(space, (n_t, h, w), "uint8", {"long_name": "1 where an observation was held back for validation"},
+        "validation": VarSpec(space, (n_t, h, w), "uint8", {"long_name": "1 where an observation was held back for validation", **one},
                             validation.astype(np.uint8)),
         "target": VarSpec(space, (n_t, h, w), "float32", {**var_attrs, "long_name": f"{fld.variable} (source)"}, fld.values),
         "reconstruction": VarSpec(space, (n_t, h, w), "float32", {**var_attrs, "long_name": f"reconstructed {fld.variable}"}),
@@ -80,9 +100,10 @@ def store_arrays(cfg: ReconConfig, fld: Field, observed: np.ndarray, validation:
     }
     if n_weights:
         arrays["weights"] = VarSpec(("parameter",), (n_weights,), "float32",
-                                  {"long_name": "flattened network parameters; layout in attrs param_layout"})
+                                  {"long_name": "flattened network parameters; layout in attrs param_layout", **one})
     if latent_shape is not None:
-        arrays["latent_code"] = VarSpec(("time", "latent"), latent_shape, "float32", {"long_name": "per-time-step latent code z_t"})
+        arrays["latent_code"] = VarSpec(("time", "latent"), latent_shape, "float32",
+                                        {"long_name": "per-time-step latent code z_t", **one})
     for name in ("loss", "val_mse", "mse", "mse_unobserved", "rmse", "lr", "seconds"):
         arrays[name].attrs["coordinates"] = "epoch"
     return arrays

@@ -304,7 +304,7 @@ def _advection(pairs, stores):
         _label_row(row[0], tag, r)
     fig.suptitle(f"best and worst run at the same time ({when}); same y-limits for prediction and reference; "
                  "one error scale for both runs", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(h_pad=4.5)  # room for the row's run title
     return fig
 
 
@@ -360,7 +360,7 @@ def _euler(pairs, stores):
         ax.grid(alpha=0.3)
     fig.suptitle(f"best and worst run at the same time ({when}); same colour limits for prediction and reference; "
                  "one error scale for both runs", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(h_pad=4.5)  # room for the row's run title
     return fig
 
 
@@ -404,7 +404,7 @@ def _elasticity(pairs, stores):
                    xlabel=f"x ({unit})", ylabel=f"y ({unit})")
         _label_row(row[0], tag, r)
     fig.suptitle(f"best and worst run at the same time ({when}); same axes for prediction and reference", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(h_pad=4.5)  # room for the row's run title
     return fig
 
 
@@ -438,7 +438,7 @@ def _recon(pairs, stores):
         _label_row(row[0], tag, r)
     fig.suptitle("best and worst run at the same time; same colour limits for prediction and reference; "
                  "one error scale for both runs; grey: land / no data", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(h_pad=4.5)  # room for the row's run title
     return fig
 
 

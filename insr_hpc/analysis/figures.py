@@ -272,6 +272,12 @@ def common_steps(pairs, stores) -> tuple[list[int], str]:
     return [k] * len(pairs), caption
 
 
+def _who(pairs, when: str = "") -> str:
+    if len(pairs) > 1:
+        return "best and worst run at the same time" + (f" ({when})" if when else "")
+    return "the only run with a final error" + (f", at {when}" if when else "")
+
+
 def _label_row(ax, tag: str, r: RunRecord) -> None:
     ax.annotate(_run_title(tag, r), xy=(0, 1), xycoords="axes fraction", xytext=(0, 28), textcoords="offset points",
                 fontsize=8, va="bottom", ha="left", annotation_clip=False)
@@ -302,7 +308,7 @@ def _advection(pairs, stores):
         row[2].set(ylabel=f"u − u_ref ({unit})", ylim=(-err_lim, err_lim))
         row[2].axhline(0, color="0.5", lw=0.8)
         _label_row(row[0], tag, r)
-    fig.suptitle(f"best and worst run at the same time ({when}); same y-limits for prediction and reference; "
+    fig.suptitle(f"{_who(pairs, when)}; same y-limits for prediction and reference; "
                  "one error scale for both runs", fontsize=10)
     fig.tight_layout(h_pad=4.5)  # room for the row's run title
     return fig
@@ -358,7 +364,7 @@ def _euler(pairs, stores):
         ax.title.set_fontsize(9)
         ax.legend(fontsize=7, loc="best")
         ax.grid(alpha=0.3)
-    fig.suptitle(f"best and worst run at the same time ({when}); same colour limits for prediction and reference; "
+    fig.suptitle(f"{_who(pairs, when)}; same colour limits for prediction and reference; "
                  "one error scale for both runs", fontsize=10)
     fig.tight_layout(h_pad=4.5)  # room for the row's run title
     return fig
@@ -397,13 +403,13 @@ def _elasticity(pairs, stores):
             ax.set_title(f"{tag}: {what}\n{t}", fontsize=9)
             ax.legend(fontsize=7, loc="best")
         sc = row[2].scatter(*q.T, c=d, cmap="magma_r", vmin=0, vmax=dmax, s=28, edgecolors="0.3", linewidths=0.3)
-        fig.colorbar(sc, ax=row[2], label=f"|x − x_ref| ({unit})")
+        fig.colorbar(sc, ax=row[2], shrink=0.6, label=f"|x − x_ref| ({unit})")
         row[2].set_title(f"{tag}: error |prediction − reference| at the FEM points\n{t}", fontsize=9)
         for ax in row:
             ax.set(aspect="equal", xlim=(lo[0] - pad[0], hi[0] + pad[0]), ylim=(lo[1] - pad[1], hi[1] + pad[1]),
                    xlabel=f"x ({unit})", ylabel=f"y ({unit})")
         _label_row(row[0], tag, r)
-    fig.suptitle(f"best and worst run at the same time ({when}); same axes for prediction and reference", fontsize=10)
+    fig.suptitle(f"{_who(pairs, when)}; same axes for prediction and reference", fontsize=10)
     fig.tight_layout(h_pad=4.5)  # room for the row's run title
     return fig
 
@@ -436,7 +442,7 @@ def _recon(pairs, stores):
             ax.set_title(f"{tag}: {what}\n{when}", fontsize=9)
             fig.colorbar(im, ax=ax, label=cbar)
         _label_row(row[0], tag, r)
-    fig.suptitle("best and worst run at the same time; same colour limits for prediction and reference; "
+    fig.suptitle(f"{_who(pairs)}; same colour limits for prediction and reference; "
                  "one error scale for both runs; grey: land / no data", fontsize=10)
     fig.tight_layout(h_pad=4.5)  # room for the row's run title
     return fig

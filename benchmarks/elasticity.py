@@ -15,7 +15,7 @@ that backward); ``adam-table-fwd`` the same optimiser with the forward-mode ∇�
 lever alone); ``newton`` the shipped config.
 
 Run: ``OMP_NUM_THREADS=1 python benchmarks/elasticity.py [--seeds 0,1,2] [--quick]``.
-Writes the section "Elasticity: the variational step" of docs/benchmarks.md.
+Prints the section "Elasticity: the variational step"; ``--write`` also puts it into docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.report import markdown_table, write_section  # noqa: E402
+from benchmarks.report import add_write_option, markdown_table, publish  # noqa: E402
 from insr_hpc.catalog import build_config  # noqa: E402
 from insr_hpc.config import load_raw  # noqa: E402
 from insr_hpc.ops import reverse_jacobians  # noqa: E402
@@ -124,7 +124,7 @@ def main() -> None:
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--stretch-variants", default="adam-table,newton")
     ap.add_argument("--quick", action="store_true", help="FEM reference 64×8 instead of 128×16")
-    ap.add_argument("--no-write", action="store_true", help="print only, leave docs/benchmarks.md alone")
+    add_write_option(ap)
     args = ap.parse_args()
     torch.set_num_threads(1)
     seeds = [int(x) for x in args.seeds.split(",")]
@@ -171,9 +171,7 @@ def main() -> None:
     )
     cmd = "OMP_NUM_THREADS=1 python benchmarks/elasticity.py " + " ".join(sys.argv[1:])
     body = intro + "\n\n" + "\n\n".join(parts)
-    print(body)
-    if not args.no_write:
-        write_section("Elasticity: the variational step", cmd.strip(), body)
+    publish(args.write, "Elasticity: the variational step", cmd.strip(), body)
 
 
 if __name__ == "__main__":

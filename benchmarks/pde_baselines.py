@@ -12,8 +12,8 @@ Elasticity (bar sagging under gravity, static equilibrium; stretched bar release
 INSR vs linear-triangle FEM at high resolution (reference) and at equal memory (nodes ×
 2 ≈ parameters).
 
-Run: ``python benchmarks/pde_baselines.py [--euler-steps 3] [--quick]``. Writes the
-section "PDE baselines: Euler and elasticity" of docs/benchmarks.md.
+Run: ``python benchmarks/pde_baselines.py [--euler-steps 3] [--quick] [--write]``. Prints the
+section "PDE baselines: Euler and elasticity"; ``--write`` also puts it into docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.report import markdown_table, write_section  # noqa: E402
+from benchmarks.report import add_write_option, markdown_table, publish  # noqa: E402
 from insr_hpc.catalog import build_config, load_config  # noqa: E402
 from insr_hpc.config import load_raw  # noqa: E402
 from insr_hpc.pde.baselines.elastic_fem import ElasticFEM, bar_mesh, lame  # noqa: E402
@@ -169,6 +169,7 @@ def main() -> None:
     ap.add_argument("--euler-steps", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="smaller FEM reference")
     ap.add_argument("--skip-euler", action="store_true")
+    add_write_option(ap)
     args = ap.parse_args()
     torch.set_num_threads(1)
     parts = []
@@ -186,7 +187,7 @@ def main() -> None:
         + markdown_table(["method", "s/step", "rel. L2 of point displacements vs reference", "tip error", "memory"], rows)
     )
     cmd = "OMP_NUM_THREADS=1 python benchmarks/pde_baselines.py " + " ".join(sys.argv[1:])
-    write_section("PDE baselines: Euler and elasticity", cmd.strip(), "\n\n".join(parts))
+    publish(args.write, "PDE baselines: Euler and elasticity", cmd.strip(), "\n\n".join(parts))
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Our MMGN against the authors' ``MMGNet`` class side by side, in one process: the same
 field, observation mask, normalisation, recipe (summed L1, clip 0.999, AdamW 5e-3 /
 1e-5, lr × 0.99 per epoch) and batch order, epochs interleaved on one thread, so that
-machine load hits both alike. Writes the "MMGN vs the authors' class" section of
-docs/benchmarks.md.
+machine load hits both alike. Prints the "MMGN vs the authors' class" section;
+``--write`` also puts it into docs/benchmarks.md.
 
     git clone https://github.com/Xihaier/Continuous-Field-Reconstruction-MMGN /tmp/mmgn
     python benchmarks/recon_authors.py --authors-repo /tmp/mmgn --epochs 200
@@ -28,18 +28,21 @@ sys.path.insert(0, ROOT)
 
 
 def main() -> None:
+    from benchmarks.report import add_write_option
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--authors-repo", required=True)
     ap.add_argument("--epochs", type=int, default=200)
     ap.add_argument("--eval-every", type=int, default=50)
     ap.add_argument("--seed", type=int, default=3407)
     ap.add_argument("--task", default="task1")
+    add_write_option(ap)
     args = ap.parse_args()
     torch.set_num_threads(1)
     sys.path.insert(0, os.path.abspath(args.authors_repo))
     from models.MMGNet_net import MMGNet  # the authors' class, from their checkout
 
-    from benchmarks.report import markdown_table, write_section
+    from benchmarks.report import markdown_table, publish
     from insr_hpc.catalog import build_config
     from insr_hpc.recon.data import load_field
     from insr_hpc.recon.metrics import errors, metric_range
@@ -118,7 +121,7 @@ def main() -> None:
              f"(ours = {so / st:.2f}× theirs); ours before 2026-12-02 (per-point gather of the modulation, "
              f"AdamW's loop) {sb:.2f} ({sb / st:.2f}× theirs). Parameters: ours {n_ours:,}, theirs {n_theirs:,}. "
              f"Load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores.")
-    write_section("MMGN vs the authors' class", f"python benchmarks/recon_authors.py --authors-repo CHECKOUT --epochs {args.epochs}", body)
+    publish(args.write, "MMGN vs the authors' class", f"python benchmarks/recon_authors.py --authors-repo CHECKOUT --epochs {args.epochs}", body)
 
 
 if __name__ == "__main__":

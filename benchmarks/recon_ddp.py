@@ -1,5 +1,5 @@
 """Reconstruction epoch time, 1 process vs 2 data-parallel ranks (torchrun, gloo), on
-this machine → the "Reconstruction DDP" section of docs/benchmarks.md.
+this machine → the "Reconstruction DDP" section, printed (``--write``: into docs/benchmarks.md).
 
     python benchmarks/recon_ddp.py --epochs 6
 
@@ -40,10 +40,11 @@ def _seconds(spec: str) -> tuple[float, float]:
 
 
 def main() -> None:
-    from benchmarks.report import markdown_table, write_section
+    from benchmarks.report import add_write_option, markdown_table, publish
 
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--epochs", type=int, default=6)
+    add_write_option(ap)
     args = ap.parse_args()
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT)
     rows = []
@@ -62,7 +63,7 @@ def main() -> None:
     body = markdown_table(["ranks", "s/epoch (median)", "speed-up", f"MSE after {args.epochs} epochs"], rows)
     body += (f"\n\nMMGN 566k parameters, A1B task1 5 %, batches of 16 time steps (8 per rank), one thread per rank, "
              f"{args.epochs} epochs (first dropped from the median). The machine has {os.cpu_count()} cores shared with other jobs.")
-    write_section("Reconstruction DDP", f"python benchmarks/recon_ddp.py --epochs {args.epochs}", body)
+    publish(args.write, "Reconstruction DDP", f"python benchmarks/recon_ddp.py --epochs {args.epochs}", body)
 
 
 if __name__ == "__main__":

@@ -5,11 +5,12 @@ tasks), the best network and the best classical baseline per task side by side.
     insr-hpc submit configs/reconstruct_sweep.yaml
     insr-hpc submit configs/reconstruct_sweep.yaml name=reconstruct_sweep_ostia \\
         data.path=sample:ostia_monthly.nc data.variable=surface_temperature
-    python benchmarks/recon_table.py runs/reconstruct_sweep runs/reconstruct_sweep_ostia
+    python benchmarks/recon_table.py runs/reconstruct_sweep runs/reconstruct_sweep_ostia --write
 
 Reads ``run.json`` (state) and each store's attributes (final errors of the kept
-weights, epochs, seconds per epoch, parameters) through zarr; writes nothing but
-``--out``. Hand-written notes below the NOTES marker of the old file are kept.
+weights, epochs, seconds per epoch, parameters) through zarr and prints the table;
+it writes docs/results.md only with ``--write``, and FILE with ``--out FILE``.
+Hand-written notes below the NOTES marker of the file written are kept.
 """
 
 from __future__ import annotations
@@ -129,17 +130,23 @@ def render(rows: list[dict], command: str) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("sweeps", nargs="+", help="sweep directories (output.root/name)")
-    ap.add_argument("--out", default=os.path.join(ROOT, "docs", "results.md"))
+    ap.add_argument("--out", metavar="FILE", help="write the table to FILE")
+    ap.add_argument("--write", action="store_true", help="write the table into docs/results.md (default: print only)")
     args = ap.parse_args()
     rows = collect(args.sweeps)
     if not rows:
         raise SystemExit(f"recon_table: no finished reconstruction store under {', '.join(args.sweeps)}")
     text = render(rows, "python benchmarks/recon_table.py " + " ".join(args.sweeps))
-    old = open(args.out, encoding="utf-8").read() if os.path.exists(args.out) else ""
-    notes = old[old.index(NOTES):] if NOTES in old else ""
-    with open(args.out, "w", encoding="utf-8") as fh:
-        fh.write(text + "\n" + (("\n" + notes) if notes else ""))
     print(text)
+    targets = ([args.out] if args.out else []) + ([os.path.join(ROOT, "docs", "results.md")] if args.write else [])
+    for path in targets:
+        old = open(path, encoding="utf-8").read() if os.path.exists(path) else ""
+        notes = old[old.index(NOTES):] if NOTES in old else ""
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(text + "\n" + (("\n" + notes) if notes else ""))
+        print(f"recon_table: wrote {path}")
+    if not targets:
+        print("(printed only: --write puts it into docs/results.md, --out FILE into FILE)")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """A sweep of thousands of tiny runs on a Slurm cluster (the dev cluster): array splitting,
 submission, status, a fault, cancel of a partly finished sweep, resubmission of the rest.
 
-    python benchmarks/slurm_scale.py [--runs 2000] [--finish 20] [--kill 5] [--no-write]
+    python benchmarks/slurm_scale.py [--runs 2000] [--finish 20] [--kill 5] [--write]
 
 Each run is as small as a run gets (``time.steps=1``, a width-4 SIREN, 5 iterations): what
 is measured is orchestration, not numerics. Phases, each timed from this process:
@@ -19,7 +19,7 @@ is measured is orchestration, not numerics. Phases, each timed from this process
    then they are cancelled again so the benchmark leaves nothing queued.
 
 Needs a running controller (``slurm/dev-cluster.sh start``; source its env.sh). The table
-goes into docs/benchmarks.md ("Slurm at scale").
+is printed; ``--write`` also puts it into docs/benchmarks.md ("Slurm at scale").
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from benchmarks.report import markdown_table, write_section  # noqa: E402
+from benchmarks.report import add_write_option, markdown_table, publish  # noqa: E402
 from insr_hpc.analysis.status import find_runs  # noqa: E402
 from insr_hpc.launch.slurm import cluster_max_array_size, plan_arrays  # noqa: E402
 from insr_hpc.run import read_state  # noqa: E402
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--kill", type=int, default=5, help="running tasks to scancel (a fault: they end failed)")
     ap.add_argument("--parallelism", type=int, default=64)
     ap.add_argument("--root", default=None, help="output root (default: a temporary directory, removed)")
-    ap.add_argument("--no-write", action="store_true", help="print the table only")
+    add_write_option(ap)
     args = ap.parse_args(argv)
     if shutil.which("sbatch") is None:
         print("no sbatch on PATH: start slurm/dev-cluster.sh and source its env.sh", file=sys.stderr)
@@ -167,10 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         f"Load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (the dev cluster's own tiny runs included)."
     )
     command = f"python benchmarks/slurm_scale.py --runs {args.runs} --finish {args.finish} --kill {args.kill}"
-    if args.no_write:
-        print(body)
-    else:
-        write_section("Slurm at scale: a 2 000-run sweep", command, body)
+    publish(args.write, "Slurm at scale: a 2 000-run sweep", command, body)
     if args.root is None:
         shutil.rmtree(root, ignore_errors=True)
     return 0

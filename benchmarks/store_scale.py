@@ -16,7 +16,7 @@ file per chunk) and v2 (small arrays one chunk, large ones in shards). Measured:
   serial and under ``mpiexec -n RANKS`` (mpich wheel), best of ``--repeats``; outputs
   are checked identical.
 
-The table goes into docs/benchmarks.md.
+The table is printed; ``--write`` also puts it into docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
-from benchmarks.report import markdown_table, write_section  # noqa: E402
+from benchmarks.report import add_write_option, markdown_table, publish  # noqa: E402
 from insr_hpc.catalog import load_config  # noqa: E402
 from insr_hpc.pde.solver import Solver  # noqa: E402
 from insr_hpc.pde.workload import store_attrs, store_variables  # noqa: E402
@@ -122,7 +122,7 @@ def main() -> int:
     ap.add_argument("--ranks", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--part", choices=("formats", "report", "all"), default="all")
-    ap.add_argument("--no-write", action="store_true", help="print, do not touch docs/benchmarks.md")
+    add_write_option(ap)
     args = ap.parse_args()
     cfg, variables, attrs = advection_layout()
     tmp = tempfile.mkdtemp(prefix="insr-store-scale-")
@@ -182,10 +182,7 @@ def main() -> int:
 
 
 def emit(args, name: str, command: str, body: str) -> None:
-    if args.no_write:
-        print(f"## {name}\n\n{body}")
-    else:
-        write_section(name, command, body)
+    publish(args.write, name, command, body)
 
 
 if __name__ == "__main__":

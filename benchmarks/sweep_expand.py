@@ -10,7 +10,7 @@
   advection run and copying its directory (run.json with its own run id, spec.json, the
   real store) R times: wall time of the command in a fresh interpreter and its peak RSS.
 
-Both tables go into docs/benchmarks.md (a section each).
+Both tables are printed; ``--write`` also puts them into docs/benchmarks.md (a section each).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import yaml
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.report import markdown_table, write_section  # noqa: E402
+from benchmarks.report import add_write_option, markdown_table, publish  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = {**os.environ, "PYTHONPATH": REPO, "OMP_NUM_THREADS": "1"}
@@ -161,18 +161,18 @@ def main() -> int:
     p.add_argument("--points", default="100,1000,10000")
     p.add_argument("--status-runs", type=int, default=2000)
     p.add_argument("--part", choices=("expand", "status", "all"), default="all")
-    p.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    add_write_option(p)
     args = p.parse_args()
     work = tempfile.mkdtemp(prefix="insr-expand-")
     try:
         if args.part in ("expand", "all"):
             body = bench_expand([int(x) for x in args.points.split(",")], work)
             command = f"python benchmarks/sweep_expand.py --part expand --points {args.points}"
-            write_section("Sweep expansion at scale", command, body) if not args.no_write else print(body)
+            publish(args.write, "Sweep expansion at scale", command, body)
         if args.part in ("status", "all"):
             body = bench_status(args.status_runs, work)
             command = f"python benchmarks/sweep_expand.py --part status --status-runs {args.status_runs}"
-            write_section("insr-hpc status over many runs", command, body) if not args.no_write else print(body)
+            publish(args.write, "insr-hpc status over many runs", command, body)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -10,7 +10,7 @@ times, is reported too). With S slots (cores; 1 CPU per job) the ideal sweep tim
 ceil(jobs / S) * T1; parallel efficiency = ideal / measured wall time of
 ``Backend.submit`` (Ray's and Slurm's start-up, scheduling and polling included).
 Slurm needs a running controller (slurm/dev-cluster.sh); it is reported as skipped
-otherwise. The table goes into docs/benchmarks.md.
+otherwise. The table is printed; ``--write`` also puts it into docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
-from benchmarks.report import markdown_table, write_section  # noqa: E402
+from benchmarks.report import add_write_option, markdown_table, publish  # noqa: E402
 from insr_hpc.launch import BACKENDS  # noqa: E402
 from insr_hpc.launch.local import available_cores  # noqa: E402
 from insr_hpc.plan import plan_runs  # noqa: E402
@@ -96,7 +96,7 @@ def main() -> int:
     p.add_argument("--steps", type=int, default=12, help="time steps per job (sets the work, ~10 s here)")
     p.add_argument("--backends", default="local,ray,slurm")
     p.add_argument("--rounds", type=int, default=1, help="repeat local, ray, slurm this many times (interleaved)")
-    p.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    add_write_option(p)
     args = p.parse_args()
     slots = available_cores()
     work_dir = tempfile.mkdtemp(prefix="insr-bench-")
@@ -142,10 +142,7 @@ def main() -> int:
         f"python benchmarks/sweep_overhead.py --jobs {args.jobs} --steps {args.steps} --backends {args.backends}"
         f" --rounds {args.rounds}"
     )
-    if args.no_write:
-        print(body)
-    else:
-        write_section("Sweep overhead: local vs Ray vs Slurm", command, body)
+    publish(args.write, "Sweep overhead: local vs Ray vs Slurm", command, body)
     return 0
 
 

@@ -7,8 +7,12 @@ Reads every store under ROOT (its resolved config is ``attrs["config"]``), takes
 value of KEY (a dotted config key) and the final error (``--error``, default rel_l2, at
 the last committed step), and fits log(error) = p · log(value) + c per group of runs
 that share the ``--group`` keys. p is the observed order (error ∝ Δt^p; for a width
-sweep, a negative p says how fast the error falls with width). Writes
-OUT/convergence.csv and OUT/convergence.png and prints the slopes.
+sweep, a negative p says how fast the error falls with width). A fit needs at least
+MIN_FIT_POINTS (3) distinct values of KEY in a group: with exactly two, the slope
+between them is printed and written as ``two_point_slope`` (labelled as such, order
+left empty: two points cannot show whether the error is in its asymptotic regime);
+with one, no slope. Writes OUT/convergence.csv (group, runs, values, order,
+two_point_slope, note) and OUT/convergence.png and prints the slopes.
 Stores are dealt round robin to MPI ranks; rank 0 fits and writes. Only xarray and numpy.
 """
 
@@ -43,6 +47,9 @@ def read(path: str, key: str, group: list[str], error: str) -> dict | None:
         return None
     return {"store": path, "value": float(value), "error": float(ds[error].values[n - 1]),
             "group": tuple(str(config_value(ds.attrs["config"], g)) for g in group)}
+
+
+MIN_FIT_POINTS = 3
 
 
 def fit_order(values: np.ndarray, errors: np.ndarray) -> float:
@@ -82,21 +89,40 @@ def main(argv: list[str] | None = None) -> int:
     for g, pts in sorted(groups.items()):
         pts.sort(key=lambda p: p["value"])
         v, e = np.array([p["value"] for p in pts]), np.array([p["error"] for p in pts])
-        order = fit_order(v, e) if len(set(v)) >= 2 else float("nan")
+        distinct = len(set(v))
         label = ", ".join(f"{k}={x}" for k, x in zip(args.group, g, strict=True)) or "all runs"
-        rows.append([label, len(pts), repr(order)])
-        print(f"{label}: {len(pts)} run(s), observed order p = {order:.3f}")
-        line, = ax.loglog(v, e, "o-", label=f"{label}: p = {order:.2f}")
+        order = slope = float("nan")
+        if distinct >= MIN_FIT_POINTS:
+            order = fit_order(v, e)
+            note = f"least-squares fit over {distinct} values"
+            print(f"{label}: {len(pts)} run(s), observed order p = {order:.3f} ({note})")
+            legend = f"{label}: p = {order:.2f} (fit, {distinct} values)"
+        elif distinct == 2:
+            slope = fit_order(v, e)
+            note = f"no fit: 2 values of {args.key} (a fit needs {MIN_FIT_POINTS}); two-point slope only"
+            print(f"{label}: {len(pts)} run(s), two-point slope = {slope:.3f} (not an observed order: {note})")
+            legend = f"{label}: two-point slope {slope:.2f} (no fit: 2 values)"
+        else:
+            note = f"no slope: 1 value of {args.key} (a fit needs {MIN_FIT_POINTS})"
+            print(f"{label}: {len(pts)} run(s), {note}")
+            legend = f"{label}: no slope (1 value)"
+        rows.append([label, len(pts), distinct, "" if np.isnan(order) else repr(order),
+                     "" if np.isnan(slope) else repr(slope), note])
+        line, = ax.loglog(v, e, "o-", label=legend)
         if np.isfinite(order):
             ax.loglog(v, e[0] * (v / v[0]) ** order, ":", color=line.get_color())
-    ax.set(xlabel=args.key, ylabel=f"final {args.error}", title=f"convergence: final {args.error} vs {args.key} (dotted: fit)")
+    title = f"convergence: final {args.error} vs {args.key}\n(dotted: least-squares fit, needs ≥ {MIN_FIT_POINTS} values)"
+    if any(not r[3] for r in rows):
+        title += f"\nfewer than {MIN_FIT_POINTS} values of {args.key} in a group: no order fitted there (see legend)"
+    ax.set(xlabel=args.key, ylabel=f"final {args.error}", title=title)
+    ax.title.set_fontsize(10)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(os.path.join(out, "convergence.png"), dpi=110)
     with open(os.path.join(out, "convergence.csv"), "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
-        w.writerow(["group", "runs", "order"])
+        w.writerow(["group", "runs", "values", "order", "two_point_slope", "note"])
         w.writerows(rows)
     return 0 if points else 1
 

@@ -97,18 +97,28 @@ def main(argv: list[str] | None = None) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.5), layout="constrained")
     for r in results:
         pos = r["k"] > 0
-        a.loglog(r["k"][pos], np.maximum(r["E"][pos], 1e-30), lw=1, label=r["run"])
+        a.loglog(r["k"][pos], np.maximum(r["E"][pos], 1e-30), lw=1, label=f"{r['run']} (step {r['step']})")
         b.plot(r["time"], r["Z"], "o-", ms=3, lw=1, label=r["run"])
     a.set(xlabel="wavenumber k (units of 2π/L)", ylabel="E(k) (energy per shell)", title="kinetic-energy spectrum")
-    b.set(xlabel="time t", ylabel="enstrophy ½∫ω² dx", title="enstrophy history")
+    b.set(xlabel="time t (simulation units)", ylabel="enstrophy ½∫ω² dx (area/time²)", title="enstrophy history")
     for ax in (a, b):
         ax.grid(alpha=0.3, which="both")
-    if len(results) <= 8:
-        a.legend(fontsize=6)
-    fig.tight_layout()
+    if len(results) <= 12:  # one entry per run, in both panels
+        for ax in (a, b):
+            ax.legend(fontsize=6, title="run", title_fontsize=7, loc="best")
+    elif results:  # too many runs to name: colour by position in the sorted list, with a colour bar
+        from matplotlib.cm import ScalarMappable
+        from matplotlib.colors import Normalize
+
+        cmap = plt.get_cmap("viridis")
+        for ax in (a, b):
+            for i, line in enumerate(ax.get_lines()):
+                line.set_color(cmap(i / max(1, len(results) - 1)))
+        fig.colorbar(ScalarMappable(Normalize(0, len(results) - 1), cmap), ax=[a, b],
+                     label="run (index in euler_spectrum.csv order)")
     fig.savefig(os.path.join(out, "euler_spectrum.png"), dpi=110)
     print(f"{len(results)} Euler store(s) by {size} rank(s) → {out}/euler_spectrum.csv, euler_enstrophy.csv, euler_spectrum.png")
     return 0

@@ -2,13 +2,15 @@
 
     python jobs/plot_errors.py runs/advection [--out errors.png] [--var rel_l2]
 
+Writes ROOT/report/errors.png (beside the other scripts' outputs) unless ``--out`` names
+the file; runs under a sweep's ``report/`` are not runs and are skipped.
+
 Adapt freely: it only uses xarray on the stores (see docs/store.md).
 """
 
 from __future__ import annotations
 
 import argparse
-import glob
 import os
 import sys
 
@@ -18,14 +20,16 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import xarray as xr  # noqa: E402
 
+from insr_hpc.analysis.stores import find_stores  # noqa: E402
+
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("root")
-    ap.add_argument("--out", default="errors.png")
+    ap.add_argument("--out", default=None, help="figure path (default: ROOT/report/errors.png)")
     ap.add_argument("--var", default="rel_l2")
     args = ap.parse_args(argv)
-    stores = sorted(glob.glob(os.path.join(args.root, "**", "store.zarr"), recursive=True))
+    stores = find_stores(args.root)
     if not stores:
         print(f"plot_errors: no store.zarr under '{args.root}'", file=sys.stderr)
         return 2
@@ -45,8 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     ax.set(xlabel="time", ylabel=args.var, yscale="log")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(args.out, dpi=120)
-    print(f"figure: {args.out}")
+    out = args.out or os.path.join(args.root, "report", "errors.png")
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    fig.savefig(out, dpi=120)
+    print(f"figure: {out}")
     return 0
 
 

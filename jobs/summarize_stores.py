@@ -3,8 +3,8 @@
     mpiexec -n 4 python jobs/summarize_stores.py SWEEP_DIR [-o summary.csv]
     srun python jobs/summarize_stores.py SWEEP_DIR          # inside an sbatch job
 
-Each rank opens its share of the ``store.zarr`` directories under SWEEP_DIR (round
-robin) with xarray and computes, per store: committed steps, final and worst-over-time
+Each rank opens its share of the runs' ``store.zarr`` directories under SWEEP_DIR
+(round robin; a sweep's ``report/``, written by ``insr-hpc report``, is not a run) with xarray and computes, per store: committed steps, final and worst-over-time
 error, total Adam iterations and wall time; rank 0 gathers the rows and writes a CSV
 sorted by run. Runs with one rank without MPI too (plain ``python``).
 """
@@ -19,20 +19,9 @@ import sys
 import numpy as np
 import xarray as xr
 
-from insr_hpc.analysis.stores import mpi_comm
+from insr_hpc.analysis.stores import find_stores, mpi_comm  # find_stores skips a sweep's report/
 
 COLUMNS = ("run", "steps_done", "steps_total", "complete", "final_error", "max_error", "iterations", "seconds", "rank")
-
-
-def find_stores(root: str) -> list[str]:
-    """Every ``*.zarr`` directory under ``root`` (not descending into stores), sorted."""
-    found = []
-    for dirpath, dirnames, _ in os.walk(root):
-        for d in list(dirnames):
-            if d.endswith(".zarr") and not d.endswith(".partial"):
-                found.append(os.path.join(dirpath, d))
-                dirnames.remove(d)
-    return sorted(found)
 
 
 def summarize(path: str, root: str) -> dict:

@@ -171,7 +171,7 @@ def test_figures_are_pngs_with_the_expected_axes(sweep, report):
     assert len(figures.error_history(ds, records).axes) == 2  # PDE and reconstruction
     assert len(figures.final_error_heatmap(adv).axes) == 2  # map + colour bar
     assert figures.final_error_heatmap(rec) is None  # one swept key: no heatmap
-    assert len(figures.snapshot("advection", "pde", adv, sweep).axes) == 2  # best, worst
+    assert len(figures.snapshot("advection", "pde", adv, sweep).axes) == 6  # best, worst: prediction, reference, error
     assert len(figures.snapshot("air_temperature", "recon", rec, sweep).axes) == 6  # 3 maps + 3 colour bars
 
 

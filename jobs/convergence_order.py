@@ -27,6 +27,7 @@ import numpy as np
 import xarray as xr
 
 from insr_hpc.analysis.stores import map_stores
+from insr_hpc.store import decode_attrs
 
 
 def config_value(config: dict, key: str):
@@ -42,11 +43,12 @@ def read(path: str, key: str, group: list[str], error: str) -> dict | None:
     ds = xr.open_zarr(path)
     done = ds.committed.values.astype(bool)
     n = int(np.argmin(done)) if not done.all() else done.size
-    value = config_value(ds.attrs.get("config", {}), key)
+    config = decode_attrs(ds.attrs).get("config", {})  # nested attributes are JSON text (netCDF-ready)
+    value = config_value(config, key)
     if n == 0 or error not in ds or value is None:
         return None
     return {"store": path, "value": float(value), "error": float(ds[error].values[n - 1]),
-            "group": tuple(str(config_value(ds.attrs["config"], g)) for g in group)}
+            "group": tuple(str(config_value(config, g)) for g in group)}
 
 
 MIN_FIT_POINTS = 3

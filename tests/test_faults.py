@@ -357,11 +357,10 @@ def test_disk_full_mid_run_fails_naming_the_path_and_resumes_once_space_is_back(
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         wait_for(lambda: _committed(run_dir) >= 2, 300, "two committed steps")
         ballast = os.path.join(mnt, "ballast")
-        with open(ballast, "wb") as fh:  # fill the disk to the last byte
-            try:
-                while True:
-                    fh.write(b"\0" * 65536)
-                    fh.flush()
+        with open(ballast, "wb", buffering=0) as fh:  # fill the disk to the last byte (unbuffered: a
+            try:  # partial last write leaves nothing for close() to flush into a full disk)
+                while fh.write(b"\0" * 65536):
+                    pass
             except OSError:
                 pass
         out, _ = proc.communicate(timeout=300)

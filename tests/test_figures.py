@@ -75,7 +75,7 @@ def _sweep(root: str, case: str = "advection") -> list[RunRecord]:
             series[:done] = error * np.linspace(0.1, 1, STEPS)[:done] / np.linspace(0.1, 1, STEPS)[done - 1]
             records.append(RunRecord(
                 run=run, swept={"time.dt": dt, "network.width": width}, state="done", workload="pde", case=case,
-                steps_done=done, steps_total=STEPS, capped=5 if (width, dt) == (8, 0.1) else 0,
+                steps_done=done, steps_total=STEPS, capped_substeps=5 if (width, dt) == (8, 0.1) else 0,
                 series={"rel_l2": series}, coord=np.arange(STEPS) * dt,
                 final={"rel_l2": float(series[done - 1])}, worst={"rel_l2": float(np.nanmax(series))},
             ))

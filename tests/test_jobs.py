@@ -208,7 +208,7 @@ def test_euler_spectrum_has_a_legend_on_both_panels(tmp_path):
     plt.close("all")
 
 
-DOC_WRITERS = ("advection", "device_check", "elasticity", "euler", "pde_baselines", "recon_authors", "recon_ddp",
+DOC_WRITERS = ("advection", "cli_latency", "device_check", "elasticity", "euler", "pde_baselines", "recon_authors", "recon_ddp",
                "recon_table", "slurm_scale", "store_scale", "sweep_expand", "sweep_overhead")
 
 

@@ -9,7 +9,7 @@ the variance of log10(final error) (:func:`colour_key`, named with its share in 
 title and as the legend's title); the snapshots show the best and the worst run at one
 shared time, each as prediction, reference and error with the same colour (or y)
 limits for prediction and reference and one error scale for both runs; runs with a
-sub-problem stopped at its iteration cap (``RunRecord.capped``) are dashed in the
+sub-problem stopped at its iteration cap (``RunRecord.capped_substeps``) are dashed in the
 histories, hatched in the heatmap and named in the snapshots' titles, with a legend
 entry "stopped at iteration cap".
 """
@@ -89,7 +89,7 @@ def colour_key(records: Sequence[RunRecord]) -> tuple[str, float] | None:
 
 def is_capped(r: RunRecord) -> bool:
     """Whether some sub-problem of the run stopped at its iteration cap (unknown: no)."""
-    return bool(r.capped)
+    return bool(r.capped_substeps)
 
 
 CAP_LABEL = "stopped at iteration cap"
@@ -250,7 +250,7 @@ def _run_title(tag: str, r: RunRecord, width: int = 46) -> str:
             lines.append("")
         lines[-1] += part
     name = "\n".join(lines)
-    cap = f"  [{CAP_LABEL}: {r.capped} sub-problem(s)]" if is_capped(r) else ""
+    cap = f"  [{CAP_LABEL}: {r.capped_substeps} sub-problem(s)]" if is_capped(r) else ""
     return f"{tag} run, final {r.primary} = {r.final[r.primary]:.3g}{cap}\n{name}"
 
 

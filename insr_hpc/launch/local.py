@@ -22,7 +22,7 @@ from tqdm import tqdm
 from insr_hpc.errors import ConfigError, InsrError
 from insr_hpc.launch.base import BACKENDS, Backend, SubmitInterrupted
 from insr_hpc.launch.packing import make_packs
-from insr_hpc.rundir import EXIT_LOCKED, RunDir, pid_alive
+from insr_hpc.rundir import EXIT_LOCKED, FINAL, RunDir, pid_alive
 from insr_hpc.store_small import read_small
 
 POLL_S = 1.0  # how often submit's bar looks at the running runs' committed steps
@@ -123,8 +123,11 @@ class LocalBackend(Backend):
                 self._procs.pop(spec.run_id, None)
         if code == EXIT_LOCKED:
             return "skipped"
-        if code == 0:
-            return rd.read_state().get("state", "failed")
+        if code == 0:  # the run ended done or suspect (the worker's exit code says no more)
+            state = rd.read_state()
+            if state.get("state") in FINAL or state.get("pid") == proc.pid:
+                return state.get("state", "failed")
+            return "done"  # another submit's worker has started the finished run again since
         return rd.settle(f"worker exited with code {code}" + (" (killed by signal)" if code < 0 else ""),
                          stopping=self._stop_reason())
 

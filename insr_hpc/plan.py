@@ -117,10 +117,12 @@ def preview(spec: RunSpec) -> str:
     ``resume from step k``, ``extend k → n`` (time.steps raised: steps 0…k-1 kept),
     ``done``, or ``conflict: KEY differs (store: A, this run: B)``. Reads run.json and the
     store's root metadata only."""
+    rd = RunDir(spec.run_dir)
+    if not any(os.path.exists(p) for p in (rd.store, rd.store + ".pre-extend")):
+        return "new"  # (no store: zarr is not even imported)
     from insr_hpc.store import StepStore, StoreFormatError, json_safe  # zarr, not torch
     from insr_hpc.workloads import config_steps, resume_conflict
 
-    rd = RunDir(spec.run_dir)
     path = StepStore.readable_path(rd.store)
     if not StepStore.exists(path):
         return "new"

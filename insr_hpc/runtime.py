@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
 
@@ -87,6 +88,24 @@ def install_stop_handlers(announce: bool = False) -> Callable[[], None]:
         STOP.signum = None
 
     return restore
+
+
+@contextmanager
+def signals_deferred():
+    """Hold SIGTERM, SIGINT and SIGUSR2 back for the ``with`` block (a step's commit and
+    its TensorBoard record): a handler that raises (a Slurm requeue, a cancel) runs right
+    after it, so a committed step is never left unlogged. Nothing on platforms without
+    ``pthread_sigmask``."""
+    block = getattr(signal, "pthread_sigmask", None)
+    if block is None:
+        yield
+        return
+    held = {signal.SIGTERM, signal.SIGINT, getattr(signal, "SIGUSR2", signal.SIGTERM)}
+    previous = block(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        block(signal.SIG_SETMASK, previous)
 
 
 @dataclass

@@ -20,7 +20,7 @@ from insr_hpc.monitor import Monitor
 from insr_hpc.pde.config import TAGGED_SECTIONS, PDEConfig
 from insr_hpc.pde.solver import Solver
 from insr_hpc.rundir import ProgressNote, RunDir
-from insr_hpc.runtime import RunEnv, git_commit, package_versions
+from insr_hpc.runtime import RunEnv, git_commit, package_versions, signals_deferred
 from insr_hpc.store import StepStore, VarSpec, json_safe
 from insr_hpc.workloads import WORKLOADS, Ended, hparams, reopen_store
 
@@ -196,11 +196,12 @@ class PDERun:
                 "capped": np.array([int(result["capped"][s]) if s in result["capped"] else CAPPED_FLAGS["not_run"]
                                     for s in self.subs], dtype=np.int8),
             }
-            self.store.commit_step(step, {k: v for k, v in values.items() if k in self.arrays})
             scalars = {f"error/{k}": v for k, v in errors.items()}
             scalars.update({f"iterations/{s}": result["iterations"][s] for s in result["iterations"]})
             scalars.update({f"final_loss/{s}": result["loss"][s] for s in result["loss"]})
-            self.monitor.step_scalars(step, scalars)
+            with signals_deferred():  # a signal between the commit and its log would leave the step unlogged
+                self.store.commit_step(step, {k: v for k, v in values.items() if k in self.arrays})
+                self.monitor.step_scalars(step, scalars)
             every = cfg.output.figure_every
             if every and (step % every == 0 or step == self.total - 1):
                 self.monitor.step_figure(step, "field", solver.case.figure(outputs, t, cfg.output.resolution))

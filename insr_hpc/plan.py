@@ -118,10 +118,10 @@ def preview(spec: RunSpec) -> str:
     ``done``, or ``conflict: KEY differs (store: A, this run: B)``. Reads run.json and the
     store's root metadata only."""
     rd = RunDir(spec.run_dir)
-    if not any(os.path.exists(p) for p in (rd.store, rd.store + ".pre-extend")):
+    if not any(os.path.exists(rd.file(name)) for name in (RunDir.STORE, RunDir.STORE_ASIDE)):
         return "new"  # (no store: zarr is not even imported)
     from insr_hpc.store import StepStore, StoreFormatError, json_safe  # zarr, not torch
-    from insr_hpc.workloads import config_steps, resume_conflict
+    from insr_hpc.workloads import extends, resume_conflict
 
     path = StepStore.readable_path(rd.store)
     if not StepStore.exists(path):
@@ -139,9 +139,8 @@ def preview(spec: RunSpec) -> str:
         key, was, now = conflict
         return f"conflict: {key} differs (store: {was!r}, this run: {now!r})"
     done = rd.committed_steps()
-    was, now = config_steps(stored), config_steps(spec.config)
-    if was is not None and now is not None and now > was:
-        return f"extend {done} → {now + 1} steps"
+    if extends(stored, spec.config):
+        return f"extend {done} → {spec.config['time']['steps'] + 1} steps"
     if rd.read_state().get("state") == "done":
         return "done"
     return f"resume from step {done}" if done else "new"

@@ -28,7 +28,7 @@ import torch
 from insr_hpc.errors import InsrError
 from insr_hpc.rundir import STATES, RunDir, RunLocked, RunSpec, StateError, describe_holder
 from insr_hpc.runtime import STOP, Interrupted, RunEnv, select_device
-from insr_hpc.workloads import WORKLOADS, Ended, check_store_resumable, config_steps
+from insr_hpc.workloads import WORKLOADS, Ended, check_store_resumable, extends
 
 __all__ = ["STATES", "Admission", "Interrupted", "RunDir", "RunSpec", "admit", "check_resumable", "execute",
            "execute_pack", "read_state", "spec_config", "update_state"]
@@ -84,11 +84,9 @@ def _extends(rd: RunDir, spec: RunSpec) -> bool:
     if not StepStore.exists(rd.store):
         return False
     try:
-        was = config_steps(StepStore.read_attrs(rd.store).get("config", {}))
+        return extends(StepStore.read_attrs(rd.store).get("config", {}), spec.config)
     except InsrError:
         return False
-    now = config_steps(spec.config)
-    return was is not None and now is not None and now > was
 
 
 # -- before any backend: admit ---------------------------------------------------------------

@@ -177,8 +177,9 @@ class RunDir:
     PROGRESS = "progress.json"  # where a running run is inside its current step (written by its main rank)
     # What a run writes; ``clear_outputs`` removes it to start over (spec.json, log.txt
     # and the lock stay: the spec is what will run, the log is the user's history).
-    OUTPUTS = (STORE, STORE + ".partial", STORE + ".extending", STORE + ".pre-extend", TB, CHECKPOINT, STATE, ERROR,
-               PROGRESS)
+    STORE_BUILDING = STORE + ".extending"  # a longer store being built (StepStore.extend)
+    STORE_ASIDE = STORE + ".pre-extend"  # the store moved aside while the longer one replaces it
+    OUTPUTS = (STORE, STORE + ".partial", STORE_BUILDING, STORE_ASIDE, TB, CHECKPOINT, STATE, ERROR, PROGRESS)
 
     def __init__(self, path: str):
         self.path = os.path.abspath(os.fspath(path))

@@ -68,8 +68,8 @@ STORE_VERSION = 3
 READABLE_VERSIONS = (1, 2, 3)
 # Arrays of the bookkeeping itself (never part of a step's digest).
 BOOKKEEPING = ("committed", "checksum")
-EXTENDING = ".extending"  # a longer store being built beside the run's (StepStore.extend)
-PRE_EXTEND = ".pre-extend"  # the run's store, moved aside for a moment while the longer one replaces it
+EXTENDING = ".extending"  # a longer store being built beside the run's (StepStore.extend; RunDir.STORE_BUILDING)
+PRE_EXTEND = ".pre-extend"  # the run's store, moved aside while the longer one replaces it (RunDir.STORE_ASIDE)
 # A shard holds at most this many bytes of uncompressed consecutive steps. Writing a
 # step rewrites its shard, so this bounds the write cost per step as well as the
 # number of files (advection: every per-step array fits one shard).

@@ -83,6 +83,12 @@ def config_steps(config: Mapping[str, Any]) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def extends(stored: Mapping[str, Any], current: Mapping[str, Any]) -> bool:
+    """Does ``current`` ask for more time steps than the store written with ``stored`` holds?"""
+    was, now = config_steps(stored), config_steps(current)
+    return was is not None and now is not None and now > was
+
+
 def check_resumable(stored: Mapping[str, Any], current: Mapping[str, Any], path: str) -> None:
     """Refuse to resume a store written with a config that changes results."""
     conflict = resume_conflict(stored, current)

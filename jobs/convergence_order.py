@@ -115,13 +115,13 @@ def main(argv: list[str] | None = None) -> int:
             ax.loglog(v, e[0] * (v / v[0]) ** order, ":", color=line.get_color())
     title = f"convergence: final {args.error} vs {args.key}\n(dotted: least-squares fit, needs ≥ {MIN_FIT_POINTS} values)"
     if any(not r[3] for r in rows):
-        title += f"\nfewer than {MIN_FIT_POINTS} values of {args.key} in a group: no order fitted there (see legend)"
+        title += f"\nfewer than {MIN_FIT_POINTS} values of {args.key} in a group:\nno order fitted there (see legend)"
     ax.set(xlabel=args.key, ylabel=f"final {args.error}", title=title)
     ax.title.set_fontsize(10)
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(os.path.join(out, "convergence.png"), dpi=110)
+    # below the axes: group labels are long and would cover the data inside them
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=1, frameon=False)
+    fig.savefig(os.path.join(out, "convergence.png"), dpi=110, bbox_inches="tight")
     with open(os.path.join(out, "convergence.csv"), "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(["group", "runs", "values", "order", "two_point_slope", "note"])

@@ -240,7 +240,7 @@ def figure(rendered):
         for name in names:
             v = rendered[name]
             ax.plot(rendered.x, v.values if v.ndim == 1 else np.linalg.norm(v.values, axis=-1), label=name)
-        ax.set(xlabel="x", ylabel="value (1)", title=f"run {rendered.attrs.get('run_id')}: step {rendered.attrs['step']}, "
+        ax.set(xlabel="x (dimensionless)", ylabel="value (1)", title=f"run {rendered.attrs.get('run_id')}: step {rendered.attrs['step']}, "
                f"t = {rendered.attrs['time']:.3g}, {rendered.sizes['x']} points")
         ax.legend()
         ax.grid(alpha=0.3)
@@ -262,7 +262,9 @@ def figure(rendered):
         units = rendered[name].attrs.get("units", "1")
         fig.colorbar(im, ax=ax, shrink=0.85, label=f"{label} ({units})")
         where = f"step {rendered.attrs['step']}" if "step" in rendered.attrs else f"time index {rendered.attrs['time_index']}"
-        ax.set(xlabel=xdim, ylabel=ydim, title=f"{label}, {where}\n{len(y)}×{len(x)} grid from the network")
+        unit = "degrees" if xdim == "longitude" else "dimensionless"  # PDE domains are non-dimensional
+        ax.set(xlabel=f"{xdim} ({unit})", ylabel=f"{ydim} ({unit})",
+               title=f"{label}, {where}\n{len(y)}×{len(x)} grid from the network")
     if "n_params" in rendered.attrs:
         t = rendered.attrs.get("time", float("nan"))
         fig.suptitle(f"run {rendered.attrs.get('run_id')}: t = {t:.3g}, {rendered.attrs['n_params']} network parameters "

@@ -79,7 +79,7 @@ class Case:
     # integrator (e.g. Euler's operator splitting). Checked against the integrator's
     # ``accepts`` when the config is validated.
     term_kind: type | None = Term
-    integrator_name: str = "midpoint"  # the run's integrator (the solver sets it): for scheme-aware references
+    integrator: Any = None  # the run's integrator object (the solver sets it): for scheme-aware references
     # Packed sweeps (``launch.pack``, :mod:`insr_hpc.pde.pack`): a case registered
     # ``packable`` (``@CASES.register(name, packable=True)``) has terms that read
     # nothing but their arguments, the history fields, ``ctx.dt`` and ``self.params``
@@ -123,6 +123,16 @@ class Case:
     def output_vars(self, resolution: int) -> dict[str, tuple[tuple[str, ...], tuple[int, ...], dict]]:
         """Per-step stored fields: name → (dims after ``step``, shape after step, attrs)."""
         raise NotImplementedError
+
+    time_now: float = 0.0  # the time of the step being evaluated (the workload sets it before ``evaluate``)
+
+    def static_vars(self, resolution: int) -> dict[str, tuple[tuple[str, ...], str, dict, np.ndarray]]:
+        """Arrays written once with the store: name → (dims, dtype, attrs, data)."""
+        return {}
+
+    def extra_attrs(self) -> dict[str, Any]:
+        """Store attributes describing the case's geometry (JSON-serialisable)."""
+        return {}
 
     def evaluate(self, fields: dict[str, FieldFn], resolution: int, device) -> dict[str, np.ndarray]:
         """The stored fields of one step, on the output grid."""

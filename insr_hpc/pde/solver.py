@@ -31,8 +31,8 @@ class Solver:
     def __post_init__(self):
         cfg = self.cfg
         self.case: Case = CASES.get(cfg.problem.case)(cfg.problem, cfg.time.dt)
-        self.case.integrator_name = cfg.integrator.name
         self.integrator = INTEGRATORS.get(cfg.integrator.name)(cfg.integrator)
+        self.case.integrator = self.integrator
         self.optimizer = OPTIMIZERS.get(cfg.optim.name)(cfg.optim)
         self.reducer = Reducer(self.env.world_size, self.env.reduce_tensor, self.env.reduce_grads, self.env.reduce_scalar)
         torch.manual_seed(cfg.seed)  # network initialisation is part of the seed

@@ -64,6 +64,8 @@ def store_variables(solver: Solver) -> dict[str, VarSpec]:
     for name, values in case.output_coords(res).items():
         attrs = dict(COORD_ATTRS.get(name, {"long_name": f"{name} (non-dimensional)", "units": "1"}))
         variables[name] = VarSpec((name,), values.shape, "float64", attrs, values)
+    for name, (dims, dtype, attrs, data) in case.static_vars(res).items():
+        variables[name] = VarSpec(dims, data.shape, dtype, attrs, data)
     variables["weights"] = VarSpec(
         ("step", "parameter"),
         (n, solver.n_params()),
@@ -109,6 +111,7 @@ def store_attrs(cfg: Config, solver: Solver, run_id: str) -> dict[str, Any]:
             "param_layout": solver.layout(),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "complete": False,
+            **solver.case.extra_attrs(),
         }
     )
 
@@ -177,6 +180,7 @@ class PDERun:
         """Evaluate, check and commit the step just computed (``result`` of Solver.advance)."""
         cfg, env, solver, step = self.cfg, self.env, self.solver, self.next_step
         t = step * cfg.time.dt
+        solver.case.time_now = t
         outputs = solver.case.evaluate(solver.models, cfg.output.resolution, env.device)
         reference = solver.case.reference(t, cfg.output.resolution)
         errors = solver.case.errors(outputs, reference)

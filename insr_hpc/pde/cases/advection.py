@@ -19,11 +19,6 @@ from insr_hpc.pde.cases.params import AdvectionParams
 from insr_hpc.pde.terms import Residual, Term
 
 SPECTRAL_MODES = 4096  # grid of the semi-discrete reference (σ = 0.1 needs ~400: exact to rounding)
-AMPLIFICATION = {  # per-step factor of a Fourier mode under u_t = −a u_x, z = i a k Δt
-    "explicit_euler": lambda z: 1 - z,
-    "implicit_euler": lambda z: 1 / (1 + z),
-    "midpoint": lambda z: (1 - z / 2) / (1 + z / 2),
-}
 BOUNDARY_BAND = 1e-4  # boundary samples lie this close to the ends (as in the INSR code)
 
 
@@ -83,7 +78,7 @@ class Advection(Case):
             if m % 2 == 0:
                 weights[-1] = 1.0
             k = 2 * np.pi * np.fft.rfftfreq(m, d=p.length / m)
-            factor = AMPLIFICATION[self.integrator_name](1j * p.speed * k * self.dt)
+            factor = self.integrator.amplification(1j * p.speed * k * self.dt)
             self._spectrum = (k, np.fft.rfft(self.u0(grid)) / m * weights, factor)
         k, coeffs, factor = self._spectrum
         key = x.tobytes()
@@ -114,10 +109,8 @@ class Advection(Case):
         hist = [h["u"] for h in ctx.history]
         integ = ctx.integrator
 
-        def pde(field, x):
-            return integ.residual(self.term, field, hist, x, ctx.dt)
-
-        terms = [Residual("pde", lambda g: self.sample_interior(ctx.n_interior, g, ctx.device), pde)]
+        sample = lambda g: self.sample_interior(ctx.n_interior, g, ctx.device)  # noqa: E731
+        terms = integ.step_terms(self.term, lambda field: field, hist, sample, ctx.dt)
         if ctx.n_boundary and self.params.boundary_weight:
             terms.append(
                 Residual(

@@ -12,7 +12,17 @@ Scenarios: ``sag`` (left end fixed, gravity; with a large Δt every step is a st
 solve), ``stretch`` (left end fixed, starts stretched by ``stretch`` along x, released
 at rest), ``fall`` (free body under gravity onto the ground plane).
 
-Stored per step: the deformed positions of 27 reference points (3 rows y = −H/2, 0,
+Bodies from meshes (``problem.mesh``: a builtin or a triangle / tetrahedral mesh file;
+:mod:`insr_hpc.pde.mesh`): the dimension follows the mesh, samples are uniform in its
+volume, the fixed side (``fixed: -x`` …) is clamped by construction as the bar's left
+end, and the pieces of the INSR paper's scenarios are terms of the potential: the
+material (``neo_hookean``, ``arap``, ``arap_volume``), gravity, a time-limited external
+force, plane and sphere colliders (penalties), and a pulled vertex set (a penalty term of
+its own). Stored per step: the deformed mesh vertices (``vertices``, step × vertex ×
+component) and the FEM reference's (:mod:`insr_hpc.pde.baselines.mesh_fem`, the same
+incremental potential on the mesh refined ``fem_refine`` times).
+
+Stored per step (the bar): the deformed positions of 27 reference points (3 rows y = −H/2, 0,
 H/2 × 9 columns X = kL/8), total energy, and the same from the FEM reference
 (:mod:`insr_hpc.pde.baselines.elastic_fem`, same incremental potential and Δt).
 """
@@ -29,6 +39,55 @@ from insr_hpc.pde.case import CASES, Case, FieldSpec, StepContext, SubProblem
 from insr_hpc.pde.cases.params import ElasticityParams
 from insr_hpc.pde.terms import Energy, PotentialTerm, Residual, module_point_fn
 
+AXES = "xyz"
+
+
+
+def determinant(F: torch.Tensor) -> torch.Tensor:
+    """det F for F (…, d, d), d = 2 or 3, written out (vmap- and double-backward-safe)."""
+    if F.shape[-1] == 2:
+        return F[..., 0, 0] * F[..., 1, 1] - F[..., 0, 1] * F[..., 1, 0]
+    a, b, c = F[..., 0, :], F[..., 1, :], F[..., 2, :]
+    return (a * torch.linalg.cross(b, c, dim=-1)).sum(-1)
+
+
+def signed_singular_sum(F: torch.Tensor, iterations: int = 16) -> torch.Tensor:
+    """Σσₖ with the smallest singular value negated when det F < 0, i.e. tr(RᵀF) for the
+    rotation R of the polar decomposition F = RS (what ARAP measures), for F (…, d, d).
+
+    2D: √((F₀₀ + F₁₁)² + (F₁₀ − F₀₁)²). 3D, without an SVD (whose derivative is undefined
+    at repeated singular values, e.g. at rest): s = Σσ is the largest root of
+    ((s² − I₁)/2)² − 2Js − I₂ = 0 (I₁ = |F|², I₂ the second invariant of FᵀF, J = det F:
+    from I₁ = s² − 2e₂, I₂ = e₂² − 2sJ with e₂ = Σ_{j<k} σⱼσₖ), found by Newton from
+    √(3I₁) ≥ s; 16 iterations reach float64 rounding for stretches up to ~4. Smooth at
+    F = I (a simple root), so Newton's and Gauss–Newton's second derivatives exist."""
+    if F.shape[-1] == 2:
+        return torch.sqrt((F[..., 0, 0] + F[..., 1, 1]) ** 2 + (F[..., 1, 0] - F[..., 0, 1]) ** 2)
+    I1 = (F**2).sum((-2, -1))
+    C = F.transpose(-1, -2) @ F
+    I2 = 0.5 * (I1**2 - (C**2).sum((-2, -1)))
+    J = determinant(F)
+    s = torch.sqrt(3 * I1)
+    for _ in range(iterations):
+        g = ((s * s - I1) / 2) ** 2 - 2 * J * s - I2
+        s = s - g / (s * (s * s - I1) - 2 * J)
+    return s
+
+
+def material_density(kind: str, F: torch.Tensor, mu, lam) -> torch.Tensor:
+    """Ψ(F) per unit reference volume for F (…, d, d) → (…):
+
+    * ``neo_hookean``: μ/2(|F|² − d) − μ(J − 1) + λ/2(J − 1)² (log-free, defined for J ≤ 0);
+    * ``arap``: μ Σ(σₖ − 1)² = μ(|F|² − 2 tr(RᵀF) + d) (as rigid as possible);
+    * ``arap_volume``: ARAP + λ/2(J − 1)² (volume preservation)."""
+    d = F.shape[-1]
+    J = determinant(F)
+    if kind == "neo_hookean":
+        return 0.5 * mu * ((F**2).sum((-2, -1)) - d) - mu * (J - 1) + 0.5 * lam * (J - 1) ** 2
+    out = mu * ((F**2).sum((-2, -1)) - 2 * signed_singular_sum(F) + d)
+    if kind == "arap_volume":
+        out = out + 0.5 * lam * (J - 1) ** 2
+    return out
 
 
 def neo_hookean_density(F: torch.Tensor, mu: float, lam: float) -> torch.Tensor:
@@ -51,26 +110,88 @@ class Elasticity(Case):
         p = params
         self.mu, self.lam = lame(p.youngs_modulus, p.poisson_ratio)
         self.g = 0.0 if p.scenario == "stretch" else p.gravity
-        self.term = PotentialTerm(
-            density=self.potential_density, mass=self.mass, measure=p.length * p.height, local=self.local_density
-        )
+        self._fem = None
+        self._fem_step = -1
+        self._prev_quad: np.ndarray | None = None
+        if p.mesh:
+            self._init_mesh()
+        else:
+            self._init_bar()
+        self.term = self.potential_term(0.0)
+
+    def _init_bar(self):
+        p = self.params
+        self.mesh = None
+        self.dim = 2
+        self.lo, self.extent = np.array([0.0, -p.height / 2]), np.array([p.length, p.height])
+        self.measure = p.length * p.height
         cols, rows = np.linspace(0, p.length, 9), np.array([-p.height / 2, 0.0, p.height / 2])
         X, Y = np.meshgrid(cols, rows)
         self.ref_points = np.stack([X.ravel(), Y.ravel()], 1)  # (27, 2), rows bottom → top
         self.tip = 9 + 8  # centre row, X = L
-        self._fem: ElasticFEM | None = None
-        self._fem_step = -1
-        self._prev_quad: np.ndarray | None = None
+
+    def _init_mesh(self):
+        from insr_hpc.pde.mesh import load_mesh
+
+        p = self.params
+        self.mesh = load_mesh(p.mesh, p.mesh_resolution)
+        self.dim = d = self.mesh.dim
+        self.fields = {"phi": FieldSpec(d, d)}
+        lo, hi = self.mesh.bbox
+        self.lo, self.extent = np.asarray(lo, float), np.asarray(hi, float) - np.asarray(lo, float)
+        self.measure = float(self.mesh.measure)
+        self.ref_points = np.asarray(self.mesh.points, float)
+        X = self.ref_points
+        side = self._fixed_side()
+        if side is not None:  # the vertex farthest from the clamped side
+            axis = AXES.index(side[1])
+            self.tip = int(np.argmax(X[:, axis] if side[0] == "-" else -X[:, axis]))
+        else:  # the lowest vertex: the first to touch a collider
+            self.tip = int(np.argmin(X[:, -1]))
+        self._pulled = self._pulled_vertices(self.mesh)
+
+    # the body's pieces -------------------------------------------------------
+    def _fixed_side(self) -> str | None:
+        f = self.params.fixed
+        return None if f == "none" else "-x" if f == "left" else f
+
+    def _pulled_vertices(self, mesh) -> np.ndarray:
+        p = self.params
+        if not p.pull:
+            return np.zeros(0, dtype=np.int64)
+        return mesh.select(side=p.pull_side or None, box=p.pull_box or None)
+
+    def pull_active(self, t: float) -> bool:
+        p = self.params
+        return bool(p.pull) and len(self._pulled) > 0 and (p.pull_until < 0 or t <= p.pull_until + 1e-12)
+
+    def force_at(self, t: float) -> np.ndarray | None:
+        p = self.params
+        return np.asarray(p.force, float) if p.force and t <= p.force_until + 1e-12 else None
+
+    def ground_plane(self) -> float | None:
+        return self.params.ground if self.params.scenario == "fall" else None
 
     # physics -----------------------------------------------------------------
     def deformation(self, net):
-        """φ(X) = X + s(X)·w(X) for the network w; s = X/L with a fixed left end.
-        Works on batches (N, 2) and, for a per-point ``net``, on one point (2,)."""
-        L, fixed = self.params.length, self.params.fixed == "left"
+        """φ(X) = X + s(X)·w(X) for the network w; s is the distance to the clamped side
+        over the body's extent (s = X/L for the bar's left end), so φ = X there exactly;
+        s = 1 without a clamped side. Works on batches (N, d) and, for a per-point
+        ``net``, on one point (d,)."""
+        side = self._fixed_side()
+        if side is None:
+            axis, sign, lo = 0, 0.0, 0.0
+        else:
+            axis = AXES.index(side[1])
+            sign = 1.0 if side[0] == "-" else -1.0
+            lo = self.lo[axis] if sign > 0 else self.lo[axis] + self.extent[axis]
+        ext = float(self.extent[axis])
 
         def phi(X: torch.Tensor) -> torch.Tensor:
             w = net(X)
-            return X + (X[..., :1] / L) * w if fixed else X + w
+            if side is None:
+                return X + w
+            return X + (sign * (X[..., axis : axis + 1] - lo) / ext) * w
 
         forward = getattr(net, "value_and_jacobian", None)
         if forward is None:
@@ -80,31 +201,55 @@ class Elasticity(Case):
             """φ and ∇φ = I + s ∇w + w ⊗ ∇s from the network's forward-mode Jacobian."""
             w, dw = forward(X)
             eye = torch.eye(X.shape[-1], dtype=X.dtype, device=X.device)
-            if not fixed:
+            if side is None:
                 return X + w, eye + dw
-            s = X[..., :1] / L
-            grad_s = eye[0] / L  # ∇s = (1/L, 0)
+            s = sign * (X[..., axis : axis + 1] - lo) / ext
+            grad_s = eye[axis] * (sign / ext)
             return X + s * w, eye + s[..., None] * dw + w[..., :, None] * grad_s
 
         return with_jacobian(phi, value_and_jacobian)
 
     def initial_map(self, X, lib=np):
-        """φ⁰(X): the stretched bar for ``stretch``, the rest shape otherwise."""
+        """φ⁰(X): stretched by ``stretch`` along x away from the clamped side (bar: x = 0)
+        for ``stretch``, the rest shape otherwise."""
         if self.params.scenario == "stretch":
-            return lib.stack([self.params.stretch * X[:, 0], X[:, 1]], 1)
+            x0 = self.lo[0] if self._fixed_side() != "+x" else self.lo[0] + self.extent[0]
+            cols = [x0 + self.params.stretch * (X[:, 0] - x0)] + [X[:, k] for k in range(1, X.shape[1])]
+            return lib.stack(cols, 1)
         return X * 1.0
 
+    def potential_term(self, t: float) -> PotentialTerm:
+        """The potential at time t (the external force is time-limited)."""
+        force = self.force_at(t)
+
+        def local(x, F, X):
+            return self.local_density(x, F, X, force)
+
+        def density(phi, X):
+            x, F = value_and_grad_at(phi, X)
+            return local(x, F, X)
+
+        return PotentialTerm(density=density, mass=self.mass, measure=self.measure, local=local)
+
     def potential_density(self, phi, X: torch.Tensor) -> torch.Tensor:
-        """π(φ) at reference points X (…, 2) for a point map ``phi``: (…)."""
+        """π(φ) at reference points X (…, d) for a point map ``phi``: (…)."""
         x, F = value_and_grad_at(phi, X)
         return self.local_density(x, F, X)
 
-    def local_density(self, x: torch.Tensor, F: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
-        """π from φ(X) = x (…, 2) and ∇φ(X) = F (…, 2, 2): (…)."""
-        out = neo_hookean_density(F, self.mu, self.lam) + self.params.density * self.g * x[..., 1]
-        if self.params.scenario == "fall" and self.params.contact_stiffness > 0:
-            pen = torch.relu(self.params.ground - x[..., 1])
-            out = out + 0.5 * self.params.contact_stiffness * pen**2
+    def local_density(self, x: torch.Tensor, F: torch.Tensor, X: torch.Tensor, force=None) -> torch.Tensor:
+        """π from φ(X) = x (…, d) and ∇φ(X) = F (…, d, d): Ψ(F) − ρ g·x − ρ f·x + contact
+        penalties k/2·pen² (plane: pen = max(0, ground − x_down); sphere: max(0, r − |x − c|))."""
+        p = self.params
+        out = material_density(p.material, F, self.mu, self.lam) + p.density * self.g * x[..., -1]
+        if force is not None:
+            out = out - p.density * (x * torch.as_tensor(force, dtype=x.dtype, device=x.device)).sum(-1)
+        ground = self.ground_plane()
+        if ground is not None and p.contact_stiffness > 0:
+            out = out + 0.5 * p.contact_stiffness * torch.relu(ground - x[..., -1]) ** 2
+        if p.sphere_radius > 0 and p.contact_stiffness > 0:
+            c = torch.as_tensor(p.sphere_centre, dtype=x.dtype, device=x.device)
+            dist = torch.sqrt(((x - c) ** 2).sum(-1) + 1e-30)
+            out = out + 0.5 * p.contact_stiffness * torch.relu(p.sphere_radius - dist) ** 2
         return out
 
     def mass(self, X: torch.Tensor) -> torch.Tensor:
@@ -112,8 +257,12 @@ class Elasticity(Case):
 
     # sampling ----------------------------------------------------------------
     def sample_interior(self, n, gen, device):
-        """Stratified: one uniform point in each cell of an ≈ square-celled grid (low
-        variance for the energy integral), (≈n, 2), requires grad."""
+        """The bar: stratified, one uniform point in each cell of an ≈ square-celled grid
+        (low variance for the energy integral), (≈n, 2). A mesh: uniform in its volume."""
+        if self.mesh is not None:
+            from insr_hpc.pde.mesh import sample_volume
+
+            return sample_volume(self.mesh, n, gen, device=device, dtype=torch.float32)
         L, H = self.params.length, self.params.height
         ny = max(1, round((n * H / L) ** 0.5))
         nx = max(1, n // ny)
@@ -125,47 +274,101 @@ class Elasticity(Case):
 
     # objectives --------------------------------------------------------------
     def initial_problems(self, current, n_interior, n_boundary, device):
+        d = self.dim
+
         def fit(net, X):
-            return self.deformation(net)(X) - self.initial_map(X.reshape(-1, 2), torch).reshape(X.shape)
+            return self.deformation(net)(X) - self.initial_map(X.reshape(-1, d), torch).reshape(X.shape)
 
         return [SubProblem("fit", "phi", [Residual("fit", lambda g: self.sample_interior(n_interior, g, device), fit)])]
 
     def step_problems(self, ctx: StepContext):
         hist = [self.deformation(h["phi"]) for h in ctx.history]
-        integ = ctx.integrator
-
-        def density(net, X):
-            return integ.energy_density(self.term, self.deformation(net), hist, X, ctx.dt)
-
         sample = lambda g: self.sample_interior(ctx.n_interior, g, ctx.device)  # noqa: E731
-        parts = integ.energy_parts(self.term, hist, ctx.dt) if hasattr(integ, "energy_parts") else None
-        split = {}
-        if parts is not None:  # (φ, ∇φ) and their energy: the Gauss–Newton curvature of the step
-            split = {"inner": lambda net, X: parts[0](self.deformation(net), X), "outer": parts[1]}
-        return [SubProblem("advance", "phi", [Energy("incremental_potential", sample, density, **split)])]
+        terms = ctx.integrator.step_terms(self.potential_term(ctx.t), self.deformation, hist, sample, ctx.dt)
+        if self.mesh is not None and self.pull_active(ctx.t) and self.params.constraint_stiffness > 0:
+            terms.append(self._pull_term(ctx.device))
+        return [SubProblem("advance", "phi", terms)]
+
+    def _pull_term(self, device) -> Energy:
+        """k/2 · mean over the pulled vertices of |φ(Xᵢ) − (Xᵢ + u)|² (the FEM's penalty set)."""
+        k = self.params.constraint_stiffness
+        X = torch.as_tensor(self.ref_points[self._pulled], dtype=torch.float32, device=device)
+        u = torch.as_tensor(self.params.pull, dtype=torch.float32, device=device)
+
+        def outer(y, Xs):
+            return 0.5 * k * ((y - Xs - u) ** 2).sum(-1)
+
+        def inner(net, Xs):
+            return self.deformation(net)(Xs)
+
+        return Energy("pull", lambda g: X, lambda net, Xs: outer(inner(net, Xs), Xs), inner=inner, outer=outer)
 
     # output ------------------------------------------------------------------
     def output_coords(self, resolution):
+        if self.mesh is not None:
+            return {"vertex": np.arange(len(self.ref_points), dtype=np.float64)}
         return {"point": np.arange(len(self.ref_points), dtype=np.float64)}
 
-    def output_vars(self, resolution):
-        pts = ", ".join(f"({x:g}, {y:g})" for x, y in self.ref_points)
-        pos = {"long_name": "deformed positions of the reference points", "units": "1", "reference_positions": pts}
-        en = {"long_name": "total energy: kinetic + elastic + gravity + contact", "units": "1"}
+    def static_vars(self, resolution):
+        if self.mesh is None:
+            return {}
+        faces = np.asarray(self.mesh.boundary_faces, dtype=np.int64)
         return {
-            "points": (("point", "component"), (len(self.ref_points), 2), pos),
-            "points_ref": (("point", "component"), (len(self.ref_points), 2), {**pos, "long_name": "FEM reference positions"}),
+            "mesh_points": (("vertex", "component"), "float64",
+                            {"long_name": "reference (undeformed) positions of the mesh vertices", "units": "1"},
+                            self.ref_points),
+            "mesh_faces": (("face", "corner"), "int64",
+                           {"long_name": "boundary faces of the mesh (vertex indices, outward)", "units": "1"}, faces),
+        }
+
+    def extra_attrs(self) -> dict:
+        if self.mesh is None:
+            return {}
+        p = self.params
+        return {"mesh": p.mesh, "dim": self.dim, "ground": self.ground_plane(),
+                "sphere": [*p.sphere_centre, p.sphere_radius] if p.sphere_radius > 0 else [],
+                "tip_vertex": self.tip}
+
+    def output_vars(self, resolution):
+        en = {"long_name": "total energy: kinetic + elastic + gravity + external + contact (+ pull)", "units": "1"}
+        energies = {
             "energy": ((), (), en),
             "energy_ref": ((), (), {**en, "long_name": "total energy of the FEM reference"}),
         }
+        n, d = len(self.ref_points), self.dim
+        if self.mesh is not None:
+            pos = {"long_name": "deformed positions of the mesh vertices", "units": "1"}
+            return {
+                "vertices": (("vertex", "component"), (n, d), pos),
+                "vertices_ref": (("vertex", "component"), (n, d), {**pos, "long_name": "FEM reference positions of the mesh vertices"}),
+                **energies,
+            }
+        pts = ", ".join(f"({x:g}, {y:g})" for x, y in self.ref_points)
+        pos = {"long_name": "deformed positions of the reference points", "units": "1", "reference_positions": pts}
+        return {
+            "points": (("point", "component"), (n, 2), pos),
+            "points_ref": (("point", "component"), (n, 2), {**pos, "long_name": "FEM reference positions"}),
+            **energies,
+        }
 
     def _quadrature(self, resolution):
+        """Points and weights of the energy quadrature: the bar's cell centres; a mesh's
+        simplex centroids weighted by their volumes."""
+        if self.mesh is not None:
+            cells = np.asarray(self.mesh.cells)
+            return self.ref_points[cells].mean(1), np.asarray(self.mesh.volumes, float)
         L, H = self.params.length, self.params.height
         nx = max(8, resolution)
         ny = max(2, round(nx * H / L))
         xs, ys = (np.arange(nx) + 0.5) / nx * L, (np.arange(ny) + 0.5) / ny * H - H / 2
         X, Y = np.meshgrid(xs, ys)
-        return np.stack([X.ravel(), Y.ravel()], 1), L * H / (nx * ny)
+        return np.stack([X.ravel(), Y.ravel()], 1), np.full(nx * ny, L * H / (nx * ny))
+
+    def _lumped_mass(self, resolution) -> np.ndarray:
+        if self.mesh is not None:
+            return self.params.density * np.asarray(self.mesh.lumped_volumes(), float)
+        Xq, w = self._quadrature(resolution)
+        return self.params.density * w
 
     def evaluate(self, fields, resolution, device):
         phi = self.deformation(fields["phi"])
@@ -174,28 +377,66 @@ class Elasticity(Case):
         Xq, w = self._quadrature(resolution)
         X = torch.as_tensor(Xq, dtype=torch.float32, device=device)
         phi_point = self.deformation(module_point_fn(fields["phi"]))
+        t = self.time_now
         with torch.no_grad():
-            with batch_mode():
-                potential = float(self.potential_density(phi_point, X).sum()) * w
-            xq = phi(X).cpu().numpy().astype(np.float64)
+            with batch_mode():  # the stored energy leaves out the external force's work (as the FEM's)
+                density = self.potential_term(np.inf).density(phi_point, X)
+                potential = float((density.double().cpu().numpy() * w).sum())
+            moving = pts.astype(np.float64) if self.mesh is not None else phi(X).cpu().numpy().astype(np.float64)
+        if self.mesh is not None and self.pull_active(t) and self.params.constraint_stiffness > 0:
+            target = self.ref_points[self._pulled] + np.asarray(self.params.pull, float)
+            potential += 0.5 * self.params.constraint_stiffness * float(((moving[self._pulled] - target) ** 2).sum(1).mean())
+        mass = self._lumped_mass(resolution)
         if self._prev_quad is not None:
-            kinetic = 0.5 * self.params.density * w * float((((xq - self._prev_quad) / self.dt) ** 2).sum())
+            kinetic = 0.5 * float((mass[:, None] * ((moving - self._prev_quad) / self.dt) ** 2).sum())
         else:  # step 0 starts at rest; right after a resume the velocity is unknown
             kinetic = 0.0 if self._fem_step <= 0 else np.nan
-        self._prev_quad = xq
-        return {"points": pts.astype(np.float32), "energy": np.float32(potential + kinetic)}
+        self._prev_quad = moving
+        key = "vertices" if self.mesh is not None else "points"
+        return {key: pts.astype(np.float32), "energy": np.float32(potential + kinetic)}
 
-    def _build_fem(self) -> ElasticFEM:
+    def _build_fem(self):
         p = self.params
-        nodes, tris = bar_mesh(p.length, p.height, p.fem_nx, p.fem_ny)
-        fixed = np.where(nodes[:, 0] <= 1e-12)[0] if p.fixed == "left" else None
-        fem = ElasticFEM(
-            nodes, tris, p.density, self.mu, self.lam, (0.0, -self.g), fixed,
-            ground=p.ground if p.scenario == "fall" else None, contact_stiffness=p.contact_stiffness,
+        if self.mesh is None:
+            nodes, tris = bar_mesh(p.length, p.height, p.fem_nx, p.fem_ny)
+            fixed = np.where(nodes[:, 0] <= 1e-12)[0] if p.fixed == "left" else None
+            fem = ElasticFEM(
+                nodes, tris, p.density, self.mu, self.lam, (0.0, -self.g), fixed,
+                ground=p.ground if p.scenario == "fall" else None, contact_stiffness=p.contact_stiffness,
+            )
+            fem.set_state(self.initial_map(nodes))
+            idx = [int(np.argmin(((nodes - q) ** 2).sum(1))) for q in self.ref_points]
+            self._fem_points = np.array(idx)
+            return fem
+        from insr_hpc.pde.baselines.mesh_fem import Collider, MeshFEM, PenaltySet
+
+        fine = self.mesh.refined(p.fem_refine) if p.fem_refine else self.mesh
+        d = self.dim
+        side = self._fixed_side()
+        fixed = fine.select(side=side) if side is not None else None
+        gravity = np.zeros(d)
+        gravity[-1] = -self.g
+        colliders = []
+        ground = self.ground_plane()
+        if ground is not None:
+            normal = np.zeros(d)
+            normal[-1] = 1.0
+            point = np.zeros(d)
+            point[-1] = ground
+            colliders.append(Collider("plane", point, normal, None, p.contact_stiffness))
+        if p.sphere_radius > 0:
+            colliders.append(Collider("sphere", np.asarray(p.sphere_centre, float), None, p.sphere_radius, p.contact_stiffness))
+        penalties = []
+        if p.pull and p.constraint_stiffness > 0:
+            until = np.inf if p.pull_until < 0 else p.pull_until
+            penalties.append(PenaltySet(self._pulled_vertices(fine), np.asarray(p.pull, float), p.constraint_stiffness, until))
+        fem = MeshFEM(
+            fine.points, fine.cells, density=p.density, material=p.material, mu=self.mu, lam=self.lam,
+            gravity=gravity, fixed=fixed, colliders=colliders, penalties=penalties,
+            force=np.asarray(p.force, float) if p.force else None, force_until=p.force_until,
         )
-        fem.set_state(self.initial_map(nodes))
-        idx = [int(np.argmin(((nodes - q) ** 2).sum(1))) for q in self.ref_points]
-        self._fem_points = np.array(idx)
+        fem.set_state(self.initial_map(np.asarray(fine.points, float)))
+        self._fem_points = np.arange(len(self.ref_points))  # refinement keeps the vertices first
         return fem
 
     def reference(self, t, resolution):
@@ -203,16 +444,22 @@ class Elasticity(Case):
         if self._fem is None or self._fem_step > step:
             self._fem, self._fem_step = self._build_fem(), 0
         while self._fem_step < step:
-            self._fem.step(self.dt)
+            info = self._fem.step(self.dt)
+            if info is not None and not getattr(info, "converged", True):
+                raise RuntimeError(f"the FEM reference did not converge at step {self._fem_step + 1} "
+                                   f"(|grad| {info.grad_norm:.3g} after {info.iterations} Newton iterations)")
             self._fem_step += 1
+        key = "vertices_ref" if self.mesh is not None else "points_ref"
         return {
-            "points_ref": self._fem.positions[self._fem_points].astype(np.float32),
+            key: self._fem.positions[self._fem_points].astype(np.float32),
             "energy_ref": np.float32(self._fem.total_energy(self.dt)),
         }
 
     def errors(self, outputs, reference):
-        got, ref = outputs["points"].astype(np.float64), reference["points_ref"].astype(np.float64)
-        scale = max(np.linalg.norm(ref - self.ref_points), 0.01 * self.params.length * np.sqrt(len(ref)))
+        key = "vertices" if self.mesh is not None else "points"
+        got, ref = outputs[key].astype(np.float64), reference[key + "_ref"].astype(np.float64)
+        size = float(np.linalg.norm(self.extent)) if self.mesh is not None else self.params.length
+        scale = max(np.linalg.norm(ref - self.ref_points), 0.01 * size * np.sqrt(len(ref)))
         dist = np.linalg.norm(got - ref, axis=1)
         return {"rel_l2": float(np.linalg.norm(got - ref) / scale), "max_err": float(dist.max()), "tip_error": float(dist[self.tip])}
 
@@ -222,6 +469,12 @@ class Elasticity(Case):
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
+        if self.mesh is not None:
+            from insr_hpc.analysis.mesh_render import body_figure
+
+            ref = self._fem.positions[self._fem_points] if self._fem is not None else None
+            return body_figure(self.ref_points, np.asarray(self.mesh.boundary_faces), [outputs["vertices"]], [t],
+                               references=[ref] if ref is not None else None, attrs=self.extra_attrs())
         fig, ax = plt.subplots(figsize=(6, 3))
         ax.plot(*self.ref_points.T, ".", color="0.7", label="rest")
         if self._fem is not None:

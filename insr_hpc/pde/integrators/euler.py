@@ -14,6 +14,9 @@ class ExplicitEuler(Integrator):
 
     Params = ExplicitEulerParams
 
+    def amplification(self, z):
+        return 1 - z
+
     def residual(self, term: Term, new, history, x, dt):
         prev = history[0]
         return (new(x) - prev(x).detach()) / dt - term.rhs(prev, x).detach()
@@ -25,6 +28,9 @@ class ImplicitEuler(Integrator):
 
     Params = ImplicitEulerParams
 
+    def amplification(self, z):
+        return 1 / (1 + z)
+
     def residual(self, term: Term, new, history, x, dt):
         return (new(x) - history[0](x).detach()) / dt - term.rhs(new, x)
 
@@ -34,6 +40,9 @@ class Midpoint(Integrator):
     """u⁺ = uⁿ + Δt F((u⁺ + uⁿ)/2). Second order; energy-conserving for linear F."""
 
     Params = MidpointParams
+
+    def amplification(self, z):
+        return (1 - z / 2) / (1 + z / 2)
 
     def residual(self, term: Term, new, history, x, dt):
         prev = history[0]

@@ -18,7 +18,7 @@ import torch
 from insr_hpc.ops import value_and_grad_at
 from insr_hpc.pde.integrators.base import INTEGRATORS, Integrator
 from insr_hpc.pde.integrators.params import VariationalEulerParams
-from insr_hpc.pde.terms import PotentialTerm
+from insr_hpc.pde.terms import Energy, PotentialTerm
 
 
 @INTEGRATORS.register("variational")
@@ -27,6 +27,18 @@ class VariationalEuler(Integrator):
 
     history_needed = 2
     accepts = PotentialTerm
+
+    def step_terms(self, term: PotentialTerm, field_map, history, sample, dt: float, name: str = "incremental_potential"):
+        """One :class:`Energy`: measure · (inertia + potential) density; for a term with a
+        local density it carries its (φ, ∇φ) split, the Gauss–Newton curvature."""
+        def density(net, X):
+            return self.energy_density(term, field_map(net), history, X, dt)
+
+        parts = self.energy_parts(term, history, dt)
+        if parts is None:
+            return [Energy(name, sample, density)]
+        inner, outer = parts
+        return [Energy(name, sample, density, inner=lambda net, X: inner(field_map(net), X), outer=outer)]
 
     def energy_density(self, term: PotentialTerm, new, history, X: torch.Tensor, dt: float) -> torch.Tensor:
         """measure · (inertia + potential) density at one reference point X (d,): scalar."""

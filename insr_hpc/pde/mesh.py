@@ -171,6 +171,10 @@ class Mesh:
     def __repr__(self) -> str:
         return f"Mesh({self.source!r}, dim={self.dim}, vertices={len(self.points)}, cells={len(self.cells)})"
 
+    @functools.cached_property
+    def _tensors(self) -> dict:
+        return {}
+
     @property
     def dim(self) -> int:
         return int(self.points.shape[1])
@@ -194,7 +198,8 @@ class Mesh:
 
     @functools.cached_property
     def _face_geometry(self) -> tuple[np.ndarray, np.ndarray]:
-        return _face_measures(self.points, self.boundary_faces)
+        size, normal = _face_measures(self.points, self.boundary_faces)
+        return _frozen(size, np.float64), _frozen(normal, np.float64)
 
     @property
     def face_areas(self) -> np.ndarray:
@@ -520,7 +525,7 @@ def _validated(points: np.ndarray, blocks: list[tuple[str, np.ndarray]], source:
             raise MeshError(
                 source,
                 f"mixed dimensions: {int(stray.sum())} of {len(lower)} {SIMPLEX_NAME[dim]} are not "
-                f"{'vertices' if dim == 0 else 'faces or edges'} of the {SIMPLEX_NAME[top]} "
+                f"{'vertices' if dim == 0 else 'faces' if dim == top - 1 else 'edges'} of the {SIMPLEX_NAME[top]} "
                 f"(a stray {dim}D part beside the {top}D body?)",
             )
     used = np.unique(cells)
@@ -636,21 +641,31 @@ def _barycentric(n: int, k: int, gen: "torch.Generator") -> "torch.Tensor":
     return e / e.sum(dim=1, keepdim=True).clamp_min(torch.finfo(torch.float64).tiny)
 
 
-def _sample_simplices(points, simplices, weights, n, gen, device, dtype):
+def _tensor(mesh: Mesh, name: str, device) -> "torch.Tensor":
+    """``mesh``'s array ``name`` as a tensor on ``device`` (float64 or int64), kept on
+    the mesh so that sampling every iteration does not copy the mesh again."""
+    import torch  # noqa: PLC0415
+
+    cache = mesh._tensors
+    key = (name, str(device))
+    if key not in cache:
+        cache[key] = torch.from_numpy(np.array(getattr(mesh, name))).to(device)
+    return cache[key]
+
+
+def _sample_simplices(mesh, simplices, weights, n, gen, device, dtype):
     import torch  # noqa: PLC0415
 
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
     dtype = dtype or torch.get_default_dtype()
-    w = torch.as_tensor(np.asarray(weights), dtype=torch.float64, device=gen.device)
+    w = _tensor(mesh, weights, gen.device)
     if n == 0:
         idx = torch.zeros(0, dtype=torch.int64, device=gen.device)
     else:
         idx = torch.multinomial(w, n, replacement=True, generator=gen)
-    lam = _barycentric(n, simplices.shape[1], gen)
-    corners = torch.as_tensor(np.asarray(points), dtype=torch.float64, device=gen.device)[
-        torch.as_tensor(np.asarray(simplices), device=gen.device)[idx]
-    ]  # (n, k, d)
+    corners = _tensor(mesh, "points", gen.device)[_tensor(mesh, simplices, gen.device)[idx]]  # (n, k, d)
+    lam = _barycentric(n, corners.shape[1], gen)
     x = torch.einsum("nk,nkd->nd", lam, corners)
     return x.to(device=device or gen.device, dtype=dtype), idx
 
@@ -659,7 +674,7 @@ def sample_volume(mesh: Mesh, n: int, gen: "torch.Generator", device=None, dtype
     """(n, d) points uniform in the body: a simplex with probability vol(T)/|Ω|, then
     uniform barycentric coordinates in it. Drawn on ``gen``'s device in float64, then
     moved to ``device`` (default: the generator's) as ``dtype`` (default: torch's)."""
-    x, _ = _sample_simplices(mesh.points, mesh.cells, mesh.volumes, n, gen, device, dtype)
+    x, _ = _sample_simplices(mesh, "cells", "volumes", n, gen, device, dtype)
     return x
 
 
@@ -668,8 +683,6 @@ def sample_surface(
 ) -> tuple["torch.Tensor", "torch.Tensor"]:
     """(n, d) points uniform on the boundary (a face with probability ∝ its area) and
     (n, d) unit outward normals there."""
-    import torch  # noqa: PLC0415
-
-    x, idx = _sample_simplices(mesh.points, mesh.boundary_faces, mesh.face_areas, n, gen, device, dtype)
-    normals = torch.as_tensor(np.asarray(mesh.face_normals), device=gen.device)[idx]
+    x, idx = _sample_simplices(mesh, "boundary_faces", "face_areas", n, gen, device, dtype)
+    normals = _tensor(mesh, "face_normals", gen.device)[idx]
     return x, normals.to(device=x.device, dtype=x.dtype)

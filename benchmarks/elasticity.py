@@ -1,4 +1,16 @@
-"""The elastic step: the previous default (Adam) against the shipped one (Gauss–Newton
+"""Elastodynamics benchmarks, two parts.
+
+**The paper's scenarios** (default): 2D stretch, 2D collide and the 3D fall
+(``configs/elasticity_stretch2d.yaml``, ``elasticity_collide2d.yaml``,
+``elasticity_3d.yaml``, at the paper's network sizes), each solved by INSR with the
+shipped Newton–CG (Gauss–Newton curvature), by INSR with Adam, and by the FEM on a mesh
+of the same body with as many unknowns as the network has weights ("FEM at equal
+memory"), all against the fine FEM reference (the INSR mesh refined ``--fine`` times,
+the same incremental potential) at the INSR mesh's vertices: s/step (CPU and wall),
+vertex error (rel. L2, max, the tip vertex) and the total energy, step by step.
+``--steps`` shortens the dynamic scenarios; ``--scenarios`` picks some.
+
+**The bar** (``--bar``): the previous default (Adam) against the shipped one (Gauss–Newton
 curvature Newton–CG), interleaved in one run, over a few seeds.
 
 Each variant runs the whole job (step-0 fit, then the steps) of ``configs/elasticity.yaml``
@@ -14,8 +26,10 @@ config file as shipped, both with the previous derivative path
 that backward); ``adam-table-fwd`` the same optimiser with the forward-mode ∇φ (one
 lever alone); ``newton`` the shipped config.
 
-Run: ``OMP_NUM_THREADS=1 python benchmarks/elasticity.py [--seeds 0,1,2] [--quick]``.
-Prints the section "Elasticity: the variational step"; ``--write`` also puts it into docs/benchmarks.md.
+Run: ``OMP_NUM_THREADS=1 python benchmarks/elasticity.py [--scenarios stretch2d,collide2d,fall3d]
+[--steps N]`` (section "Elasticity: the paper's scenarios") or ``... --bar [--seeds 0,1,2]
+[--quick]`` (section "Elasticity: the variational step"); ``--write`` also puts the
+section into docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -117,18 +131,181 @@ def spread(values, fmt: str) -> str:
     return f"{format(np.median(v), fmt)} ({format(v.min(), fmt)}–{format(v.max(), fmt)})"
 
 
+SCENARIO_CONFIGS = {
+    "stretch2d": "configs/elasticity_stretch2d.yaml",
+    "collide2d": "configs/elasticity_collide2d.yaml",
+    "fall3d": "configs/elasticity_3d.yaml",
+}
+ADAM = {"name": "adam", "lr": 1e-4, "max_iters": 2000, "init_lr": 1e-3, "init_max_iters": 1000, "rtol": 1e-4, "window": 50}
+
+
+def _cpu() -> float:
+    return time.process_time()
+
+
+def equal_memory_mesh(mesh, n_params: int):
+    """A mesh of the same body with about as many unknowns (nodes × d) as the network has
+    weights: a builtin regenerated at the matching resolution, a file mesh refined while
+    that stays at or under the budget."""
+    from insr_hpc.pde.mesh import load_mesh
+
+    d = mesh.dim
+    if mesh.source.startswith("builtin:"):
+        best = None
+        for res in range(4, 400):
+            m = load_mesh(mesh.source, res)
+            if len(m.points) * d > n_params:
+                break
+            best = m
+        return best
+    m = mesh
+    while len(m.refined(1).points) * d <= n_params:
+        m = m.refined(1)
+    return m
+
+
+def interpolate_p1(mesh, values: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """The P1 interpolant of nodal ``values`` (n, k) of ``mesh`` at ``points`` (q, d)."""
+    import skfem
+
+    d = mesh.dim
+    m = (skfem.MeshTri if d == 2 else skfem.MeshTet)(np.ascontiguousarray(mesh.points.T), np.ascontiguousarray(mesh.cells.T))
+    cells = m.element_finder()(*points.T)
+    corners = mesh.points[mesh.cells[cells]]  # (q, d+1, d)
+    T = (corners[:, 1:] - corners[:, :1]).transpose(0, 2, 1)
+    lam = np.linalg.solve(T, (points - corners[:, 0])[..., None])[..., 0]
+    bary = np.concatenate([1 - lam.sum(1, keepdims=True), lam], 1)
+    return np.einsum("qc,qck->qk", bary, values[mesh.cells[cells]])
+
+
+def fem_for(case, mesh):
+    """A MeshFEM of ``case``'s model on ``mesh`` (the case's own builder on another mesh)."""
+    saved, saved_pulled = case.mesh, case._pulled
+    case.mesh, case.params.fem_refine = mesh, 0
+    try:
+        fem = case._build_fem()
+    finally:
+        case.mesh, case._pulled = saved, saved_pulled
+    return fem
+
+
+def run_scenario(name: str, variant: str, steps: int | None, fine_levels: int, cache: dict) -> dict:
+    """One solver on one scenario: per-step CPU/wall seconds, vertex errors, energies."""
+    over = [] if steps is None else [f"time.steps={steps}"]
+    raw = load_raw(os.path.join(ROOT, SCENARIO_CONFIGS[name]), over + ["device=cpu"])
+    if variant == "adam":
+        raw["optim"] = dict(ADAM)
+    cfg = build_config(raw)
+    env = RunEnv(torch.device("cpu"))
+    s = Solver(cfg, env)
+    case = s.case
+    n_steps, dt = cfg.time.steps, cfg.time.dt
+    key = (name, n_steps)
+    if key not in cache:  # the fine FEM reference at the INSR mesh's vertices
+        fine = case.mesh.refined(fine_levels)
+        fem = fem_for(case, fine)
+        c0, w0 = _cpu(), time.perf_counter()
+        ref = [fem.positions[: len(case.ref_points)].copy()]
+        en = [fem.total_energy(dt)]
+        for _ in range(n_steps):
+            info = fem.step(dt)
+            assert info.converged, f"{name}: the fine FEM reference did not converge"
+            ref.append(fem.positions[: len(case.ref_points)].copy())
+            en.append(fem.total_energy(dt))
+        cache[key] = {"ref": ref, "energy": en, "cpu": (_cpu() - c0) / n_steps, "wall": (time.perf_counter() - w0) / n_steps,
+                      "n": len(fine.points)}
+    ref = cache[key]["ref"]
+    if variant == "fem-equal":
+        mesh = equal_memory_mesh(case.mesh, s.n_params())
+        fem = fem_for(case, mesh)
+        cpu, wall, outs, energies, conv = [], [], [], [], True
+        for _ in range(n_steps):
+            c0, w0 = _cpu(), time.perf_counter()
+            info = fem.step(dt)
+            cpu.append(_cpu() - c0)
+            wall.append(time.perf_counter() - w0)
+            conv &= bool(info.converged)
+            outs.append(interpolate_p1(mesh, fem.positions, case.ref_points))
+            energies.append(fem.total_energy(dt))
+        label = f"FEM at equal memory ({len(mesh.points)} nodes, {len(mesh.points) * case.dim} unknowns)"
+        init = 0.0
+    else:
+        c0, w0 = _cpu(), time.perf_counter()
+        s.advance(0)
+        init = _cpu() - c0
+        cpu, wall, outs, energies, capped, conv = [], [], [], [], 0, True
+        for k in range(1, n_steps + 1):
+            c0, w0 = _cpu(), time.perf_counter()
+            r = s.advance(k)
+            cpu.append(_cpu() - c0)
+            wall.append(time.perf_counter() - w0)
+            capped += int(sum(bool(v) for v in r["capped"].values()))
+            case.time_now = k * dt
+            out = case.evaluate(s.models, cfg.output.resolution, env.device)
+            outs.append(out["vertices"].astype(np.float64))
+            energies.append(float(out["energy"]))
+        what = "Newton–CG, Gauss–Newton curvature (shipped)" if variant == "newton" else \
+            f"Adam (lr {ADAM['lr']:g}, ≤ {ADAM['max_iters']} it, rtol {ADAM['rtol']:g})"
+        label = f"INSR {what}, {s.n_params()} weights" + (f"; {capped} capped" if capped else "")
+    errs = []
+    for k, got in enumerate(outs, start=1):
+        e = case.errors({"vertices": got}, {"vertices_ref": ref[k]})
+        errs.append(e)
+    last = errs[-1]
+    return {"label": label, "cpu": float(np.mean(cpu)), "wall": float(np.mean(wall)), "init": init,
+            "rel": last["rel_l2"], "max": max(e["max_err"] for e in errs), "tip": last["tip_error"],
+            "energy": energies[-1], "energy_ref": cache[key]["energy"][-1], "converged": conv,
+            "fine": cache[key]}
+
+
+def scenarios_main(args) -> None:
+    torch.set_num_threads(1)
+    names = args.scenarios.split(",")
+    variants = args.variants_scenario.split(",")
+    cache: dict = {}
+    parts = []
+    for name in names:
+        rows = []
+        steps = None if args.steps is None or name == "stretch2d" else args.steps
+        for v in variants:
+            r = run_scenario(name, v, steps, args.fine, cache)
+            print(f"  {name} {v}: {r['cpu']:.2f} s CPU/step ({r['wall']:.2f} wall), rel L2 {r['rel']:.3e}, "
+                  f"max {r['max']:.3e}, tip {r['tip']:.3e}, energy {r['energy']:.4g} (ref {r['energy_ref']:.4g})", flush=True)
+            rows.append([r["label"], f"{r['cpu']:.2f}", f"{r['wall']:.2f}", f"{r['init']:.1f}" if r["init"] else "-",
+                         f"{r['rel']:.2e}", f"{r['max']:.2e}", f"{r['tip']:.2e}", f"{r['energy']:.4g}"])
+        fine = cache[next(k for k in cache if k[0] == name)]
+        rows.append([f"fine FEM reference ({fine['n']} nodes)", f"{fine['cpu']:.2f}", f"{fine['wall']:.2f}", "-",
+                     "0", "0", "0", f"{fine['energy'][-1]:.4g}"])
+        cfgfile = SCENARIO_CONFIGS[name]
+        parts.append(f"### {name} (`{cfgfile}`" + (f", {steps} steps" if steps else "") + ")\n\n" + markdown_table(
+            ["solver", "s/step CPU", "s/step wall", "s step 0 (CPU)", "rel. L2 vertices (last step)",
+             "max vertex error (worst step)", "tip vertex error (last)", "energy (last)"], rows))
+    intro = ("Errors at the INSR mesh's vertices against the fine FEM reference (the mesh refined "
+             f"{args.fine}×, P1, the same incremental potential), one thread. CPU seconds are "
+             "`time.process_time` of this process; the FEM at equal memory is interpolated (P1) to the same vertices.")
+    cmd = "OMP_NUM_THREADS=1 python benchmarks/elasticity.py " + " ".join(sys.argv[1:])
+    publish(args.write, "Elasticity: the paper's scenarios", cmd.strip(), intro + "\n\n" + "\n\n".join(parts))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--bar", action="store_true", help="the bar's Adam-vs-Newton table (the previous benchmark)")
+    ap.add_argument("--scenarios", default="stretch2d,collide2d,fall3d")
+    ap.add_argument("--variants-scenario", default="newton,adam,fem-equal")
+    ap.add_argument("--steps", type=int, default=None, help="steps of the dynamic scenarios (default: the config's)")
+    ap.add_argument("--fine", type=int, default=2, help="refinements of the INSR mesh for the fine FEM reference")
     ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--scenarios", default="sag,stretch")
+    ap.add_argument("--bar-scenarios", default="sag,stretch")
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--stretch-variants", default="adam-table,newton")
     ap.add_argument("--quick", action="store_true", help="FEM reference 64×8 instead of 128×16")
     add_write_option(ap)
     args = ap.parse_args()
+    if not args.bar:
+        return scenarios_main(args)
     torch.set_num_threads(1)
     seeds = [int(x) for x in args.seeds.split(",")]
-    scenarios = args.scenarios.split(",")
+    scenarios = args.bar_scenarios.split(",")
     variants = args.variants.split(",")
     refs: dict = {"fine": (64, 8) if args.quick else (128, 16)}
     per = {sc: variants if sc == "sag" else args.stretch_variants.split(",") for sc in scenarios}

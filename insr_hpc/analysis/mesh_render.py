@@ -142,6 +142,23 @@ def mesh_figure(ds, steps: Sequence[int], reference: bool = True, attrs: dict | 
     return fig
 
 
+def body_figure(faces: np.ndarray, frames: Sequence[np.ndarray], times: Sequence[float],
+                references: Sequence[np.ndarray] | None = None, attrs: dict | None = None):
+    """:func:`mesh_figure` from arrays: boundary ``faces`` (k, d), deformed vertex
+    positions per frame (n, d), their times, optional FEM positions per frame and the
+    collider attributes (``ground``, ``sphere``). What a run draws every few steps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    a = {"ground": None, "sphere": [], **(attrs or {})}
+    frames = [np.asarray(f, dtype=np.float64) for f in frames]
+    refs = [np.asarray(r, dtype=np.float64) for r in references] if references is not None else []
+    draw = _figure_3d if frames[0].shape[1] == 3 else _figure_2d
+    return draw(plt, np.asarray(faces, dtype=np.int64), frames, refs, list(times), a)
+
+
 def _front_edges(x: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """Edges (e, 2) of the triangles that face the viewer (the default view): the
     wireframe is drawn without occlusion, so back faces would show through."""

@@ -543,8 +543,10 @@ def _validated(points: np.ndarray, blocks: list[tuple[str, np.ndarray]], source:
     if zero.any():
         raise MeshError(source, f"{int(zero.sum())} of {len(cells)} {name} are degenerate (zero volume)")
     negative = vol < 0
-    if negative.all():
-        cells = _orient(points, cells)  # consistently reversed (a clockwise convention): not an error
+    if negative.all() and top == 2:
+        # a flat mesh consistently clockwise: its plane's normal points the other way (a
+        # convention, not an error). A 3D body has one orientation: negative is inverted.
+        cells = _orient(points, cells)
     elif negative.any():
         raise MeshError(source, f"{int(negative.sum())} of {len(cells)} {name} are inverted (negative volume)")
     _, counts, keys = _face_counts(cells, len(points))
@@ -686,3 +688,9 @@ def sample_surface(
     x, idx = _sample_simplices(mesh, "boundary_faces", "face_areas", n, gen, device, dtype)
     normals = _tensor(mesh, "face_normals", gen.device)[idx]
     return x, normals.to(device=x.device, dtype=x.dtype)
+
+
+def mesh_dim(spec: str, resolution: int = 0) -> int:
+    """The dimension of the body ``spec`` names (what config validation needs; the mesh
+    is read and checked once, then cached)."""
+    return load_mesh(spec, resolution).dim

@@ -473,7 +473,7 @@ class Elasticity(Case):
             from insr_hpc.analysis.mesh_render import body_figure
 
             ref = self._fem.positions[self._fem_points] if self._fem is not None else None
-            return body_figure(self.ref_points, np.asarray(self.mesh.boundary_faces), [outputs["vertices"]], [t],
+            return body_figure(np.asarray(self.mesh.boundary_faces), [outputs["vertices"]], [t],
                                references=[ref] if ref is not None else None, attrs=self.extra_attrs())
         fig, ax = plt.subplots(figsize=(6, 3))
         ax.plot(*self.ref_points.T, ".", color="0.7", label="rest")

@@ -110,7 +110,7 @@ class ElasticityParams:
             try:
                 dim = mesh_dim(self.mesh, self.mesh_resolution)
             except MeshError as exc:
-                raise ConfigError("mesh", str(exc)) from None
+                raise ConfigError("mesh", f"'{exc.source}': {exc.reason}") from None
             require(dim == 3 or self.fixed[-1:] != "z", "fixed", f"a 2D body has no side '{self.fixed}'")
         for key in ("sphere_centre", "pull", "force"):
             value = getattr(self, key)

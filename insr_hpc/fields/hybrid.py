@@ -58,4 +58,4 @@ class Hybrid:
     def base_model(params: "Hybrid.Params"):
         """The interpolant: an object with ``interpolate(values, observed, valid, lat, lon)``."""
         base = params.base_params()
-        return MODELS.get(params.base).build(base)
+        return MODELS.get("classical" if params.base == "auto" else params.base).build(base)

@@ -29,7 +29,7 @@ from insr_hpc.store import decode_attrs  # noqa: E402
 
 NOTES = "<!-- notes (written by hand; kept by reruns) -->"
 NEURAL = ("mmgn", "siren", "ffn_p", "ffn_g", "resmlp", "hybrid")  # the project's models (hybrid: kriging + MMGN residual)
-CLASSICAL = ("idw", "kriging")
+CLASSICAL = ("idw", "kriging", "classical")  # classical: IDW or kriging chosen by cross-validation
 TASKS = ("task1", "task2", "task3", "task4")
 DATASET_NAMES = {"A1B_north_america.nc": "A1B", "ostia_monthly.nc": "OSTIA", "E1_north_america.nc": "E1"}
 
@@ -63,6 +63,9 @@ def collect(sweep_dirs: list[str]) -> list[dict]:
                 "units": attrs.get("units", ""), "blend_weight": attrs.get("blend_weight"),
                 "base_seconds": attrs.get("base_seconds"), "base": attrs.get("base"),
                 "input_scale": (cfg.get("network") or {}).get("input_scale"),
+                # cross-validation evidence (absent in stores from before it: shown as "-")
+                "warning": attrs.get("warning") or "", "validation_cv": attrs.get("validation_cv"),
+                "chosen": attrs.get("chosen_model"), "metric_range": attrs.get("metric_range"),
             })
     return rows
 
@@ -76,21 +79,36 @@ def render(rows: list[dict], command: str) -> str:
         f"Produced by `{command}` over the stores of `insr-hpc submit configs/reconstruct_sweep.yaml` (see its header) "
         f"on {machine()}, {time.strftime('%Y-%m-%d')}.", "",
         "Each cell: **MSE over the grid** (normalised by the whole field's min–max, the paper's metric) / MSE on "
-        "points never observed / RMSE in the field's units, for the weights kept by validation (10 % of the "
-        "observations held back; `selected` epoch). Sampling ratio 0.05 (tasks 2 and 4: 0.01–0.05 per step), "
+        "points never observed / RMSE in the field's units, for the weights kept by validation (tasks 1–2: "
+        "`train.validation_sensors` of the sensors held back whole, tasks 3–4: `train.validation` of each step's "
+        "observations; `selected` epoch; stores from before 2026-12: 10 % on every task). Sampling ratio 0.05 (tasks 2 and 4: 0.01–0.05 per step), "
         f"seeds 3407, the authors' recipe (summed L1, clip 0.999, AdamW 5e-3, SIREN 1e-4, decay 0.99/epoch, "
         f"batches of 16 steps). Network epochs in this table: {', '.join(map(str, epochs)) or '-'} (per cell: epochs "
         "trained, epoch kept). "
-        "Classical models interpolate the same training observations. `hybrid` = kriging of the training "
-        "observations + w × (MMGN − kriging), w fitted on the validation observations (shown per cell; 0 unless at "
-        "least one cluster-robust standard error above 0, `network.min_z`). "
-        "A run marked ⚠ ended `suspect`.", "",
+        "Classical models interpolate the same training observations. `hybrid` = an interpolant b of the training "
+        "observations (`network.base`: kriging, idw or auto, the classical model chosen by cross-validation) + "
+        "w × (MMGN − b), w fitted on the validation observations (shown per cell; 0 — b exactly — unless its "
+        "gain, cross-validated over folds of validation clusters, is above `network.min_z` standard errors across "
+        "folds; older stores: one cluster-robust standard error). "
+        "A run marked ⚠ ended `suspect`; one marked ‡ rests its selection (epoch, blend weight or classical model) "
+        "on fewer independent validation clusters than `train.min_clusters` (`thin_validation`). Per cell, where "
+        "recorded: `cv` = the kept reconstruction's validation MSE, mean over the folds of independent clusters "
+        "(sensors on tasks 1–2, lat/lon tiles on tasks 3–4) ± its standard error across folds, and their count; "
+        "`classical` = IDW or kriging chosen by cross-validation (the choice in the cell).", "",
     ]
     for ds in sorted({r["dataset"] for r in rows}):
         found = {(r["model"], r["task"]): r for r in rows if r["dataset"] == ds}
         tasks = [t for t in TASKS if any(tt == t for (_, tt) in found)]
-        lines += [f"## {ds}", "", "| model | params | s/epoch | " + " | ".join(tasks) + " |",
-                  "|---" * (3 + len(tasks)) + "|"]
+        lines += [f"## {ds}", ""]
+        mr = next((r["metric_range"] for r in found.values() if isinstance(r.get("metric_range"), dict)), None)
+        if mr:  # the yardstick of the normalised MSEs, and what one means in the field's units
+            span = float(mr["hi"]) - float(mr["lo"])
+            units = next((r["units"] for r in found.values() if r.get("units")), "")
+            lines += [f"Yardstick: MSEs are divided by the squared range of the true field (`metric_range` "
+                      f"{float(mr['lo']):.4g}–{float(mr['hi']):.4g} {units}, span {span:.4g}); an MSE m is an RMSE of "
+                      f"{span:.4g}·√m {units} (MSE 1e-3 ≙ {span * 1e-3 ** 0.5:.3g} {units}); the RMSE column of each "
+                      "cell is in the field's units, independent of the yardstick.", ""]
+        lines += ["| model | params | s/epoch | " + " | ".join(tasks) + " |", "|---" * (3 + len(tasks)) + "|"]
         extra = sorted({m for (m, _) in found if m not in NEURAL and m not in CLASSICAL})
         for model in (*NEURAL[:1], *extra, *NEURAL[1:], *CLASSICAL):
             cells, some = [], [found.get((model, t)) for t in tasks]
@@ -101,9 +119,17 @@ def render(rows: list[dict], command: str) -> str:
                     cells.append("(not run)")
                     continue
                 mark = " ⚠" if r["state"] == "suspect" else ""
-                ep = f" ({r['epochs']} ep, kept {r['selected']})" if model not in CLASSICAL else ""
+                mark += " ‡" if r.get("warning") else ""
+                notes = [f"{r['epochs']} ep, kept {r['selected']}"] if model not in CLASSICAL else []
                 if r.get("blend_weight") is not None:
-                    ep = ep[:-1] + f", w {r['blend_weight']:.2f})"
+                    notes.append(f"w {r['blend_weight']:.2f}")
+                if r.get("chosen"):
+                    notes.append(str(r["chosen"]))
+                cv = r.get("validation_cv")
+                if isinstance(cv, dict) and cv.get("mse") is not None:
+                    se = f" ± {cv['mse_se']:.1e}" if cv.get("mse_se") is not None else ""
+                    notes.append(f"cv {cv['mse']:.2e}{se}, {cv['clusters']} {cv['cluster_kind']}s")
+                ep = f" ({'; '.join(notes)})" if notes else ""
                 cells.append(f"{r['mse']:.2e} / {r['mse_unobserved']:.2e} / {r['rmse']:.3g}{ep}{mark}")
             first = next(r for r in some if r)
             params = f"{first['n_params']:,}" if model not in CLASSICAL else "-"

@@ -53,6 +53,9 @@ class RunRecord:
     # the case's classical solver at equal memory, at the last record (Euler: grid_linear_rel_l2 …)
     baselines: dict[str, float] = field(default_factory=dict)
     worst: dict[str, float] = field(default_factory=dict)  # metric → max over committed records
+    # reconstruction: a warning that is not a failure, e.g. thin validation evidence ("" none, or a store from before it)
+    warning: str = ""
+    validation_clusters: int | None = None  # independent validation clusters (None: not recorded)
 
     @property
     def primary(self) -> str:
@@ -156,6 +159,9 @@ def collect_run(run_dir: str, root: str) -> RunRecord:
     else:
         rec.coord = np.asarray(ds["epoch"].values, dtype=np.float64) if "epoch" in ds.variables else None
         rec.n_params = int(attrs.get("n_params") or (ds["weights"].size if "weights" in ds else 0))
+        rec.warning = str(attrs.get("warning") or "")
+        clusters = attrs.get("validation_clusters")
+        rec.validation_clusters = int(clusters) if isinstance(clusters, int | float) else None
         metrics = [name for name in ("mse", "mse_unobserved", "rmse") if name in rec.series]
     for name in metrics:
         done = rec.series[name][:n]

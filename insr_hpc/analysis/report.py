@@ -103,6 +103,7 @@ DERIVED_ATTRS: dict[str, dict[str, str]] = {
     "run": {"long_name": "run directory relative to the sweep"},
     "state": {"long_name": "run state (done, partial, running, pending, failed, cancelled)"},
     "reason": {"long_name": "why the run failed or was cancelled (empty otherwise)"},
+    "warning": {"long_name": "a warning that is not a failure, e.g. thin validation evidence (empty otherwise)"},
     "steps_done": {"long_name": "leading committed records (steps or epochs) of the run's store", "units": "1"},
     "step": {"long_name": "time step index", "units": "1"},
     "epoch": {"long_name": "training epoch (1-based)", "units": "1"},
@@ -154,6 +155,7 @@ def sweep_dataset(records: Sequence[RunRecord]):
             swept_attrs[name]["units"] = "1"
     coords["state"] = ("run", np.array([r.state for r in records], dtype=object))
     coords["reason"] = ("run", np.array([r.reason for r in records], dtype=object))
+    coords["warning"] = ("run", np.array([r.warning for r in records], dtype=object))
     coords["steps_done"] = ("run", np.array([r.steps_done for r in records], dtype=np.int64))
     data_vars: dict[str, Any] = {
         "capped_substeps": ("run", np.array([np.nan if r.capped_substeps is None else r.capped_substeps
@@ -227,6 +229,8 @@ def summary_rows(records: Sequence[RunRecord]) -> tuple[list[str], list[dict[str
     header += baselines
     header += ["seconds_total", "fit_seconds", "seconds_per_step", "iterations_total", "capped_substeps", "n_params",
                "reason"]
+    if any(r.warning for r in records):  # thin validation evidence: marked, not failed
+        header.append("warning")
 
     def sort_key(r: RunRecord):
         value = r.final.get(r.primary, math.nan)
@@ -243,6 +247,8 @@ def summary_rows(records: Sequence[RunRecord]) -> tuple[list[str], list[dict[str
                    iterations_total=r.iterations_total,
                    capped_substeps=math.nan if r.capped_substeps is None else r.capped_substeps,  # empty: unknown
                    n_params=r.n_params, reason=r.reason)
+        if "warning" in header:
+            row["warning"] = f"⚠ {r.warning}" if r.warning else ""
         rows.append(row)
     return header, rows
 

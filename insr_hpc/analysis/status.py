@@ -13,7 +13,9 @@ When DIR holds several sweeps, a ``sweep`` column names each run's sweep directo
 capped sub-problems. A running run shows where it is inside its current step from its
 ``progress.json`` note (``fit 800/2000``, ``step 3 advect 40/100``, ``epoch 12/200``;
 :meth:`RunDir.write_progress`). A finished reconstruction shows the error of the weights
-it kept (best by validation) and their epoch, and a hybrid its blend weight.
+it kept (best by validation) and their epoch, a hybrid its blend weight, and a
+``warning`` column when some run's selection rested on too few independent validation
+clusters (``thin validation (9 clusters)``; not a failure: the state stays ``done``).
 :func:`as_record` is one run as plain JSON (``status --json``).
 
 A directory holding a ``store.zarr`` but neither ``run.json`` nor ``spec.json`` (deleted)
@@ -71,7 +73,7 @@ def run_status(run_dir: str, root: str | None = None) -> dict[str, Any]:
     state["run_dir"] = run_dir
     state["sweep"] = sweep_of(run_dir, root) if root is not None else None
     state.update(steps_done=0, steps_total=None, last_loss=None, last_error=None, capped=None, kept_epoch=None,
-                 blend_weight=None, progress=None)
+                 blend_weight=None, progress=None, warning=None, validation_clusters=None)
     path = rd.store
     if os.path.exists(os.path.join(path, "zarr.json")):
         try:
@@ -117,6 +119,11 @@ def _kept(state: dict[str, Any], store: str) -> None:
     summary = state.get("summary")
     if not isinstance(summary, dict) or summary.get("selected_epoch") is None:
         return
+    # a warning that is not a failure (thin validation evidence); absent in older summaries
+    if summary.get("warning"):
+        state["warning"] = str(summary["warning"])
+    if isinstance(summary.get("validation_clusters"), int):
+        state["validation_clusters"] = summary["validation_clusters"]
     try:
         state["kept_epoch"] = int(summary["selected_epoch"])
     except (TypeError, ValueError):
@@ -184,7 +191,7 @@ def is_final(state: dict[str, Any]) -> bool:
 
 
 RECORD_KEYS = ("run", "sweep", "run_dir", "state", "recorded_state", "reason", "steps_done", "steps_total", "capped",
-               "loss", "error", "blend_weight", "backend", "job_id", "job_state", "progress", "progress_text",
+               "loss", "error", "blend_weight", "warning", "validation_clusters", "backend", "job_id", "job_state", "progress", "progress_text",
                "attempts", "earlier_attempts", "host", "pid", "started", "ended", "updated", "store_error")
 
 
@@ -207,6 +214,16 @@ def as_record(state: dict[str, Any]) -> dict[str, Any]:
         progress_text=progress_text(state.get("progress")) or None,
     )
     return record
+
+
+def _short_warning(st: dict[str, Any]) -> str:
+    """``thin validation (9 clusters)``: the table's short form of a run's warning (the
+    whole text is in run.json's summary and the store's ``warning`` attribute)."""
+    text = str(st.get("warning"))
+    if text.startswith("thin validation"):
+        n = st.get("validation_clusters")
+        return f"thin validation ({n} clusters)" if n is not None else "thin validation"
+    return text[:60]
 
 
 def _fmt(value: float | None) -> str:
@@ -240,8 +257,9 @@ def format_table(states: list[dict[str, Any]], total: bool = True) -> str:
     texts = [progress_text(st.get("progress"), now) for st in states]
     show_progress = any(texts)
     show_blend = any(st.get("blend_weight") is not None for st in states)
+    show_warning = any(st.get("warning") for st in states)
     header = ["run", "state", "steps", "capped"] + (["progress"] if show_progress else []) + ["last loss", "error"] \
-        + (["blend"] if show_blend else []) + ["backend/job", "reason"]
+        + (["blend"] if show_blend else []) + (["warning"] if show_warning else []) + ["backend/job", "reason"]
     rows = [(["sweep"] if show_sweep else []) + header]
     for st, prog in zip(states, texts, strict=True):
         total_steps = st.get("steps_total")
@@ -265,7 +283,8 @@ def format_table(states: list[dict[str, Any]], total: bool = True) -> str:
         blend = st.get("blend_weight")
         row = ([st.get("sweep") or "."] if show_sweep else []) + [st["run_id"], shown, steps, capped_s] \
             + ([prog or "-"] if show_progress else []) + [_fmt(st.get("last_loss")), err_s] \
-            + ([f"{blend:.3f}" if blend is not None else "-"] if show_blend else []) + [job, reason]
+            + ([f"{blend:.3f}" if blend is not None else "-"] if show_blend else []) \
+            + ([_short_warning(st) if st.get("warning") else "-"] if show_warning else []) + [job, reason]
         rows.append(row)
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
     table = "\n".join("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)

@@ -15,11 +15,14 @@ Distances are chords on the unit sphere, so longitude wraps around.
 
 from __future__ import annotations
 
+import math
+import time
 import warnings
 
 import numpy as np
 
-from insr_hpc.fields.params import IDWParams, KrigingParams
+from insr_hpc.fields.crossval import deal_folds, tile_index
+from insr_hpc.fields.params import ClassicalParams, IDWParams, KrigingParams
 from insr_hpc.fields.registry import MODELS
 
 
@@ -45,13 +48,39 @@ def idw(values: np.ndarray, observed: np.ndarray, valid: np.ndarray, lat: np.nda
         kk = min(k, obs.size)
         dist, idx = cKDTree(pts[obs]).query(pts[target], k=kk)
         dist, idx = dist.reshape(target.size, kk), idx.reshape(target.size, kk)
-        w = 1.0 / np.maximum(dist, 1e-12) ** power
-        vals = values[t].ravel()[obs][idx]
-        est = (w * vals).sum(1) / w.sum(1)
-        exact = dist[:, 0] < 1e-12
-        est[exact] = vals[exact, 0]
-        out[t].reshape(-1)[target] = est
+        out[t].reshape(-1)[target] = _idw_estimate(dist, values[t].ravel()[obs][idx], power)
     return out
+
+
+def _idw_estimate(dist: np.ndarray, vals: np.ndarray, power: float) -> np.ndarray:
+    """IDW from the (N, k) distances to and values of each point's k nearest observations
+    (an observation's own point keeps its value)."""
+    w = 1.0 / np.maximum(dist, 1e-12) ** power
+    est = (w * vals).sum(1) / w.sum(1)
+    exact = dist[:, 0] < 1e-12
+    est[exact] = vals[exact, 0]
+    return est
+
+
+def _kernel(nu: float, length_scale: float, nugget: float):
+    """constant × Matérn(nu) (RBF for nu = inf) + white noise, on chord distance."""
+    from sklearn.gaussian_process.kernels import RBF, ConstantKernel, Matern, WhiteKernel
+
+    shape = RBF(length_scale, (1e-4, 10.0)) if np.isinf(nu) else Matern(length_scale, (1e-4, 10.0), nu=nu)
+    return ConstantKernel(1.0, (1e-3, 1e3)) * shape + WhiteKernel(nugget, (1e-8, 1.0))
+
+
+def _gp_fit(kernel, x: np.ndarray, y: np.ndarray, optimise: bool = True):
+    """A fitted ``GaussianProcessRegressor`` (values standardised; hyperparameters by
+    maximum likelihood from ``kernel``'s values unless not ``optimise``)."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.gaussian_process import GaussianProcessRegressor
+
+    gp = GaussianProcessRegressor(kernel, normalize_y=True, optimizer="fmin_l_bfgs_b" if optimise else None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        gp.fit(x, y)
+    return gp
 
 
 @MODELS.register("idw")
@@ -88,16 +117,10 @@ class Kriging:
         return cls(params)
 
     def _kernel(self):
-        from sklearn.gaussian_process.kernels import RBF, ConstantKernel, Matern, WhiteKernel
-
         p = self.params
-        shape = RBF(p.length_scale, (1e-4, 10.0)) if np.isinf(p.nu) else Matern(p.length_scale, (1e-4, 10.0), nu=p.nu)
-        return ConstantKernel(1.0, (1e-3, 1e3)) * shape + WhiteKernel(p.nugget, (1e-8, 1.0))
+        return _kernel(p.nu, p.length_scale, p.nugget)
 
     def interpolate(self, values, observed, valid, lat, lon) -> np.ndarray:
-        from sklearn.exceptions import ConvergenceWarning
-        from sklearn.gaussian_process import GaussianProcessRegressor
-
         pts = unit_sphere(lat, lon)
         out = np.full(values.shape, np.nan)
         target = np.flatnonzero(valid.ravel())
@@ -107,11 +130,139 @@ class Kriging:
             if obs.size == 0:
                 raise ValueError(f"time step {t} has no observed point to interpolate from")
             y = values[t].ravel()[obs]
-            refit = t % self.params.fit_every == 0
-            gp = GaussianProcessRegressor(kernel, normalize_y=True, optimizer="fmin_l_bfgs_b" if refit else None)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ConvergenceWarning)
-                gp.fit(pts[obs], y)
+            gp = _gp_fit(kernel, pts[obs], y, optimise=t % self.params.fit_every == 0)
             kernel = gp.kernel_  # the next step starts from (or reuses) this fit
             out[t].reshape(-1)[target] = gp.predict(pts[target])
         return out
+
+
+def _label(cand: dict) -> str:
+    if cand["model"] == "idw":
+        return f"idw(power={cand['power']:g}, neighbours={cand['neighbours']})"
+    return f"kriging(nu={cand['nu']:g})"
+
+
+@MODELS.register("classical")
+class ClassicalSelector:
+    """IDW or kriging, whichever interpolates *this* field best: K-fold cross-validation
+    over the training observations on a grid of candidates (IDW power × neighbours,
+    kriging's Matérn smoothness with its length scale and nugget fitted by maximum
+    likelihood per fold and time step), the lowest pooled CV MSE wins and interpolates
+    every time step.
+
+    Folds: where positions are fixed in time (tasks 1–2) whole sensors are dealt into
+    the K folds (leave-sensors-out: a held-out sensor is interpolated from the others,
+    as an unobserved point is); where they are redrawn (tasks 3–4) each time step's
+    points are dealt at random (the held-out points are as sparse among the rest as the
+    unobserved ones), and the independent clusters are counted as lat/lon tiles. The CV
+    uses ``steps`` evenly spaced time steps (each is interpolated on its own)."""
+
+    Params = ClassicalParams
+
+    def __init__(self, params: "ClassicalSelector.Params"):
+        self.params = params
+        self.chosen = None  # the winning interpolator (IDW or Kriging), after select
+        self.selection: dict | None = None
+
+    @classmethod
+    def build(cls, params: "ClassicalSelector.Params", in_dim: int = 2, out_dim: int = 1) -> "ClassicalSelector":
+        return cls(params)
+
+    def candidates(self) -> list[dict]:
+        p, out = self.params, []
+        for name in p.candidates:
+            if name == "idw":
+                out += [{"model": "idw", "power": float(pw), "neighbours": int(k)}
+                        for pw in p.idw_power for k in p.idw_neighbours]
+            else:
+                out += [{"model": "kriging", "nu": float(nu)} for nu in p.kriging_nu]
+        return out
+
+    def select(self, values, observed, valid, lat, lon, fixed_positions: bool | None = None) -> dict:
+        """Cross-validate every candidate on the ``observed`` points (T, H, W) and keep the
+        best; returns (and keeps in ``selection``) the evidence. ``fixed_positions`` None:
+        inferred (fixed when the distinct observed positions are at most twice the most
+        any time step observes)."""
+        from scipy.spatial import cKDTree
+
+        start = time.perf_counter()
+        p = self.params
+        n_t = values.shape[0]
+        flat_obs = observed.reshape(n_t, -1)
+        vals = values.reshape(n_t, -1)
+        if fixed_positions is None:
+            fixed_positions = bool(flat_obs.any(0).sum() <= 2 * flat_obs.sum(1).max())
+        steps = np.arange(n_t) if not p.steps or p.steps >= n_t else \
+            np.unique(np.round(np.linspace(0, n_t - 1, p.steps)).astype(int))
+        pts = unit_sphere(lat, lon)
+        rng = np.random.default_rng([p.seed, 0xC1A5])
+        if fixed_positions:
+            sensors = np.flatnonzero(flat_obs.any(0))
+            fold_c, k = deal_folds(sensors.size, p.folds, p.seed)
+            fold_pix = np.full(flat_obs.shape[1], -1)
+            fold_pix[sensors] = fold_c
+            n_clusters, kind = int(sensors.size), "sensor"
+        else:
+            k = p.folds
+            tiles = tile_index(observed.shape[1:], p.tiles).ravel()
+            n_clusters, kind = int(np.unique(tiles[flat_obs[steps].any(0)]).size), "tile"
+        cands = self.candidates()
+        sse = np.zeros((len(cands), k))
+        cnt = np.zeros(k)
+        fitted: dict = {}  # (nu, fold) → the kernel last fitted there (warm start for the next step)
+        for t in steps:
+            o = np.flatnonzero(flat_obs[t])
+            y = vals[t, o]
+            f = fold_pix[o] if fixed_positions else rng.permutation(o.size) % k
+            for g in range(k):
+                held = f == g
+                if not held.any() or held.all():
+                    continue
+                tr, te, ytr, yte = o[~held], o[held], y[~held], y[held]
+                cnt[g] += te.size
+                j = 0
+                for name in p.candidates:
+                    if name == "idw":
+                        kmax = min(max(p.idw_neighbours), tr.size)
+                        dist, idx = cKDTree(pts[tr]).query(pts[te], k=kmax)
+                        dist, idx = dist.reshape(te.size, kmax), idx.reshape(te.size, kmax)
+                        for pw in p.idw_power:
+                            for kn in p.idw_neighbours:
+                                kk = min(int(kn), tr.size)
+                                est = _idw_estimate(dist[:, :kk], ytr[idx[:, :kk]], pw)
+                                sse[j, g] += ((est - yte) ** 2).sum()
+                                j += 1
+                    else:
+                        for nu in p.kriging_nu:
+                            kernel = fitted.get((nu, g)) or _kernel(nu, p.length_scale, p.nugget)
+                            gp = _gp_fit(kernel, pts[tr], ytr)
+                            fitted[(nu, g)] = gp.kernel_
+                            sse[j, g] += ((gp.predict(pts[te]) - yte) ** 2).sum()
+                            j += 1
+        if not cnt.any():
+            raise ValueError("classical: no time step has observations in two folds to cross-validate")
+        present = cnt > 0
+        per_fold = sse[:, present] / cnt[present]
+        kk = int(present.sum())
+        pooled = sse.sum(1) / cnt.sum()
+        se = per_fold.std(1, ddof=1) / math.sqrt(kk) if kk > 1 else np.full(len(cands), np.nan)
+        best = int(np.argmin(pooled))
+        win = cands[best]
+        if win["model"] == "idw":
+            self.chosen = IDW(IDWParams(neighbours=win["neighbours"], power=win["power"]))
+        else:
+            self.chosen = Kriging(KrigingParams(nu=win["nu"], length_scale=p.length_scale, nugget=p.nugget,
+                                                fit_every=p.fit_every))
+        table = [{**c, "label": _label(c), "cv_mse": float(pooled[i]),
+                  "cv_mse_se": float(se[i]) if np.isfinite(se[i]) else None} for i, c in enumerate(cands)]
+        self.selection = {
+            "chosen": table[best], "candidates": table, "clusters": n_clusters, "cluster_kind": kind, "folds": kk,
+            "steps": int(steps.size), "of_steps": int(n_t), "points": int(cnt.sum()),
+            "units": "squared field units (the training observations' own)", "seconds": time.perf_counter() - start,
+        }
+        return self.selection
+
+    def interpolate(self, values, observed, valid, lat, lon) -> np.ndarray:
+        if self.chosen is None:
+            self.select(values, observed, valid, lat, lon)
+        return self.chosen.interpolate(values, observed, valid, lat, lon)

@@ -14,14 +14,16 @@ observations support the correction.
   the lowest validation MSE.
 
 So w = 0 — the interpolant itself — is always a candidate: the network only moves the
-field away from the interpolant where the held-out sensors say it is right to. And they
-must say it clearly: w is kept only when it is at least ``min_z`` standard errors above
-zero, else it is 0. The standard error is cluster-robust, one cluster per validation
-grid point, because a sensor's residuals over time are one piece of evidence, not
-hundreds (on tasks 1–2 the validation set is a handful of whole sensors: 9 on A1B, whose
-2 160 observations would otherwise suggest a 16× smaller error). With ``min_z`` 1 (the
-one-standard-error rule) an epoch-1 network's w = 0.06 ± 0.075 on A1B task1 — noise that
-cost 3 % against kriging at 200 epochs — is refused (docs/results.md).
+field away from the interpolant where the held-out observations say it is right to. And
+they must say it across independent groups of them: the validation observations'
+clusters (sensors on tasks 1–2, lat/lon tiles on tasks 3–4) are dealt into folds, w is
+refitted without each fold and its MSE reduction over the interpolant measured on it,
+and w is kept only when the mean reduction is more than ``min_z`` standard errors
+(across folds) above zero, and never with fewer than ``min_clusters`` clusters
+(:func:`insr_hpc.fields.crossval.choose_blend`, docs/recon.md "Cross-validation"); else
+w = 0 and the run's reconstruction is the interpolant bit for bit. ``base: auto`` makes
+the interpolant whichever classical model cross-validates best on the training
+observations (:class:`insr_hpc.fields.classical.ClassicalSelector`).
 
 Why not train n on y − b directly: an interpolant reproduces its own training
 observations (IDW exactly, kriging up to its nugget), so those residuals are ≈ 0 and
@@ -58,4 +60,4 @@ class Hybrid:
     def base_model(params: "Hybrid.Params"):
         """The interpolant: an object with ``interpolate(values, observed, valid, lat, lon)``."""
         base = params.base_params()
-        return MODELS.get(params.base).build(base)
+        return MODELS.get("classical" if params.base == "auto" else params.base).build(base)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from insr_hpc.config.schema import ALLOW_INF, require
 
-BASES = ("kriging", "idw")  # hybrid's interpolants
+BASES = ("kriging", "idw", "auto")  # hybrid's interpolants (auto: chosen by cross-validation, ClassicalParams)
 
 
 @dataclass
@@ -35,6 +35,49 @@ class KrigingParams:
         require(self.length_scale > 0, "length_scale", f"must be > 0, got {self.length_scale}")
         require(self.nugget > 0, "nugget", f"must be > 0, got {self.nugget}")
         require(self.fit_every >= 1, "fit_every", f"must be >= 1, got {self.fit_every}")
+
+
+@dataclass
+class ClassicalParams:
+    """``classical``: IDW or kriging, and their parameters, chosen per run by K-fold
+    cross-validation over the training observations (leave-sensors-out where positions
+    are fixed, random points per time step where they are redrawn), on ``steps`` evenly
+    spaced time steps; the candidate of lowest pooled CV MSE interpolates the field."""
+
+    model: str = "classical"
+    candidates: list[str] = field(default_factory=lambda: ["idw", "kriging"])
+    idw_power: list[float] = field(default_factory=lambda: [1.0, 2.0, 3.0])
+    idw_neighbours: list[int] = field(default_factory=lambda: [4, 8, 16])
+    # Matérn smoothness of the kriging candidates: 0.5 exponential, 1.5, inf squared exponential (RBF);
+    # each kernel's length scale and nugget are fitted by maximum likelihood per fold and time step
+    kriging_nu: list[float] = field(default_factory=lambda: [0.5, 1.5, float("inf")], metadata={ALLOW_INF: True})
+    length_scale: float = 0.1  # kriging: initial range (chord units)
+    nugget: float = 1e-3  # kriging: initial white-noise variance
+    fit_every: int = 1  # kriging (the chosen one, over every time step): time steps between fits
+    folds: int = 5  # K of the K-fold cross-validation
+    steps: int = 24  # time steps the CV uses (evenly spaced; 0: every step)
+    tiles: int = 6  # positions redrawn per step: clusters counted as tiles × tiles lat/lon blocks
+    seed: int = 0  # fold assignment
+
+    def validate(self) -> None:
+        require(len(self.candidates) >= 1, "candidates", "must name at least one of idw, kriging")
+        for name in self.candidates:
+            require(name in ("idw", "kriging"), "candidates", f"expected idw or kriging, got '{name}'")
+        require(len(set(self.candidates)) == len(self.candidates), "candidates", "names a model twice")
+        if "idw" in self.candidates:
+            require(len(self.idw_power) >= 1 and all(p > 0 for p in self.idw_power), "idw_power",
+                    f"must be a non-empty list of numbers > 0, got {self.idw_power}")
+            require(len(self.idw_neighbours) >= 1 and all(k >= 1 for k in self.idw_neighbours), "idw_neighbours",
+                    f"must be a non-empty list of integers >= 1, got {self.idw_neighbours}")
+        if "kriging" in self.candidates:
+            require(len(self.kriging_nu) >= 1 and all(n > 0 for n in self.kriging_nu), "kriging_nu",
+                    f"must be a non-empty list of numbers > 0 (inf: RBF), got {self.kriging_nu}")
+        require(self.length_scale > 0, "length_scale", f"must be > 0, got {self.length_scale}")
+        require(self.nugget > 0, "nugget", f"must be > 0, got {self.nugget}")
+        require(self.fit_every >= 1, "fit_every", f"must be >= 1, got {self.fit_every}")
+        require(self.folds >= 2, "folds", f"must be >= 2, got {self.folds}")
+        require(self.steps >= 0, "steps", f"must be >= 0, got {self.steps}")
+        require(self.tiles >= 1, "tiles", f"must be >= 1, got {self.tiles}")
 
 
 @dataclass
@@ -119,9 +162,13 @@ class SirenParams:
 @dataclass
 class HybridParams:
     model: str = "hybrid"
-    base: str = "kriging"  # the interpolant: kriging | idw
+    base: str = "kriging"  # the interpolant: kriging | idw | auto (chosen by cross-validation, as model classical)
     max_weight: float = 1.0  # upper bound of the residual's weight w
-    min_z: float = 1.0  # w is kept only if ≥ min_z × its (cluster-robust) standard error, else 0; 0: always kept
+    # w is kept only if its cross-validated gain over the base (mean over the validation
+    # folds of the per-fold MSE reduction, w refitted without the fold) is > min_z × its
+    # standard error across folds, else w = 0: the base exactly; 0: any positive gain
+    min_z: float = 1.0
+    min_clusters: int = 6  # fewer independent validation clusters than this: w = 0, the base exactly
     width: int = 256  # network (an MMGN, insr_hpc/fields/mmgn.py): hidden units
     layers: int = 5  # network: modulated hidden layers
     latent: int = 128  # network: size of each time step's latent code
@@ -140,6 +187,7 @@ class HybridParams:
         require(self.base in BASES, "base", f"expected one of {', '.join(BASES)}, got '{self.base}'")
         require(self.max_weight > 0, "max_weight", f"must be > 0, got {self.max_weight}")
         require(self.min_z >= 0, "min_z", f"must be >= 0, got {self.min_z}")
+        require(self.min_clusters >= 2, "min_clusters", f"must be >= 2, got {self.min_clusters}")
         self.network_params().validate()
         self.base_params().validate()
 
@@ -148,6 +196,8 @@ class HybridParams:
                            alpha=self.alpha, beta=self.beta)
 
     def base_params(self):
+        if self.base == "auto":  # the selector's default grid, with this section's kriging starting values
+            return ClassicalParams(length_scale=self.length_scale, nugget=self.nugget, fit_every=self.fit_every)
         if self.base == "idw":
             return IDWParams(neighbours=self.neighbours, power=self.power)
         return KrigingParams(nu=self.nu, length_scale=self.length_scale, nugget=self.nugget, fit_every=self.fit_every)

@@ -23,6 +23,7 @@ read with ``MODELS.has(name, cap)`` without building anything:
 """
 
 from insr_hpc.fields.params import (
+    ClassicalParams,
     FFNGaussianParams,
     FFNPositionalParams,
     HybridParams,
@@ -37,6 +38,7 @@ from insr_hpc.registry import Registry
 MODELS: Registry = Registry("model", "network.model", capabilities=("latent", "classical", "hybrid"))
 MODELS.default = "siren"
 
+MODELS.declare("classical", "insr_hpc.fields.classical:ClassicalSelector", ClassicalParams, classical=True)
 MODELS.declare("ffn_g", "insr_hpc.fields.fourier:FFNGaussian", FFNGaussianParams)
 MODELS.declare("ffn_p", "insr_hpc.fields.fourier:FFNPositional", FFNPositionalParams)
 MODELS.declare("hybrid", "insr_hpc.fields.hybrid:Hybrid", HybridParams, latent=True, hybrid=True)

@@ -132,11 +132,20 @@ class Trainer:
         self.base_val: torch.Tensor | None = None  # (V,) b at the validation points
         self.max_weight = 1.0
         self.blend_weight = 0.0  # w of the last validation_mse (or of the kept weights)
+        self.blend_choice: dict | None = None  # its evidence (BlendChoice.as_dict)
 
-    def set_base(self, base_grid: np.ndarray, max_weight: float = 1.0, min_z: float = 0.0) -> None:
+    def set_base(self, base_grid: np.ndarray, max_weight: float = 1.0, min_z: float = 0.0,
+                 val_fold: np.ndarray | None = None, n_clusters: int | None = None, min_clusters: int = 2,
+                 folds: int = 10) -> None:
         """Make this a hybrid: predictions become b + w·(n − b), with ``base_grid`` = b
-        (T, H, W, normalised, computed from the training observations only) and w fitted
-        on the validation observations by every :meth:`validation_mse`."""
+        (T, H, W, normalised, computed from the training observations only) and w chosen
+        on the validation observations by every :meth:`validation_mse`
+        (:func:`~insr_hpc.fields.crossval.choose_blend`). ``val_fold`` (V,): the fold of
+        each validation point (in ``problem.val_t``/``val_pix`` order), ``n_clusters`` the
+        independent clusters behind them; None: one cluster per validation grid point,
+        dealt into ``folds`` folds."""
+        from insr_hpc.fields.crossval import deal_folds
+
         n_t = self.problem.shape[0]
         self.base_grid = np.nan_to_num(np.asarray(base_grid, np.float64))
         flat = self.base_grid.reshape(n_t, -1)
@@ -144,9 +153,17 @@ class Trainer:
                                         device=self.device)
         self.max_weight = float(max_weight)
         self.min_z = float(min_z)
+        self.min_clusters = int(min_clusters)
         # validation points grouped by grid point (clusters of the weight's standard error)
-        self.val_cluster = torch.as_tensor(np.unique(self.problem.val_pix, return_inverse=True)[1].reshape(-1),
-                                           device=self.device)
+        cluster = np.unique(self.problem.val_pix, return_inverse=True)[1].reshape(-1)
+        self.val_cluster = torch.as_tensor(cluster, device=self.device)
+        if val_fold is None:
+            n_clusters = int(cluster.max()) + 1 if cluster.size else 0
+            fold_of, _ = deal_folds(n_clusters, folds, 0)
+            val_fold = fold_of[cluster] if cluster.size else np.zeros(0, np.int64)
+        self.val_fold = np.asarray(val_fold, np.int64)
+        self.n_folds = int(self.val_fold.max()) + 1 if self.val_fold.size else 0
+        self.n_clusters = int(n_clusters if n_clusters is not None else np.unique(cluster).size)
 
     @property
     def has_validation(self) -> bool:
@@ -244,14 +261,17 @@ class Trainer:
         pred = self.field(self.val_pix, self.val_t)[:, 0].double()
         if self.base_grid is None:
             return float(((pred - self.val_val) ** 2).mean())
-        # hybrid: the least-squares weight of the network's residual over the interpolant
+        # hybrid: the weight of the network's residual over the interpolant, kept only
+        # where the validation folds show a gain beyond their spread (crossval.choose_blend);
+        # the score is the blend's cross-validated MSE (the base's when w is refused)
+        from insr_hpc.fields.crossval import choose_blend
+
         d, r = pred - self.base_val, self.val_val - self.base_val
-        dd = float((d * d).sum())
-        w = min(max(float((d * r).sum()) / dd, 0.0), self.max_weight) if dd > 0 else 0.0
-        if w > 0 and self.min_z > 0 and self.weight_stderr(d, r, w) * self.min_z > w:
-            w = 0.0  # not distinguishable from no correction at all
-        self.blend_weight = w
-        return float(((r - w * d) ** 2).mean())
+        choice = choose_blend(d.cpu().numpy(), r.cpu().numpy(), self.val_fold, self.n_folds, self.n_clusters,
+                              self.max_weight, self.min_z, self.min_clusters)
+        self.blend_weight = choice.w
+        self.blend_choice = choice.as_dict()
+        return choice.score
 
     def weight_stderr(self, d: torch.Tensor, r: torch.Tensor, w: float) -> float:
         """Cluster-robust (sandwich) standard error of the least-squares weight w of
@@ -269,7 +289,7 @@ class Trainer:
             "epoch": self.epoch, "val_mse": val_mse,
             "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
             "codes": None if self.codes is None else self.codes.detach().clone(),
-            "blend_weight": self.blend_weight,
+            "blend_weight": self.blend_weight, "blend_choice": self.blend_choice,
         }
         return True
 
@@ -279,6 +299,7 @@ class Trainer:
             return
         self.model.load_state_dict(self.best["model"])
         self.blend_weight = float(self.best.get("blend_weight", 0.0))
+        self.blend_choice = self.best.get("blend_choice")
         if self.codes is not None:
             with torch.no_grad():
                 self.codes.copy_(self.best["codes"])
@@ -318,6 +339,7 @@ class Trainer:
             "torch_rng": torch.get_rng_state(),
             "best": self.best,
             "blend_weight": self.blend_weight,
+            "blend_choice": self.blend_choice,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -332,3 +354,4 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"])
         self.best = state.get("best")
         self.blend_weight = float(state.get("blend_weight", 0.0))
+        self.blend_choice = state.get("blend_choice")

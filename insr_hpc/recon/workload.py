@@ -34,7 +34,8 @@ from insr_hpc.recon.figures import field_figure
 from insr_hpc.recon.guard import guard
 from insr_hpc.recon.progress import ProgressLog
 from insr_hpc.recon.store import create_store
-from insr_hpc.recon.tasks import observation_mask, validation_split
+from insr_hpc.fields.crossval import clusters_of, deal_folds, fold_spread
+from insr_hpc.recon.tasks import FIXED_POSITIONS, observation_mask, validation_split
 from insr_hpc.recon.trainer import DivergedError, Trainer, make_problem
 from insr_hpc.runtime import RunEnv, git_commit, package_versions
 from insr_hpc.rundir import ProgressNote, RunDir
@@ -169,16 +170,22 @@ def run_recon(cfg: ReconConfig, run_dir: str, env: RunEnv, run_id: str = "r000")
     """Run (or resume) one reconstruction. Returns the final errors and timings."""
     fld = load_field(cfg.data.path, cfg.data.variable)
     observed = observation_mask(cfg.task.name, cfg.task.ratio, cfg.task.ratio_min, fld.valid, fld.values.shape[0], cfg.task.seed)
-    train_mask, val_mask = validation_split(cfg.task.name, observed, cfg.train.validation, cfg.task.seed)
+    train_mask, val_mask = validation_split(cfg.task.name, observed, cfg.train.validation_fraction(cfg.task.name),
+                                            cfg.task.seed)
+    folds = ValidationFolds(cfg, val_mask)
     if MODELS.has(cfg.network.model, "classical"):
-        return _run_classical(cfg, run_dir, env, run_id, fld, observed, train_mask, val_mask)
+        return _run_classical(cfg, run_dir, env, run_id, fld, observed, train_mask, val_mask, folds)
     problem = make_problem(fld.values, train_mask, fld.lat, fld.lon, val_mask)
     mlo, mhi = metrics.metric_range(fld.values)
     model_cls = MODELS.get(cfg.network.model)
-    base, base_seconds = None, 0.0
+    base, base_seconds, base_selection = None, 0.0, None
     if MODELS.has(cfg.network.model, "hybrid"):  # the interpolant of the training observations (never the validation ones)
         start = time.perf_counter()
-        base = model_cls.base_model(cfg.network).interpolate(fld.values, train_mask, fld.valid, fld.lat, fld.lon)
+        interpolant = model_cls.base_model(cfg.network)
+        if hasattr(interpolant, "select"):  # base: auto, chosen by cross-validation over the training sensors
+            base_selection = interpolant.select(fld.values, train_mask, fld.valid, fld.lat, fld.lon,
+                                                fixed_positions=cfg.task.name in FIXED_POSITIONS)
+        base = interpolant.interpolate(fld.values, train_mask, fld.valid, fld.lat, fld.lon)
         base_seconds = time.perf_counter() - start
         if not np.isfinite(base[:, fld.valid]).all():
             raise DivergedError(f"{cfg.network.base} produced a non-finite interpolant")
@@ -186,7 +193,9 @@ def run_recon(cfg: ReconConfig, run_dir: str, env: RunEnv, run_id: str = "r000")
     def new_trainer() -> Trainer:
         tr = Trainer(cfg.network, cfg.train, problem, cfg.seed, env.device, env)
         if base is not None:
-            tr.set_base((base - problem.lo) / (problem.hi - problem.lo), cfg.network.max_weight, cfg.network.min_z)
+            tr.set_base((base - problem.lo) / (problem.hi - problem.lo), cfg.network.max_weight, cfg.network.min_z,
+                        val_fold=folds.point_fold, n_clusters=folds.n_clusters, min_clusters=cfg.network.min_clusters,
+                        folds=cfg.train.cv_folds)
         return tr
 
     trainer = new_trainer()
@@ -269,7 +278,10 @@ def run_recon(cfg: ReconConfig, run_dir: str, env: RunEnv, run_id: str = "r000")
         val_history = val_history[:done_epochs]
         if cfg.train.select == "best":
             trainer.use_best()
-        pred = problem.denormalise(trainer.predict())
+        if base is not None and trainer.blend_weight == 0.0:
+            pred = base.copy()  # w refused: the interpolant itself, bit for bit
+        else:
+            pred = problem.denormalise(trainer.predict())
         if not np.isfinite(pred[:, fld.valid]).all():
             raise DivergedError(f"non-finite reconstruction at epoch {done_epochs}")
         pred[:, ~fld.valid] = np.nan  # no data there (land in SST): nothing to reconstruct
@@ -281,17 +293,23 @@ def run_recon(cfg: ReconConfig, run_dir: str, env: RunEnv, run_id: str = "r000")
         errs = metrics.errors(pred, fld.values, fld.valid, observed, mlo, mhi)
         errs["val_mse"] = metrics.masked_mse(pred, fld.values, val_mask, mlo, mhi)
         selected = trainer.best["epoch"] if trainer.best is not None and cfg.train.select == "best" else done_epochs
-        extra = {}
+        selects = cfg.train.validation > 0 and (cfg.train.select == "best" or base is not None)
+        extra = folds.evidence(pred, fld, mlo, mhi, selects, base_selection)
         if base is not None:  # the hybrid next to its own parts, on the same observations
             net = problem.denormalise(trainer.predict(network_only=True))
-            extra = {"blend_weight": trainer.blend_weight, "base": cfg.network.base, "base_seconds": base_seconds,
+            extra |= {"blend_weight": trainer.blend_weight, "blend_choice": trainer.blend_choice,
+                      "base": cfg.network.base, "base_seconds": base_seconds,
                      "base_errors": metrics.errors(base, fld.values, fld.valid, observed, mlo, mhi)
                      | {"val_mse": metrics.masked_mse(base, fld.values, val_mask, mlo, mhi)},
                      "network_errors": metrics.errors(net, fld.values, fld.valid, observed, mlo, mhi)
                      | {"val_mse": metrics.masked_mse(net, fld.values, val_mask, mlo, mhi)}}
+            if base_selection is not None:
+                extra |= {"base_selection": base_selection, "chosen_model": base_selection["chosen"]["label"]}
         monitor.hparams(hparams(cfg, ("data", "task", "train", "network")), errs)
         if suspect:
             progress.note(f"SUSPECT: {suspect}")
+        if extra.get("warning"):
+            progress.note(f"WARNING: {extra['warning']}")
         store.finish({"complete": True, "final_errors": errs, "selected_epoch": selected, "stopped_epoch": done_epochs,
                       "suspect": suspect or "",
                       "seconds_per_epoch": float(np.nanmedian(store.read_records("seconds", done_epochs))), **extra})
@@ -302,7 +320,7 @@ def run_recon(cfg: ReconConfig, run_dir: str, env: RunEnv, run_id: str = "r000")
 
 
 def _run_classical(cfg: ReconConfig, run_dir: str, env: RunEnv, run_id: str, fld: Field, observed: np.ndarray,
-                   train_mask: np.ndarray, val_mask: np.ndarray) -> dict[str, Any]:
+                   train_mask: np.ndarray, val_mask: np.ndarray, folds: "ValidationFolds") -> dict[str, Any]:
     """Interpolate the training observations with a classical model: one pass, one "epoch"."""
     if not env.is_main:
         return {"rank": env.rank}  # nothing to share out: rank 0 does it all
@@ -317,6 +335,10 @@ def _run_classical(cfg: ReconConfig, run_dir: str, env: RunEnv, run_id: str, fld
                              store_attrs(cfg, fld, run_id, lo, hi, n_params=0, lr=0.0))
     model = MODELS.get(cfg.network.model).build(cfg.network)
     start = time.perf_counter()
+    selection = None
+    if hasattr(model, "select"):  # network.model=classical: IDW or kriging by cross-validation over the training sensors
+        selection = model.select(fld.values, train_mask, fld.valid, fld.lat, fld.lon,
+                                 fixed_positions=cfg.task.name in FIXED_POSITIONS)
     pred = model.interpolate(fld.values, train_mask, fld.valid, fld.lat, fld.lon)
     seconds = time.perf_counter() - start
     if not np.isfinite(pred[:, fld.valid]).all():
@@ -326,9 +348,16 @@ def _run_classical(cfg: ReconConfig, run_dir: str, env: RunEnv, run_id: str, fld
     store.commit_step(0, {"loss": np.nan, "lr": np.nan, "seconds": seconds, **errs})
     store.write_arrays({"reconstruction": pred, "error": pred - fld.values})
     suspect = guard(cfg, pred, fld.valid, fld.values[train_mask], np.array([errs["val_mse"]]), fld.units)
-    ProgressLog(run_dir, run_id, 1, 1, True).epoch(1, {"loss": np.nan, "seconds": seconds, **errs}, fld.units, True)
+    extra = folds.evidence(pred, fld, lo, hi, False, selection)
+    if selection is not None:
+        extra["classical_selection"] = selection
+        extra["chosen_model"] = selection["chosen"]["label"]
+    log = ProgressLog(run_dir, run_id, 1, 1, True)
+    log.epoch(1, {"loss": np.nan, "seconds": seconds, **errs}, fld.units, True)
+    if extra.get("warning"):
+        log.note(f"WARNING: {extra['warning']}")
     store.finish({"complete": True, "final_errors": errs, "selected_epoch": 1, "stopped_epoch": 1,
-                  "suspect": suspect or "", "seconds_per_epoch": seconds})
+                  "suspect": suspect or "", "seconds_per_epoch": seconds, **extra})
     return _summary(store)
 
 
@@ -344,7 +373,52 @@ def _summary(store: StepStore) -> dict[str, Any]:
     out["blend_weight"] = float(attrs["blend_weight"]) if attrs.get("blend_weight") is not None else None
     if attrs.get("suspect"):
         out["suspect"] = attrs["suspect"]
+    # how much independent evidence the selection rested on (absent in stores from before it)
+    if attrs.get("validation_clusters") is not None:
+        out["validation_clusters"] = int(attrs["validation_clusters"])
+        out["thin_validation"] = bool(attrs.get("thin_validation"))
+    if attrs.get("warning"):
+        out["warning"] = str(attrs["warning"])
+    if attrs.get("chosen_model"):
+        out["chosen_model"] = str(attrs["chosen_model"])
     return out
+
+
+class ValidationFolds:
+    """The validation observations' independent clusters (sensors on tasks 1–2, lat/lon
+    tiles on tasks 3–4) dealt into ``train.cv_folds`` folds, and the evidence a finished
+    run records from them (:meth:`evidence`)."""
+
+    def __init__(self, cfg: ReconConfig, val_mask: np.ndarray):
+        self.cfg = cfg
+        self.mask = val_mask
+        cluster, self.n_clusters, self.kind = clusters_of(val_mask, cfg.task.name in FIXED_POSITIONS, cfg.train.cv_tiles)
+        fold_of, self.k = deal_folds(self.n_clusters, cfg.train.cv_folds, cfg.task.seed)
+        # per validation point, in row-major order (that of make_problem's val_t / val_pix)
+        self.point_fold = fold_of[cluster[val_mask]] if self.n_clusters else np.zeros(0, np.int64)
+
+    def evidence(self, pred: np.ndarray, fld: Field, lo: float, hi: float, selects: bool,
+                 selection: dict | None = None) -> dict[str, Any]:
+        """Store attributes: ``validation_cv`` (clusters, their kind, folds, the mean over
+        folds of the kept reconstruction's validation MSE and its standard error,
+        normalised as every MSE), ``validation_clusters``, ``thin_validation`` (a
+        selection — the epoch, the blend weight, the classical model — rests on fewer
+        than ``train.min_clusters`` independent clusters) and ``warning`` (why, or "")."""
+        need = self.cfg.train.min_clusters
+        cv = {"clusters": self.n_clusters, "cluster_kind": self.kind, "folds": self.k, "mse": None, "mse_se": None}
+        if self.n_clusters:
+            sq = (pred[self.mask] - fld.values[self.mask]) ** 2 / (hi - lo) ** 2
+            mean, se = fold_spread(sq, self.point_fold, self.k)
+            cv.update(mse=mean, mse_se=se if np.isfinite(se) else None)
+        thin = []
+        if selects and self.n_clusters < need:
+            thin.append(f"{self.n_clusters} independent validation clusters ({self.kind}s) < train.min_clusters={need}")
+        if selection is not None and selection["clusters"] < need:
+            thin.append(f"the classical model was chosen by cross-validation over {selection['clusters']} clusters "
+                        f"({selection['cluster_kind']}s) < train.min_clusters={need}")
+        warning = ("thin validation: " + "; ".join(thin) + ": the selection rests on little evidence") if thin else ""
+        return {"validation_cv": cv, "validation_clusters": self.n_clusters, "thin_validation": bool(thin),
+                "warning": warning}
 
 
 @WORKLOADS.register("recon")

@@ -15,33 +15,39 @@ Dirichlet nodes (x = X) eliminated. Ψ is one of ``MATERIALS`` (:func:`material_
 log-free "stable" neo-Hookean, ARAP, ARAP + volume.
 
 Solver: Newton on the free degrees of freedom with the sparse tangent, backtracking (Armijo)
-line search on E, converged when ‖∇E‖ ≤ tol·max(‖∇E(start)‖, ‖external load‖). The elastic
-tangent is the exact one projected to SPD per element in F-space through the closed-form
-eigen-system of isotropic energies (scaling modes from a d×d matrix, "flip" and "twist"
-modes per pair of singular values; Smith et al. 2019, "Analytic eigensystems for isotropic
-distortion energies"): negative eigenvalues are clamped to 0, so wherever the element
-tangent is positive semidefinite it is the exact Hessian (quadratic convergence at the
-solution), and every Newton direction is a descent direction. Contact with a sphere keeps
-only the SPD normal part of its Hessian (the dropped tangential part is of relative size
-penetration/radius). The converged state is the exact minimiser to the gradient tolerance.
+line search on E, converged when ‖∇E‖ ≤ tol·max(‖∇E(start)‖, ‖external load‖), or when the
+Newton correction is below ``STEP_FLOOR`` (1e-11) of the body's extent (the gradient's round-off
+floor: e.g. 1.4e-12 against a 1e-12 target on the 2 673-node beam). Each iteration first tries
+the exact Hessian and keeps it when the factorisation (or CG) certifies it positive definite;
+otherwise it uses the per-element SPD projection in F-space through the closed-form eigen-
+system of isotropic energies (scaling modes from a d×d matrix, "flip" and "twist" modes per
+pair of signed singular values; Smith et al. 2019, "Analytic eigensystems for isotropic
+distortion energies"), negative eigenvalues clamped to 0. Projection alone converged only
+linearly for ARAP in bending (50 iterations unconverged on the 2 673-node beam; twist modes of
+compressed elements are negative); exact-first takes 4. Contact with a sphere keeps only the
+SPD normal part of its Hessian (the dropped tangential part is of relative size
+penetration/radius). A step that does not converge within ``max_newton`` says so.
+
+Note on "neo_hookean" (the log-free form the neural side uses): at F = I it linearises to
+linear elasticity with Lamé (μ, λ − μ), not (μ, λ) (checked against scikit-fem in the tests);
+for ν < 1/8 its 3D bulk modulus λ − μ/3 is negative. "arap_volume" linearises to (μ, λ).
 
 Assembly: hand-written, vectorised numpy rather than scikit-fem. Measured on this machine
-(one thread, ``time.process_time``; neo-Hookean tangent on a 3D beam, vector P1 tets):
-scikit-fem's ``asm`` of a 12×12-per-tet form with a constant material tangent already takes
-0.46 s at 6 480 nodes / 31 944 tets and 5.4 s at 35 721 nodes / 192 000 tets (its
-``Basis`` setup adds 0.04 s / 0.42 s), and a nonlinear, per-element-projected tangent can
-only be fed to it through per-quadrature-point fields, costing more; the numpy path here
-(SVD + closed-form eigen-system + projection + B^T C B + scatter into a precomputed CSR
-pattern) does the full projected neo-Hookean tangent in the times ``benchmarks`` and the
-report list (about 4–5× faster). scikit-fem is used in the tests as an independent check:
-at F = I the neo-Hookean tangent equals its ``linear_elasticity`` stiffness.
+(one thread, ``time.process_time``, 3D beam, vector P1 tets): scikit-fem's ``asm`` of the
+*constant* linear-elasticity form takes 0.46 s at 6 480 nodes / 31 944 tets and 5.4 s at
+35 721 nodes / 192 000 tets (``Basis`` setup 0.04 s / 0.42 s); the numpy path here builds the
+full nonlinear, SVD-based, projected tangent in 0.14 s at 4 961 nodes / 24 000 tets and 1.15 s
+at 35 721 / 192 000 (about 4–5× faster than scikit-fem doing less), and a per-element
+projected tangent could only reach scikit-fem's forms as per-quadrature-point fields.
+scikit-fem is used in the tests as an independent check of the tangent at F = I.
 
 Linear solves: ``linear_solver="direct"`` factorises with SuperLU after a geometric nested-
-dissection ordering of the nodes (recursive coordinate bisection with vertex separators;
-SuperLU's own COLAMD ordering took 100 s for the 35 721-node beam, this ordering 29 s);
-``"cg"`` runs a block-Jacobi preconditioned conjugate gradient, inexact Newton with the
-forcing term min(0.1, ‖∇E‖/‖∇E₀‖); ``"auto"`` (default) picks direct up to
-``DIRECT_MAX_DOFS`` free degrees of freedom and CG above.
+dissection ordering of the nodes (recursive coordinate bisection with vertex separators).
+On the 35 721-node beam (105 840 DOFs) SuperLU's own COLAMD ordering took 100 s per
+factorisation, this ordering 29 s; at 6 480 nodes 2.3 s and 1.2 s. ``"cg"`` is a block-
+Jacobi preconditioned conjugate gradient (inexact Newton, forcing min(0.1, ‖∇E‖/‖∇E₀‖)), fast
+for dynamic steps where the mass term conditions the system, slow for static solves of large
+meshes. ``"auto"`` (default) is direct up to ``DIRECT_MAX_DOFS`` free DOFs and CG above.
 
 Arrays: points (n, d) reference positions X; cells (m, d+1) node indices; positions (n, d).
 """
@@ -368,28 +374,52 @@ class MeshFEM:
     # ---- sparse pattern of the free-DOF tangent
 
     def _pattern(self) -> None:
-        d, k = self.d, self.d + 1
-        nf = self._nf
-        edof = self._fid[self.cells].reshape(len(self.cells), k * d)  # local index k·d + a
-        rows = np.repeat(edof, k * d, axis=1)
-        cols = np.tile(edof, (1, k * d))
-        keep = (rows >= 0) & (cols >= 0)
-        key = rows.astype(np.int64) * nf + cols
-        ukey = np.unique(key[keep])
-        r, c = ukey // nf, ukey % nf
-        self._indptr = np.searchsorted(r, np.arange(nf + 1)).astype(np.int64)
-        self._indices = c
-        self._nnz = len(ukey)
-        emap = np.full(key.shape, self._nnz, np.int64)  # nnz: a dump slot for eliminated entries
-        emap[keep] = np.searchsorted(ukey, key[keep])
-        self._emap = emap.astype(np.int32 if self._nnz < 2**31 - 1 else np.int64)
-        fn = self._fid[self.free_nodes]  # (nfree, d)
-        bkey = (fn[:, :, None] * nf + fn[:, None, :]).ravel()
-        self._bpos = np.searchsorted(ukey, bkey)  # node d×d blocks (row-major) in the CSR data
+        d, k, m = self.d, self.d + 1, len(self.cells)
+        # node-level pattern first ((d+1)² pairs per cell instead of ((d+1)d)² entries), then
+        # d×d blocks: row (i, a) lists the columns (j, c) of i's free neighbours j, j-major
+        fn = np.full(len(self.points), -1, np.int64)
+        fn[self.free_nodes] = np.arange(len(self.free_nodes))
+        nfn = len(self.free_nodes)
+        ce = fn[self.cells]  # (m, k)
+        r = np.repeat(ce, k, axis=1).reshape(m, k, k)
+        c = np.tile(ce, (1, k)).reshape(m, k, k)
+        keep = (r >= 0) & (c >= 0)
+        key = r * nfn + c
+        ukey, inv = np.unique(key[keep], return_inverse=True)
+        nr, nc = ukey // nfn, ukey % nfn
+        nptr = np.searchsorted(nr, np.arange(nfn + 1))
+        deg = np.diff(nptr)
+        q = np.arange(len(ukey)) - nptr[nr]  # rank of the neighbour within its row
+        rowptr = d * d * nptr[:-1, None] + np.arange(d) * d * deg[:, None]  # (nfn, d)
+        self._nnz = d * d * len(ukey)
+        self._indptr = np.append(rowptr.ravel(), self._nnz).astype(np.int64)
+        ar = np.arange(d)
+        pos = rowptr[nr][:, :, None] + (q * d)[:, None, None] + ar  # (npairs, a, c)
+        indices = np.empty(self._nnz, np.int64)
+        indices[pos.ravel()] = np.broadcast_to((nc * d)[:, None, None] + ar, pos.shape).ravel()
+        self._indices = indices
+        itype = np.int32 if self._nnz < 2**31 - 1 else np.int64
+        pair = np.full((m, k, k), -1, np.int64)
+        pair[keep] = inv.ravel()
+        emap = np.full((m, k, d, k, d), self._nnz, itype)  # nnz: a dump slot for eliminated entries
+        for kk in range(k):
+            for ll in range(k):
+                u = pair[:, kk, ll]
+                ok = u >= 0
+                emap[ok, kk, :, ll, :] = pos[u[ok]]
+        self._emap = emap.reshape(m, -1)
+        diag = np.searchsorted(ukey, np.arange(nfn) * (nfn + 1))
+        self._bpos = pos[diag].ravel()  # node d×d blocks (row-major) in the CSR data
         self._perm = None
         if self._solver == "direct":
             order = nested_dissection(self.points, _node_graph(len(self.points), self.cells), self.free_nodes)
             self._perm = self._fid[order].ravel()
+            # the permuted pattern once; each solve then only gathers its values
+            probe = sp.csr_matrix((np.arange(1, self._nnz + 1, dtype=np.float64), self._indices, self._indptr),
+                                  shape=(self._nf, self._nf))[self._perm][:, self._perm]
+            probe.sort_indices()
+            self._pdata = probe.data.astype(np.int64) - 1
+            self._pind, self._pptr = probe.indices, probe.indptr
 
     # ---- energy pieces
 
@@ -530,7 +560,8 @@ class MeshFEM:
         (direct: all LDLᵀ pivots > 0 without row exchanges; CG: no direction of curvature ≤ 0)."""
         if self._solver == "direct":
             p = self._perm
-            Kp = K[p][:, p].tocsc()
+            # K is symmetric: its permuted CSR arrays are also its CSC arrays
+            Kp = sp.csc_matrix((K.data[self._pdata], self._pind, self._pptr), shape=K.shape)
             if require_pd:
                 try:
                     lu = spla.splu(Kp, permc_spec="NATURAL", diag_pivot_thresh=0.0,

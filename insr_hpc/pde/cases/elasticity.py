@@ -373,7 +373,7 @@ class Elasticity(Case):
     def evaluate(self, fields, resolution, device):
         phi = self.deformation(fields["phi"])
         with torch.no_grad():
-            pts = phi(torch.as_tensor(self.ref_points, dtype=torch.float32, device=device)).cpu().numpy()
+            pts = phi(torch.as_tensor(np.array(self.ref_points), dtype=torch.float32, device=device)).cpu().numpy()
         Xq, w = self._quadrature(resolution)
         X = torch.as_tensor(Xq, dtype=torch.float32, device=device)
         phi_point = self.deformation(module_point_fn(fields["phi"]))

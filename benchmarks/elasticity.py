@@ -136,7 +136,7 @@ SCENARIO_CONFIGS = {
     "collide2d": "configs/elasticity_collide2d.yaml",
     "fall3d": "configs/elasticity_3d.yaml",
 }
-ADAM = {"name": "adam", "lr": 1e-4, "max_iters": 2000, "init_lr": 1e-3, "init_max_iters": 1000, "rtol": 1e-4, "window": 50}
+ADAM = {"name": "adam", "lr": 1e-4, "max_iters": 500, "init_lr": 1e-3, "init_max_iters": 1000, "rtol": 1e-4, "window": 50}
 
 
 def _cpu() -> float:
@@ -164,18 +164,24 @@ def equal_memory_mesh(mesh, n_params: int):
     return m
 
 
-def interpolate_p1(mesh, values: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """The P1 interpolant of nodal ``values`` (n, k) of ``mesh`` at ``points`` (q, d)."""
-    import skfem
+def interpolate_p1(mesh, values: np.ndarray, points: np.ndarray, candidates: int = 12) -> np.ndarray:
+    """The P1 interpolant of nodal ``values`` (n, k) of ``mesh`` at ``points`` (q, d): in
+    the simplex containing the point, or for a point just outside the polyhedral body (a
+    curved body meshed at another resolution) extrapolated from the nearest simplex, the
+    one of the ``candidates`` nearest by centroid whose smallest barycentric coordinate is
+    largest."""
+    from scipy.spatial import cKDTree
 
-    d = mesh.dim
-    m = (skfem.MeshTri if d == 2 else skfem.MeshTet)(np.ascontiguousarray(mesh.points.T), np.ascontiguousarray(mesh.cells.T))
-    cells = m.element_finder()(*points.T)
-    corners = mesh.points[mesh.cells[cells]]  # (q, d+1, d)
-    T = (corners[:, 1:] - corners[:, :1]).transpose(0, 2, 1)
-    lam = np.linalg.solve(T, (points - corners[:, 0])[..., None])[..., 0]
-    bary = np.concatenate([1 - lam.sum(1, keepdims=True), lam], 1)
-    return np.einsum("qc,qck->qk", bary, values[mesh.cells[cells]])
+    corners_all = mesh.points[mesh.cells]  # (m, d+1, d)
+    _, near = cKDTree(corners_all.mean(1)).query(points, k=candidates)
+    corners = corners_all[near]  # (q, c, d+1, d)
+    T = np.swapaxes(corners[..., 1:, :] - corners[..., :1, :], -1, -2)
+    lam = np.linalg.solve(T, (points[:, None, :] - corners[..., 0, :])[..., None])[..., 0]
+    bary = np.concatenate([1 - lam.sum(-1, keepdims=True), lam], -1)  # (q, c, d+1)
+    best = np.argmax(bary.min(-1), axis=1)
+    rows = np.arange(len(points))
+    cells = near[rows, best]
+    return np.einsum("qc,qck->qk", bary[rows, best], values[mesh.cells[cells]])
 
 
 def fem_for(case, mesh):

@@ -67,11 +67,17 @@ def _parser() -> argparse.ArgumentParser:
     verify = sub.add_parser("verify", help="check every chunk and committed step of the stores at or under PATH")
     verify.add_argument("path", help="a store.zarr, a run directory or a sweep directory")
 
-    render = sub.add_parser("render", help="evaluate a stored network on a grid of any resolution")
+    render = sub.add_parser("render", help="evaluate a stored network on a grid of any resolution; draw or export a "
+                                           "mesh body's deformed surface")
     render.add_argument("store", help="a run's store.zarr")
-    render.add_argument("--step", type=int, required=True, help="committed step (PDE) or time index (reconstruction)")
-    render.add_argument("--resolution", type=int, required=True, help="grid points per dimension")
-    render.add_argument("--out", required=True, help="FILE.zarr (xarray store) or FILE.png (figure)")
+    render.add_argument("--step", required=True,
+                        help="committed step (PDE) or time index (reconstruction); mesh bodies: one or more steps, "
+                             "comma-separated (one panel each in a .png)")
+    render.add_argument("--resolution", type=int, default=None,
+                        help="grid points per dimension (required for a grid; unused for a mesh body's .png / .vtu)")
+    render.add_argument("--out", required=True,
+                        help="FILE.zarr (xarray store), FILE.png (figure) or, for a mesh body, FILE.vtu (ParaView, "
+                             "the deformed boundary surface through meshio)")
     return p
 
 
@@ -378,8 +384,10 @@ def cmd_verify(args) -> int:
 def cmd_render(args) -> int:
     from insr_hpc.analysis.render import render_to
 
-    path = render_to(args.store, args.step, args.resolution, args.out)
-    print(f"rendered step {args.step} at {args.resolution} points per dimension → {path}")
+    paths = render_to(args.store, args.step, args.resolution, args.out)
+    where = f" at {args.resolution} points per dimension" if args.resolution else ""
+    for path in paths if isinstance(paths, list) else [paths]:
+        print(f"rendered step {args.step}{where} → {path}")
     return 0
 
 

@@ -273,13 +273,71 @@ def figure(rendered):
     return fig
 
 
-def render_to(store: str, step: int, resolution: int, out: str) -> str:
-    """Render and write ``out`` (``.zarr``: an xarray store; ``.png``: a figure)."""
-    if not (out.endswith(".zarr") or out.endswith(".png")):
-        raise InsrError(f"render: --out '{out}' must end in .zarr or .png")
+def _steps(text) -> list[int]:
+    """``--step``: an integer, or for a mesh body a comma-separated list of them."""
+    try:
+        return [int(part) for part in str(text).split(",") if part.strip() != ""]
+    except ValueError:
+        raise InsrError(f"render: --step '{text}' is not an integer (or a comma-separated list of them)") from None
+
+
+def _mesh_store(store: str):
+    """The decoded dataset of a mesh body's run store, or None for any other store."""
+    try:
+        ds = StepStore.dataset(store)
+    except StoreFormatError as exc:
+        raise InsrError(f"render: '{store}' is not a run store: {exc}") from exc
+    return _decoded(ds) if "mesh_points" in ds.variables else None
+
+
+def _render_mesh(ds, store: str, steps: list[int], out: str):
+    """A mesh body: its deformed surface at ``steps`` (.png) or exported through meshio (.vtu)."""
+    from insr_hpc.analysis.mesh_render import export_vtu, mesh_figure
+
+    done = np.flatnonzero(np.asarray(ds["committed"].values).astype(bool))
+    for step in steps:
+        if step not in done:
+            last = f"last committed step: {done.max()}" if done.size else "no step is committed"
+            raise InsrError(f"render: step {step} of '{store}' is not committed ({last})")
+    if out.endswith(".vtu"):
+        if len(steps) == 1:
+            return export_vtu(ds, out, step=steps[0])
+        paths = []
+        for step in steps:
+            paths += export_vtu(ds, out[: -len(".vtu")] + f"_{step:04d}.vtu", step=step)
+        return paths
+    import matplotlib.pyplot as plt
+
+    fig = mesh_figure(ds, steps)
+    tmp = out + ".partial.png"
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, out)
+    return out
+
+
+def render_to(store: str, step, resolution: int | None, out: str):
+    """Render and write ``out`` (``.zarr``: an xarray store; ``.png``: a figure; a mesh
+    body also ``.vtu``: its deformed boundary surface, one file per step)."""
+    steps = _steps(step)
+    if not steps:
+        raise InsrError("render: --step is empty")
+    mesh = out.endswith(".vtu") or out.endswith(".png")
+    if not (out.endswith(".zarr") or mesh):
+        raise InsrError(f"render: --out '{out}' must end in .zarr, .png or (a mesh body) .vtu")
     parent = os.path.dirname(os.path.abspath(out))
     if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
         raise InsrError(f"render: cannot write '{out}' (directory '{parent}' missing or not writable)")
+    ds = _mesh_store(store) if mesh else None
+    if ds is not None:
+        return _render_mesh(ds, store, steps, out)
+    if out.endswith(".vtu"):
+        raise InsrError(f"render: --out '{out}': .vtu is for a mesh body's run (this store has no mesh)")
+    if len(steps) > 1:
+        raise InsrError(f"render: --step '{step}': one step for a grid rendering")
+    step = steps[0]
+    if resolution is None:
+        raise InsrError("render: --resolution is required to evaluate the network on a grid")
     rendered = render(store, step, resolution)
     if out.endswith(".zarr"):
         tmp = out + ".partial"

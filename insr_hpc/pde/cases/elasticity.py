@@ -258,11 +258,12 @@ class Elasticity(Case):
     # sampling ----------------------------------------------------------------
     def sample_interior(self, n, gen, device):
         """The bar: stratified, one uniform point in each cell of an ≈ square-celled grid
-        (low variance for the energy integral), (≈n, 2). A mesh: uniform in its volume."""
+        (low variance for the energy integral), (≈n, 2). A mesh: uniform in its volume,
+        stratified over its simplices (:func:`insr_hpc.pde.mesh.sample_volume`)."""
         if self.mesh is not None:
             from insr_hpc.pde.mesh import sample_volume
 
-            return sample_volume(self.mesh, n, gen, device=device, dtype=torch.float32)
+            return sample_volume(self.mesh, n, gen, device=device, dtype=torch.float32, stratified=True)
         L, H = self.params.length, self.params.height
         ny = max(1, round((n * H / L) ** 0.5))
         nx = max(1, n // ny)

@@ -129,17 +129,19 @@ def test_3d_fall_tracks_the_fem_reference_and_renders(tmp_path):
 
 
 def test_2d_collide_rests_on_the_circle_like_the_fem(tmp_path):
-    """The square falls 0.5 onto the circle (contact from t ≈ 0.32); after 6 steps its
-    lowest vertex sits on the circle within the penalty's compliance, as the FEM's."""
+    """The square falls 0.5 onto the circle (contact from t ≈ 0.32, at speed ≈ 3); the
+    penalty (k = 1e4) lets it sink ≈ 8 % into the circle at the impact, then pushes it
+    back: INSR follows the FEM's contact depth step by step."""
     store = _run(tmp_path, "elasticity_collide2d.yaml", "device=cpu", "network.depth=2", "network.width=32",
                  "problem.mesh_resolution=8", "sampling.interior=2048", "optim.init_warmup=200",
                  "time.steps=6", "output.figure_every=0")
     ds = xr.open_zarr(store)
     c = np.array([0.0, -2.0])
-    for name in ("vertices", "vertices_ref"):
-        low = np.linalg.norm(ds[name].values[-1].astype(float) - c, axis=1).min()
-        assert 0.95 < low < 1.01, (name, low)  # touching, not through
-    assert np.abs(ds["vertices"].values[-1] - ds["vertices_ref"].values[-1]).max() < 0.05
+    low = {name: np.linalg.norm(ds[name].values.astype(float) - c, axis=2).min(1) for name in ("vertices", "vertices_ref")}
+    assert low["vertices_ref"][2] > 1.1 and low["vertices_ref"][4] < 1.0  # in contact from step 3 or 4
+    assert np.all(low["vertices_ref"] > 0.88), low  # held, not through
+    assert np.abs(low["vertices"] - low["vertices_ref"]).max() < 0.01, low
+    assert np.abs(ds["vertices"].values - ds["vertices_ref"].values).max() < 0.03
 
 
 BAD_MESHES = {

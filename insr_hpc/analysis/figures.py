@@ -16,6 +16,8 @@ entry "stopped at iteration cap".
 
 from __future__ import annotations
 
+import json
+
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -379,7 +381,44 @@ def _reference_positions(ds) -> np.ndarray | None:
         return None
 
 
+def _mesh_body(pairs, stores):
+    """Mesh bodies: 3D, the deformed surface of the best and worst run at the same time
+    (FEM wireframe over it, colliders drawn); 2D, the best run's boundary at its first,
+    middle and last step, FEM points over it."""
+    from insr_hpc.analysis.mesh_render import body_figure
+
+    steps, when = common_steps(pairs, stores)
+    ds0 = stores[0]
+    attrs = {k: ds0.attrs.get(k) for k in ("ground", "sphere")}
+    attrs = {k: (json.loads(v) if isinstance(v, str) else v) for k, v in attrs.items()}
+    faces = np.asarray(ds0["mesh_faces"].values, dtype=np.int64)
+    if ds0.sizes["component"] == 3:
+        frames = [np.asarray(ds["vertices"].values[k], dtype=np.float64) for ds, k in zip(stores, steps, strict=True)]
+        refs = [np.asarray(ds["vertices_ref"].values[k], dtype=np.float64) for ds, k in zip(stores, steps, strict=True)]
+        times = [float(ds["time"].values[k]) for ds, k in zip(stores, steps, strict=True)]
+        fig = body_figure(faces, frames, times, references=refs, attrs=attrs)
+        panels = [ax for ax in fig.axes if ax.name == "3d"]
+        for ax, (tag, r), t in zip(panels, pairs, times, strict=False):
+            ax.set_title(f"{_run_title(tag, r, 44)}\nt = {t:.4g}", fontsize=8)
+        fig.suptitle(f"{_who(pairs, when)}; lengths dimensionless", fontsize=10)
+        fig.subplots_adjust(top=0.78)
+        return fig
+    (tag, r), ds = pairs[0], stores[0]
+    last = r.steps_done - 1
+    chosen = sorted({0, last // 2, last})
+    fig = body_figure(faces, [np.asarray(ds["vertices"].values[k], dtype=np.float64) for k in chosen],
+                      [float(ds["time"].values[k]) for k in chosen],
+                      references=[np.asarray(ds["vertices_ref"].values[k], dtype=np.float64) for k in chosen], attrs=attrs)
+    ax = fig.axes[0]
+    ax.set_title(f"{_run_title(tag, r, 60)}\nboundary at t = {', '.join(f'{float(ds.time.values[k]):.3g}' for k in chosen)}; "
+                 "lengths dimensionless", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def _elasticity(pairs, stores):
+    if "mesh_points" in stores[0].variables:
+        return _mesh_body(pairs, stores)
     plt = _plt()
     steps, when = common_steps(pairs, stores)
     fig, axes = plt.subplots(len(pairs), 3, figsize=(17, 3.6 * len(pairs)), squeeze=False)

@@ -204,7 +204,7 @@ def _figure_3d(plt, faces, frames, refs, times, a):
     rows = -(-k // cols)
     flatness = float(extent[2] / max(extent[0], extent[1]))
     panel_h = 4.6 * (0.62 + 0.38 * min(flatness, 1.0))
-    fig = plt.figure(figsize=(4.8 * cols, panel_h * rows + 0.9))
+    fig = plt.figure(figsize=(max(4.8 * cols, 8.0), panel_h * rows + 1.4))
     for p, (x, t) in enumerate(zip(frames, times, strict=True)):
         ax = fig.add_subplot(rows, cols, p + 1, projection="3d")
         if ground is not None:
@@ -241,9 +241,9 @@ def _figure_3d(plt, faces, frames, refs, times, a):
         handles.append(Patch(facecolor="0.6", alpha=0.4, edgecolor="0.35", label=f"collider: ground z = {ground:.3g}"))
     if len(sphere) == 4:
         handles.append(Line2D([], [], color=COLLIDER_COLOUR, label=f"collider: sphere r = {sphere[3]:.3g}"))
-    fig.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False, fontsize=9)
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 2 * cols), frameon=False, fontsize=9)
     fig.suptitle("Deformed body (boundary surface); lengths dimensionless (units 1)", fontsize=12)
-    fig.subplots_adjust(left=0.0, right=0.96, top=0.88, bottom=0.12, wspace=0.08)
+    fig.subplots_adjust(left=0.02, right=0.96, top=0.86, bottom=0.16, wspace=0.08)
     return fig
 
 

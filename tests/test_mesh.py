@@ -1,5 +1,5 @@
 """Simplicial bodies (insr_hpc.pde.mesh) and their figures and VTU export
-(insr_hpc.analysis.mesh_render): builtins are valid closed bodies of the right
+(insr_hpc.pde.mesh_render): builtins are valid closed bodies of the right
 measure, samplers are uniform, refinement keeps the coarse vertices, files round-trip
 and hostile files are refused with one clear MeshError."""
 
@@ -321,7 +321,7 @@ def _falling(spec: str, resolution: int, steps: int = 2) -> xr.Dataset:
 def test_mesh_figure_3d_and_2d(tmp_path):
     import matplotlib.pyplot as plt
 
-    from insr_hpc.analysis.mesh_render import mesh_figure
+    from insr_hpc.pde.mesh_render import mesh_figure
 
     ds = _falling("builtin:beam", 4)
     fig = mesh_figure(ds, [0, 1], attrs={"ground": -0.3, "sphere": [1.0, 0.0, 0.6, 0.2]})
@@ -350,7 +350,7 @@ def test_mesh_figure_3d_and_2d(tmp_path):
 
 
 def test_export_vtu(tmp_path):
-    from insr_hpc.analysis.mesh_render import export_vtu
+    from insr_hpc.pde.mesh_render import export_vtu
 
     ds = _falling("builtin:beam", 4, steps=3)
     n_boundary = len(np.unique(ds["mesh_faces"].values))

@@ -54,7 +54,7 @@ def test_capabilities_of_an_unknown_name_is_the_usual_config_error():
 
 def test_model_capabilities():
     assert MODELS.having("latent") == ["hybrid", "mmgn"]
-    assert MODELS.having("classical") == ["idw", "kriging"]
+    assert MODELS.having("classical") == ["classical", "idw", "kriging"]
     assert MODELS.having("hybrid") == ["hybrid"]
     assert not any(MODELS.has("siren", cap) for cap in ("latent", "classical", "hybrid"))
 

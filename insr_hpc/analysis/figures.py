@@ -385,7 +385,7 @@ def _mesh_body(pairs, stores):
     """Mesh bodies: 3D, the deformed surface of the best and worst run at the same time
     (FEM wireframe over it, colliders drawn); 2D, the best run's boundary at its first,
     middle and last step, FEM points over it."""
-    from insr_hpc.analysis.mesh_render import body_figure
+    from insr_hpc.pde.mesh_render import body_figure
 
     steps, when = common_steps(pairs, stores)
     ds0 = stores[0]

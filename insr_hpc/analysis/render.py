@@ -292,7 +292,7 @@ def _mesh_store(store: str):
 
 def _render_mesh(ds, store: str, steps: list[int], out: str):
     """A mesh body: its deformed surface at ``steps`` (.png) or exported through meshio (.vtu)."""
-    from insr_hpc.analysis.mesh_render import export_vtu, mesh_figure
+    from insr_hpc.pde.mesh_render import export_vtu, mesh_figure
 
     done = np.flatnonzero(np.asarray(ds["committed"].values).astype(bool))
     for step in steps:

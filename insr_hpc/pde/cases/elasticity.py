@@ -471,7 +471,7 @@ class Elasticity(Case):
         import matplotlib.pyplot as plt
 
         if self.mesh is not None:
-            from insr_hpc.analysis.mesh_render import body_figure
+            from insr_hpc.pde.mesh_render import body_figure
 
             ref = self._fem.positions[self._fem_points] if self._fem is not None else None
             return body_figure(np.asarray(self.mesh.boundary_faces), [outputs["vertices"]], [t],

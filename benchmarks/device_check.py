@@ -62,7 +62,7 @@ from insr_hpc.catalog import load_config  # noqa: E402
 from insr_hpc.runtime import RunEnv, select_device  # noqa: E402
 
 CONFIGS = os.path.join(ROOT, "configs")
-ITEMS = ("advection", "euler", "recon", "pack", "ddp")
+ITEMS = ("advection", "euler", "elasticity3d", "recon", "pack", "ddp")
 
 # Sizes. Full: the shipped configs (what a user runs), a few steps each. Small: every size
 # shrunk so the whole check takes ~1–2 minutes on a 2-core CPU (a smoke test of the code
@@ -70,6 +70,7 @@ ITEMS = ("advection", "euler", "recon", "pack", "ddp")
 FULL = {
     "advection": ["time.steps=5"],
     "euler": ["time.steps=3"],
+    "elasticity3d": ["time.steps=3"],
     "recon": ["network.model=mmgn", "train.epochs=5"],
     "pack": ["time.steps=2"],
     "pack_k": [1, 16, 64],
@@ -82,6 +83,9 @@ SMALL = {
     "euler": ["time.steps=2", "sampling.interior=512", "sampling.boundary=32", "network.depth=3", "network.width=24",
               "optim.init_max_iters=20", "optim.max_iters=4", "problem.reference_resolution=32",
               "output.resolution=32"],
+    "elasticity3d": ["time.steps=1", "problem.mesh_resolution=16", "network.depth=2", "network.width=24",
+                     "sampling.interior=512", "optim.init_warmup=30", "optim.max_iters=2", "optim.average=1",
+                     "optim.hessian_samples=128", "optim.average_hessian_samples=128"],
     "recon": ["network.model=mmgn", "train.epochs=5", "network.width=32", "network.layers=2", "network.latent=8"],
     "pack": ["time.steps=1", "sampling.interior=200", "optim.init_max_iters=6", "output.resolution=256"],
     "pack_k": [1, 2, 4],
@@ -206,6 +210,25 @@ def check_euler(dev: torch.device, sizes: dict) -> list[Row]:
     )]
 
 
+def check_elasticity3d(dev: torch.device, sizes: dict) -> list[Row]:
+    """The 3D mesh body (configs/elasticity_3d.yaml: tetrahedral torus, SIREN 4 × 66,
+    Newton–CG with Gauss–Newton curvature) against its FEM reference."""
+    from insr_hpc.pde.solver import Solver
+
+    cfg = config("elasticity_3d.yaml", dev, sizes["elasticity3d"])
+    solver = Solver(cfg, env_on(dev))
+    steps = cfg.time.steps
+    first, later = solve_steps(solver, steps, dev)
+    solver.case.time_now = steps * cfg.time.dt
+    errs = final_errors(solver, steps)
+    return [Row(
+        f"elasticity 3D ({steps} steps)", "step", later.cpu / steps, later.wall / steps,
+        f"vertex rel L2 {errs['rel_l2']:.2e}, tip {errs['tip_error']:.1e}",
+        {"rel_l2": errs["rel_l2"], "tip_error": errs["tip_error"]},
+        notes=f"step 0: {first.wall:.2f} s wall; {cfg.sampling.interior} samples, {solver.n_params()} params",
+    )]
+
+
 def check_recon(dev: torch.device, sizes: dict) -> list[Row]:
     """The recon workload's own pieces (as ``run_recon`` strings them), without a store."""
     from insr_hpc.recon import metrics
@@ -217,7 +240,8 @@ def check_recon(dev: torch.device, sizes: dict) -> list[Row]:
     fld = load_field(cfg.data.path, cfg.data.variable)
     observed = observation_mask(cfg.task.name, cfg.task.ratio, cfg.task.ratio_min, fld.valid, fld.values.shape[0],
                                 cfg.task.seed)
-    train_mask, val_mask = validation_split(cfg.task.name, observed, cfg.train.validation, cfg.task.seed)
+    train_mask, val_mask = validation_split(cfg.task.name, observed, cfg.train.validation_fraction(cfg.task.name),
+                                            cfg.task.seed)
     problem = make_problem(fld.values, train_mask, fld.lat, fld.lon, val_mask)
     env = env_on(dev)
     trainer = Trainer(cfg.network, cfg.train, problem, cfg.seed, env.device, env)
@@ -397,6 +421,7 @@ def run_items(names: list[str], dev: torch.device, sizes: dict, budget_s: float)
     checks: dict[str, Callable[[], list[Row]]] = {
         "advection": lambda: check_advection(dev, sizes),
         "euler": lambda: check_euler(dev, sizes),
+        "elasticity3d": lambda: check_elasticity3d(dev, sizes),
         "recon": lambda: check_recon(dev, sizes),
         "pack": lambda: check_pack(dev, sizes, deadline),
         "ddp": lambda: check_ddp(dev, sizes),

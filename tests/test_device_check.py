@@ -38,7 +38,7 @@ def test_small_cpu_check_every_row_ok(tmp_path):
     data = json.loads(rows_json.read_text())
     assert data["device"] == "cpu" and data["device_type"] == "cpu" and data["small"]
     items = [r["item"] for r in data["rows"]]
-    for prefix in ("advection", "euler", "recon mmgn", "pack k=1", "pack k=2", "pack k=4", "ddp gloo"):
+    for prefix in ("advection", "euler", "elasticity 3D", "recon mmgn", "pack k=1", "pack k=2", "pack k=4", "ddp gloo"):
         assert sum(i.startswith(prefix) for i in items) == 1, (prefix, items)
     for row in data["rows"]:
         assert row["status"] == "ok", row

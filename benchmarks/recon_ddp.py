@@ -28,8 +28,8 @@ from insr_hpc.store import decode_attrs  # noqa: E402
 def _spec(root: str, epochs: int) -> str:
     from insr_hpc.plan import plan_runs
 
-    overrides = [f"output.root={root}", f"train.epochs={epochs}", f"train.eval_every={epochs}", "output.figure_every=0",
-                 "device=cpu"]
+    overrides = [f"output.root={root}", "network.model=mmgn", f"train.epochs={epochs}", f"train.eval_every={epochs}",
+                 "output.figure_every=0", "device=cpu"]  # MMGN: the shipped default is the hybrid
     return plan_runs(os.path.join(ROOT, "configs", "reconstruct.yaml"), overrides).specs[0].save()
 
 

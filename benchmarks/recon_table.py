@@ -28,10 +28,13 @@ sys.path.insert(0, ROOT)
 from insr_hpc.store import decode_attrs  # noqa: E402
 
 NOTES = "<!-- notes (written by hand; kept by reruns) -->"
-NEURAL = ("mmgn", "siren", "ffn_p", "ffn_g", "resmlp", "hybrid")  # the project's models (hybrid: kriging + MMGN residual)
+# the project's models (hybrid: kriging + MMGN residual; hybrid_auto: the shipped default, the
+# classical model chosen by CV + MMGN residual)
+NEURAL = ("hybrid_auto", "mmgn", "siren", "ffn_p", "ffn_g", "resmlp", "hybrid")
 CLASSICAL = ("idw", "kriging", "classical")  # classical: IDW or kriging chosen by cross-validation
 TASKS = ("task1", "task2", "task3", "task4")
-DATASET_NAMES = {"A1B_north_america.nc": "A1B", "ostia_monthly.nc": "OSTIA", "E1_north_america.nc": "E1"}
+DATASET_NAMES = {"A1B_north_america.nc": "A1B", "ostia_monthly.nc": "OSTIA", "E1_north_america.nc": "E1",
+                 "synthetic:bumps_front": "synthetic bumps_front"}
 
 
 def collect(sweep_dirs: list[str]) -> list[dict]:
@@ -49,8 +52,11 @@ def collect(sweep_dirs: list[str]) -> list[dict]:
             with open(os.path.join(run_dir, "run.json"), encoding="utf-8") as fh:
                 state = json.load(fh)
             cfg = attrs["config"]
-            source = os.path.basename(str(attrs.get("source", "")).split(":")[-1])
+            source = str(attrs.get("source", ""))
+            source = source if source.startswith("synthetic:") else os.path.basename(source.split(":")[-1])
             model = attrs["model"]
+            if model == "hybrid" and (cfg.get("network") or {}).get("base") == "auto":
+                model = "hybrid_auto"
             scale = (cfg.get("network") or {}).get("input_scale")
             if model == "mmgn" and scale is not None and float(scale) != 256.0:  # the paper's size is plain "mmgn"
                 model = f"mmgn_s{float(scale):g}"
@@ -89,7 +95,9 @@ def render(rows: list[dict], command: str) -> str:
         "observations (`network.base`: kriging, idw or auto, the classical model chosen by cross-validation) + "
         "w × (MMGN − b), w fitted on the validation observations (shown per cell; 0 — b exactly — unless its "
         "gain, cross-validated over folds of validation clusters, is above `network.min_z` standard errors across "
-        "folds; older stores: one cluster-robust standard error). "
+        "folds; older stores: one cluster-robust standard error); with `network.refit` (the default) the kept "
+        "reconstruction is rebuilt over the base of every observation (w 0: that base). `hybrid_auto` (base auto) "
+        "is the shipped default. "
         "A run marked ⚠ ended `suspect`; one marked ‡ rests its selection (epoch, blend weight or classical model) "
         "on fewer independent validation clusters than `train.min_clusters` (`thin_validation`). Per cell, where "
         "recorded: `cv` = the kept reconstruction's validation MSE, mean over the folds of independent clusters "

@@ -213,19 +213,45 @@ def test_thin_validation_is_flagged_below_the_threshold_and_not_above(field):
     assert st["warning"] is None and "warning" not in format_table([st]).splitlines()[0]
 
 
-def test_two_validation_sensors_return_the_base_bit_for_bit(field):
+@pytest.mark.parametrize("refit", [True, False])
+def test_two_validation_sensors_return_the_base_bit_for_bit(field, refit):
     tmp, path, truth = field
     # 320 × 0.025 = 8 sensors, a quarter held back: 2 validation sensors (< network.min_clusters 6)
-    code, state, attrs, run_dir = run(tmp, "two", path, *TINY, "network.model=hybrid", "network.base=idw",
-                                      "task.name=task1", "task.ratio=0.025", "network.min_z=0")
+    code, state, attrs, run_dir = run(tmp, f"two_{refit}", path, *TINY, "network.model=hybrid", "network.base=idw",
+                                      "task.name=task1", "task.ratio=0.025", "network.min_z=0",
+                                      f"network.refit={str(refit).lower()}")
     assert code == 0 and attrs["validation_clusters"] == 2 and attrs["thin_validation"]
     assert attrs["blend_weight"] == 0.0 and "min_clusters" in attrs["blend_choice"]["reason"]
     ds = xr.open_zarr(str(run_dir / "store.zarr"))
     observed, val = ds.observed.values.astype(bool), ds.validation.values.astype(bool)
-    base = IDW(IDWParams()).interpolate(truth.astype(np.float32).astype(np.float64), observed & ~val,
+    # refit (the default): w refused, the base interpolates every observation, validation ones too;
+    # else the training observations only
+    points = observed if refit else observed & ~val
+    base = IDW(IDWParams()).interpolate(truth.astype(np.float32).astype(np.float64), points,
                                         np.ones(truth.shape[1:], bool), ds.latitude.values, ds.longitude.values)
     np.testing.assert_array_equal(ds.reconstruction.values, base.astype(np.float32))
-    assert attrs["final_errors"]["mse"] == attrs["base_errors"]["mse"]
+    assert (attrs["final_errors"]["mse"] == attrs["base_errors"]["mse"]) is not refit
+    assert bool(attrs["refit"]) is refit and (not refit or attrs["refit"]["observations"] == "training + validation")
+    # the validation figures stay out-of-sample: the training-only base's, on which w was refused
+    assert attrs["final_errors"]["val_mse"] == attrs["base_errors"]["val_mse"] > 0
+
+
+def test_a_refused_auto_hybrid_is_the_classical_model_of_every_observation(field):
+    """The default's fallback is exactly what a user interpolating every observation gets:
+    network.model=classical with train.validation=0, bit for bit, choice included."""
+    tmp, path, _ = field
+    common = ["task.name=task1", "task.ratio=0.025"]
+    code, _, hyb, hyb_dir = run(tmp, "auto_refused", path, *TINY, "network.model=hybrid", "network.base=auto",
+                                *common)
+    assert code == 0 and hyb["blend_weight"] == 0.0
+    code, _, cla, cla_dir = run(tmp, "classical_all", path, "network.model=classical", "train.validation=0",
+                                "train.select=last", "device=cpu", *common)
+    assert code == 0
+    a = xr.open_zarr(str(hyb_dir / "store.zarr")).reconstruction.values
+    b = xr.open_zarr(str(cla_dir / "store.zarr")).reconstruction.values
+    np.testing.assert_array_equal(a, b)
+    assert hyb["chosen_model"] == hyb["refit"]["model"] == cla["chosen_model"]
+    assert hyb["final_errors"]["mse"] == cla["final_errors"]["mse"]
 
 
 def test_classical_model_and_auto_base_are_chosen_by_cross_validation(field):
@@ -243,7 +269,10 @@ def test_classical_model_and_auto_base_are_chosen_by_cross_validation(field):
     code, state, attrs, _ = run(tmp, "auto", path, *TINY, "network.model=hybrid", "network.base=auto",
                                 "task.name=task1", "task.ratio=0.1")
     assert code == 0 and attrs["base"] == "auto"
-    assert attrs["chosen_model"] == attrs["base_selection"]["chosen"]["label"]
+    # the blend's validation ran over the CV choice on the training sensors; the stored
+    # reconstruction is made of the CV choice on every sensor (network.refit)
+    assert attrs["base_selection"]["clusters"] == 24 and attrs["refit"]["selection"]["clusters"] == 32
+    assert attrs["chosen_model"] == attrs["refit"]["model"] == attrs["refit"]["selection"]["chosen"]["label"]
     assert attrs["base_selection"]["cluster_kind"] == "sensor" and attrs["base_selection"]["clusters"] == 24
 
 
@@ -259,3 +288,29 @@ def test_bad_cv_keys_are_one_line_errors(field, capsys, override, key):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].startswith("insr-hpc: error:") and key in err[0]
     assert not (tmp / "bad").exists()
+
+
+def test_refit_blends_over_the_interpolant_of_every_observation(field):
+    """network.refit (the default): the kept blend is rebuilt over the base of every
+    observation, so refit true − false = (1 − w)(b_all − b_train), whatever w is; the
+    network, w and the validation figures (out of sample) are the same."""
+    tmp, path, truth = field
+    common = [*TINY, "network.model=hybrid", "network.base=idw", "task.name=task3", "task.ratio=0.2",
+              "network.min_z=0", "network.min_clusters=2", "train.select=last"]
+    out = {}
+    for refit in ("true", "false"):
+        code, _, attrs, run_dir = run(tmp, f"blend_{refit}", path, *common, f"network.refit={refit}")
+        assert code == 0
+        out[refit] = (attrs, xr.open_zarr(str(run_dir / "store.zarr")))
+    (a, ds_a), (b, ds_b) = out["true"], out["false"]
+    w = a["blend_weight"]
+    assert w == b["blend_weight"] and a["final_errors"]["val_mse"] == b["final_errors"]["val_mse"]
+    assert a["validation_cv"] == b["validation_cv"] and a["refit"]["model"] == "idw" and b["refit"] == {}
+    observed, val = ds_a.observed.values.astype(bool), ds_a.validation.values.astype(bool)
+    vals = truth.astype(np.float32).astype(np.float64)
+    idw = IDW(IDWParams())
+    b_all = idw.interpolate(vals, observed, np.ones(truth.shape[1:], bool), ds_a.latitude.values, ds_a.longitude.values)
+    b_train = idw.interpolate(vals, observed & ~val, np.ones(truth.shape[1:], bool), ds_a.latitude.values,
+                              ds_a.longitude.values)
+    diff = ds_a.reconstruction.values.astype(np.float64) - ds_b.reconstruction.values.astype(np.float64)
+    np.testing.assert_allclose(diff, (1 - w) * (b_all - b_train), atol=1e-3)

@@ -138,8 +138,8 @@ def test_a_field_without_units_says_so_in_the_store_and_runs_end_to_end(tmp_path
     write_odd(path, units=False, descending=True, dateline=True, calendar="noleap", singleton=True)
     out = tmp_path / "runs"
     code = main(["run", "configs/reconstruct.yaml", f"output.root={out}", f"data.path={path}", "data.variable=anom",
-                 "device=cpu", "train.epochs=2", "train.eval_every=1", "task.ratio=0.5", "train.validation=0",
-                 "train.select=last", "network.width=8", "network.layers=1", "network.latent=4", "output.figure_every=1"])
+                 "device=cpu", "network.model=mmgn", "train.epochs=2", "train.eval_every=1", "task.ratio=0.5",
+                 "train.validation=0", "train.select=last", "network.width=8", "network.layers=1", "network.latent=4", "output.figure_every=1"])
     assert code == 0
     ds = xr.open_zarr(str(out / "reconstruct" / "r000" / "store.zarr"))
     assert "units" not in ds.rmse.attrs and "no units attribute" in ds.rmse.attrs["comment"]

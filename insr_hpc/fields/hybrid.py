@@ -21,9 +21,14 @@ refitted without each fold and its MSE reduction over the interpolant measured o
 and w is kept only when the mean reduction is more than ``min_z`` standard errors
 (across folds) above zero, and never with fewer than ``min_clusters`` clusters
 (:func:`insr_hpc.fields.crossval.choose_blend`, docs/recon.md "Cross-validation"); else
-w = 0 and the run's reconstruction is the interpolant bit for bit. ``base: auto`` makes
-the interpolant whichever classical model cross-validates best on the training
-observations (:class:`insr_hpc.fields.classical.ClassicalSelector`).
+w = 0 and the run's reconstruction is the interpolant bit for bit — with ``refit`` (the
+default) the interpolant of *every* observation, validation ones included, which is what
+``network.model=classical train.validation=0`` returns (the validation observations have
+then served their purpose, choosing the epoch and w); a kept w > 0 then blends over that
+interpolant of every observation, b_all + w (n − b_all). ``base: auto`` makes the interpolant
+whichever classical model cross-validates best on the training observations (on all of
+them for the refit) (:class:`insr_hpc.fields.classical.ClassicalSelector`). The shipped
+default, ``configs/reconstruct.yaml``, is this model with ``base: auto``.
 
 Why not train n on y − b directly: an interpolant reproduces its own training
 observations (IDW exactly, kriging up to its nugget), so those residuals are ≈ 0 and

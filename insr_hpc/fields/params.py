@@ -169,6 +169,11 @@ class HybridParams:
     # standard error across folds, else w = 0: the base exactly; 0: any positive gain
     min_z: float = 1.0
     min_clusters: int = 6  # fewer independent validation clusters than this: w = 0, the base exactly
+    # after selection the base interpolates *every* observation, training and validation (for
+    # base auto: chosen again by CV over all of them): w = 0 (refused) returns it, as a
+    # classical run with train.validation=0 would, bit for bit; w > 0 blends over it.
+    # false: the base of the training observations only
+    refit: bool = True
     width: int = 256  # network (an MMGN, insr_hpc/fields/mmgn.py): hidden units
     layers: int = 5  # network: modulated hidden layers
     latent: int = 128  # network: size of each time step's latent code

@@ -19,7 +19,8 @@ TASKS = ("task1", "task2", "task3", "task4")
 
 @dataclass
 class DataConfig:
-    # a netCDF file or Zarr store; "sample:NAME" is NAME inside the iris-sample-data package
+    # a netCDF file or Zarr store; "sample:NAME" is NAME inside the iris-sample-data package;
+    # "synthetic:NAME[:SEED]" a field of insr_hpc/recon/synthetic.py (e.g. synthetic:bumps_front)
     path: str = "sample:A1B_north_america.nc"
     variable: str = "air_temperature"
 

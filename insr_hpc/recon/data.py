@@ -18,6 +18,7 @@ import numpy as np
 from insr_hpc.errors import InsrError
 
 SAMPLE_PREFIX = "sample:"
+SYNTHETIC_PREFIX = "synthetic:"  # insr_hpc/recon/synthetic.py
 
 _LAT_UNITS = {"degrees_north", "degree_north", "degree_n", "degrees_n", "degreen", "degreesn"}
 _LON_UNITS = {"degrees_east", "degree_east", "degree_e", "degrees_e", "degreee", "degreese"}
@@ -59,7 +60,14 @@ def resolve_path(path: str) -> str:
 
 def check_path(path: str) -> str:
     """The real path of ``path``; a one-line InsrError when it does not exist (for a
-    ``sample:`` name: the sample files there are, and the closest)."""
+    ``sample:`` name: the sample files there are, and the closest). A ``synthetic:NAME``
+    spec (:mod:`insr_hpc.recon.synthetic`, built in memory) is returned unchanged once its
+    name and seed are checked."""
+    if path.startswith(SYNTHETIC_PREFIX):
+        from insr_hpc.recon.synthetic import parse
+
+        parse(path)
+        return path
     real = resolve_path(path)
     if os.path.exists(real):
         return real
@@ -78,6 +86,10 @@ def _open(path: str):
     import xarray as xr
 
     real = check_path(path)
+    if path.startswith(SYNTHETIC_PREFIX):
+        from insr_hpc.recon.synthetic import dataset
+
+        return dataset(path)
     is_zarr = os.path.isdir(real) or real.rstrip("/").endswith(".zarr")
     try:
         if is_zarr:
@@ -144,7 +156,7 @@ def check_field(path: str, variable: str) -> None:
     metadata only. Each file is opened once per modification time, and every variable of
     it checked then: a sweep (over variables too) opens it once."""
     real = check_path(path)
-    key = (path, real, os.path.getmtime(real))
+    key = (path, real, 0.0 if path.startswith(SYNTHETIC_PREFIX) else os.path.getmtime(real))
     if key not in _CHECKED:
         with _open(path) as ds:
             outcome: dict[str, str | None] = {}

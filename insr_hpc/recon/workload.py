@@ -278,8 +278,21 @@ def run_recon(cfg: ReconConfig, run_dir: str, env: RunEnv, run_id: str = "r000")
         val_history = val_history[:done_epochs]
         if cfg.train.select == "best":
             trainer.use_best()
-        if base is not None and trainer.blend_weight == 0.0:
-            pred = base.copy()  # w refused: the interpolant itself, bit for bit
+        refit, held_out = None, None
+        if base is not None and cfg.network.refit:
+            # the validation observations have done their job (the epoch, w, and whether the
+            # network is used at all): from here they are just more data for the interpolant.
+            # w refused: the interpolant of every observation, what network.model=classical
+            # with train.validation=0 returns, bit for bit; else the blend over it
+            base_all, refit = _refit_base(cfg, model_cls, fld, observed)
+            if trainer.blend_weight == 0.0:
+                held_out, pred = base, base_all
+            else:
+                held_out = problem.denormalise(trainer.predict())
+                net = problem.denormalise(trainer.predict(network_only=True))
+                pred = base_all + trainer.blend_weight * (net - base_all)
+        elif base is not None and trainer.blend_weight == 0.0:
+            pred = base.copy()  # the interpolant of the training observations, bit for bit
         else:
             pred = problem.denormalise(trainer.predict())
         if not np.isfinite(pred[:, fld.valid]).all():
@@ -291,10 +304,14 @@ def run_recon(cfg: ReconConfig, run_dir: str, env: RunEnv, run_id: str = "r000")
             final["latent_code"] = trainer.codes.detach().cpu().numpy()
         store.write_arrays(final)
         errs = metrics.errors(pred, fld.values, fld.valid, observed, mlo, mhi)
-        errs["val_mse"] = metrics.masked_mse(pred, fld.values, val_mask, mlo, mhi)
+        # validation figures are out-of-sample: after a refit (which saw the validation
+        # observations) they are those of the reconstruction over the training-only
+        # interpolant, on which w and the epoch were chosen
+        held_out = pred if held_out is None else held_out
+        errs["val_mse"] = metrics.masked_mse(held_out, fld.values, val_mask, mlo, mhi)
         selected = trainer.best["epoch"] if trainer.best is not None and cfg.train.select == "best" else done_epochs
         selects = cfg.train.validation > 0 and (cfg.train.select == "best" or base is not None)
-        extra = folds.evidence(pred, fld, mlo, mhi, selects, base_selection)
+        extra = folds.evidence(held_out, fld, mlo, mhi, selects, base_selection)
         if base is not None:  # the hybrid next to its own parts, on the same observations
             net = problem.denormalise(trainer.predict(network_only=True))
             extra |= {"blend_weight": trainer.blend_weight, "blend_choice": trainer.blend_choice,
@@ -305,6 +322,9 @@ def run_recon(cfg: ReconConfig, run_dir: str, env: RunEnv, run_id: str = "r000")
                      | {"val_mse": metrics.masked_mse(net, fld.values, val_mask, mlo, mhi)}}
             if base_selection is not None:
                 extra |= {"base_selection": base_selection, "chosen_model": base_selection["chosen"]["label"]}
+            extra["refit"] = refit or {}
+            if refit:
+                extra["chosen_model"] = refit["model"]  # the interpolant the reconstruction is made of
         monitor.hparams(hparams(cfg, ("data", "task", "train", "network")), errs)
         if suspect:
             progress.note(f"SUSPECT: {suspect}")
@@ -317,6 +337,26 @@ def run_recon(cfg: ReconConfig, run_dir: str, env: RunEnv, run_id: str = "r000")
     finally:
         bar.close()
         monitor.close()
+
+
+def _refit_base(cfg: ReconConfig, model_cls, fld: Field, observed: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+    """The hybrid's interpolant of every observation (its w refused): for base auto the
+    classical model chosen again by cross-validation over all of them. Returns the
+    reconstruction and the store's ``refit`` attribute."""
+    start = time.perf_counter()
+    interpolant = model_cls.base_model(cfg.network)
+    selection = None
+    if hasattr(interpolant, "select"):
+        selection = interpolant.select(fld.values, observed, fld.valid, fld.lat, fld.lon,
+                                       fixed_positions=cfg.task.name in FIXED_POSITIONS)
+    pred = interpolant.interpolate(fld.values, observed, fld.valid, fld.lat, fld.lon)
+    if not np.isfinite(pred[:, fld.valid]).all():
+        raise DivergedError(f"{cfg.network.base} produced a non-finite interpolant of every observation")
+    info: dict[str, Any] = {"observations": "training + validation", "seconds": time.perf_counter() - start,
+                            "model": selection["chosen"]["label"] if selection else cfg.network.base}
+    if selection is not None:
+        info["selection"] = selection
+    return pred, info
 
 
 def _run_classical(cfg: ReconConfig, run_dir: str, env: RunEnv, run_id: str, fld: Field, observed: np.ndarray,

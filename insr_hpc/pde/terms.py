@@ -157,3 +157,66 @@ def objective(terms, field: PointFn, batches, per_point: bool = False) -> torch.
 
 def is_least_squares(terms) -> bool:
     return all(isinstance(t, Residual) for t in terms)
+
+
+# Energy densities of elastodynamics, for one point (…, d, d) / (…, d), d = 2 or 3: the
+# same code runs batched for Adam and per point under vmap for Newton's curvature.
+
+
+def determinant(F: torch.Tensor) -> torch.Tensor:
+    """det F for F (…, d, d), d = 2 or 3, written out (vmap- and double-backward-safe)."""
+    if F.shape[-1] == 2:
+        return F[..., 0, 0] * F[..., 1, 1] - F[..., 0, 1] * F[..., 1, 0]
+    a, b, c = F[..., 0, :], F[..., 1, :], F[..., 2, :]
+    return (a * torch.linalg.cross(b, c, dim=-1)).sum(-1)
+
+
+def signed_singular_sum(F: torch.Tensor, iterations: int = 16) -> torch.Tensor:
+    """Σσₖ with the smallest singular value negated when det F < 0, i.e. tr(RᵀF) for the
+    rotation R of the polar decomposition F = RS (what ARAP measures), for F (…, d, d).
+
+    2D: √((F₀₀ + F₁₁)² + (F₁₀ − F₀₁)²). 3D, without an SVD (whose derivative is undefined
+    at repeated singular values, e.g. at rest): s = Σσ is the largest root of
+    ((s² − I₁)/2)² − 2Js − I₂ = 0 (I₁ = |F|², I₂ the second invariant of FᵀF, J = det F:
+    from I₁ = s² − 2e₂, I₂ = e₂² − 2sJ with e₂ = Σ_{j<k} σⱼσₖ), found by Newton from
+    √(3I₁) ≥ s; 16 iterations reach float64 rounding for stretches up to ~4. Smooth at
+    F = I (a simple root), so Newton's and Gauss–Newton's second derivatives exist."""
+    if F.shape[-1] == 2:
+        return torch.sqrt((F[..., 0, 0] + F[..., 1, 1]) ** 2 + (F[..., 1, 0] - F[..., 0, 1]) ** 2)
+    I1 = (F**2).sum((-2, -1))
+    C = F.transpose(-1, -2) @ F
+    I2 = 0.5 * (I1**2 - (C**2).sum((-2, -1)))
+    J = determinant(F)
+    s = torch.sqrt(3 * I1)
+    for _ in range(iterations):
+        g = ((s * s - I1) / 2) ** 2 - 2 * J * s - I2
+        s = s - g / (s * (s * s - I1) - 2 * J)
+    return s
+
+
+def material_density(kind: str, F: torch.Tensor, mu, lam) -> torch.Tensor:
+    """Ψ(F) per unit reference volume for F (…, d, d) → (…):
+
+    * ``neo_hookean``: μ/2(|F|² − d) − μ(J − 1) + λ/2(J − 1)² (log-free, defined for J ≤ 0);
+    * ``arap``: μ Σ(σₖ − 1)² = μ(|F|² − 2 tr(RᵀF) + d) (as rigid as possible);
+    * ``arap_volume``: ARAP + λ/2(J − 1)² (volume preservation)."""
+    d = F.shape[-1]
+    J = determinant(F)
+    if kind == "neo_hookean":
+        return 0.5 * mu * ((F**2).sum((-2, -1)) - d) - mu * (J - 1) + 0.5 * lam * (J - 1) ** 2
+    out = mu * ((F**2).sum((-2, -1)) - 2 * signed_singular_sum(F) + d)
+    if kind == "arap_volume":
+        out = out + 0.5 * lam * (J - 1) ** 2
+    return out
+
+
+def plane_penalty(x: torch.Tensor, ground: float, stiffness: float) -> torch.Tensor:
+    """k/2 · max(0, ground − x_d)²: contact with the plane x_d = ground (d the last axis, "down")."""
+    return 0.5 * stiffness * torch.relu(ground - x[..., -1]) ** 2
+
+
+def sphere_penalty(x: torch.Tensor, centre, radius: float, stiffness: float) -> torch.Tensor:
+    """k/2 · max(0, r − |x − c|)²: contact with a sphere (a circle in 2D)."""
+    c = torch.as_tensor(centre, dtype=x.dtype, device=x.device)
+    dist = torch.sqrt(((x - c) ** 2).sum(-1) + 1e-30)
+    return 0.5 * stiffness * torch.relu(radius - dist) ** 2

@@ -37,57 +37,20 @@ from insr_hpc.ops import batch_mode, value_and_grad_at, with_jacobian
 from insr_hpc.pde.baselines.elastic_fem import ElasticFEM, bar_mesh, lame
 from insr_hpc.pde.case import CASES, Case, FieldSpec, StepContext, SubProblem
 from insr_hpc.pde.cases.params import ElasticityParams
-from insr_hpc.pde.terms import Energy, PotentialTerm, Residual, module_point_fn
+from insr_hpc.pde.terms import (  # noqa: F401  (the densities are re-exported from here)
+    Energy,
+    PotentialTerm,
+    Residual,
+    determinant,
+    material_density,
+    module_point_fn,
+    plane_penalty,
+    signed_singular_sum,
+    sphere_penalty,
+)
 
 AXES = "xyz"
 
-
-
-def determinant(F: torch.Tensor) -> torch.Tensor:
-    """det F for F (…, d, d), d = 2 or 3, written out (vmap- and double-backward-safe)."""
-    if F.shape[-1] == 2:
-        return F[..., 0, 0] * F[..., 1, 1] - F[..., 0, 1] * F[..., 1, 0]
-    a, b, c = F[..., 0, :], F[..., 1, :], F[..., 2, :]
-    return (a * torch.linalg.cross(b, c, dim=-1)).sum(-1)
-
-
-def signed_singular_sum(F: torch.Tensor, iterations: int = 16) -> torch.Tensor:
-    """Σσₖ with the smallest singular value negated when det F < 0, i.e. tr(RᵀF) for the
-    rotation R of the polar decomposition F = RS (what ARAP measures), for F (…, d, d).
-
-    2D: √((F₀₀ + F₁₁)² + (F₁₀ − F₀₁)²). 3D, without an SVD (whose derivative is undefined
-    at repeated singular values, e.g. at rest): s = Σσ is the largest root of
-    ((s² − I₁)/2)² − 2Js − I₂ = 0 (I₁ = |F|², I₂ the second invariant of FᵀF, J = det F:
-    from I₁ = s² − 2e₂, I₂ = e₂² − 2sJ with e₂ = Σ_{j<k} σⱼσₖ), found by Newton from
-    √(3I₁) ≥ s; 16 iterations reach float64 rounding for stretches up to ~4. Smooth at
-    F = I (a simple root), so Newton's and Gauss–Newton's second derivatives exist."""
-    if F.shape[-1] == 2:
-        return torch.sqrt((F[..., 0, 0] + F[..., 1, 1]) ** 2 + (F[..., 1, 0] - F[..., 0, 1]) ** 2)
-    I1 = (F**2).sum((-2, -1))
-    C = F.transpose(-1, -2) @ F
-    I2 = 0.5 * (I1**2 - (C**2).sum((-2, -1)))
-    J = determinant(F)
-    s = torch.sqrt(3 * I1)
-    for _ in range(iterations):
-        g = ((s * s - I1) / 2) ** 2 - 2 * J * s - I2
-        s = s - g / (s * (s * s - I1) - 2 * J)
-    return s
-
-
-def material_density(kind: str, F: torch.Tensor, mu, lam) -> torch.Tensor:
-    """Ψ(F) per unit reference volume for F (…, d, d) → (…):
-
-    * ``neo_hookean``: μ/2(|F|² − d) − μ(J − 1) + λ/2(J − 1)² (log-free, defined for J ≤ 0);
-    * ``arap``: μ Σ(σₖ − 1)² = μ(|F|² − 2 tr(RᵀF) + d) (as rigid as possible);
-    * ``arap_volume``: ARAP + λ/2(J − 1)² (volume preservation)."""
-    d = F.shape[-1]
-    J = determinant(F)
-    if kind == "neo_hookean":
-        return 0.5 * mu * ((F**2).sum((-2, -1)) - d) - mu * (J - 1) + 0.5 * lam * (J - 1) ** 2
-    out = mu * ((F**2).sum((-2, -1)) - 2 * signed_singular_sum(F) + d)
-    if kind == "arap_volume":
-        out = out + 0.5 * lam * (J - 1) ** 2
-    return out
 
 
 def neo_hookean_density(F: torch.Tensor, mu: float, lam: float) -> torch.Tensor:
@@ -245,11 +208,9 @@ class Elasticity(Case):
             out = out - p.density * (x * torch.as_tensor(force, dtype=x.dtype, device=x.device)).sum(-1)
         ground = self.ground_plane()
         if ground is not None and p.contact_stiffness > 0:
-            out = out + 0.5 * p.contact_stiffness * torch.relu(ground - x[..., -1]) ** 2
+            out = out + plane_penalty(x, ground, p.contact_stiffness)
         if p.sphere_radius > 0 and p.contact_stiffness > 0:
-            c = torch.as_tensor(p.sphere_centre, dtype=x.dtype, device=x.device)
-            dist = torch.sqrt(((x - c) ** 2).sum(-1) + 1e-30)
-            out = out + 0.5 * p.contact_stiffness * torch.relu(p.sphere_radius - dist) ** 2
+            out = out + sphere_penalty(x, p.sphere_centre, p.sphere_radius, p.contact_stiffness)
         return out
 
     def mass(self, X: torch.Tensor) -> torch.Tensor:

@@ -45,9 +45,9 @@ class ClassicalParams:
     spaced time steps; the candidate of lowest pooled CV MSE interpolates the field."""
 
     model: str = "classical"
-    candidates: list[str] = field(default_factory=lambda: ["idw", "kriging"])
-    idw_power: list[float] = field(default_factory=lambda: [1.0, 2.0, 3.0])
-    idw_neighbours: list[int] = field(default_factory=lambda: [4, 8, 16])
+    candidates: list[str] = field(default_factory=lambda: ["idw", "kriging"])  # the model families cross-validated
+    idw_power: list[float] = field(default_factory=lambda: [1.0, 2.0, 3.0])  # IDW candidates: distance powers
+    idw_neighbours: list[int] = field(default_factory=lambda: [4, 8, 16])  # IDW candidates: nearest observations used
     # Matérn smoothness of the kriging candidates: 0.5 exponential, 1.5, inf squared exponential (RBF);
     # each kernel's length scale and nugget are fitted by maximum likelihood per fold and time step
     kriging_nu: list[float] = field(default_factory=lambda: [0.5, 1.5, float("inf")], metadata={ALLOW_INF: True})

@@ -68,7 +68,7 @@ class ElasticityParams:
     pull_box: list[float] = field(default_factory=list)  # … or a box [lo_1..lo_d, hi_1..hi_d]
     pull: list[float] = field(default_factory=list)  # its displacement (d numbers)
     pull_until: float = -1.0  # the pull holds while t ≤ pull_until (< 0: always)
-    constraint_stiffness: float = 1.0e4
+    constraint_stiffness: float = 1.0e4  # penalty k of the pulled set: k/2 · mean |φ(Xᵢ) − Xᵢ − pull|²
     force: list[float] = field(default_factory=list)  # external force per unit mass (d numbers) …
     force_until: float = 0.0  # … applied while t ≤ force_until
     fem_nx: int = 64  # the bar's FEM reference mesh (multiples of 8 and 2: points on nodes)

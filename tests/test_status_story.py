@@ -129,8 +129,12 @@ def test_watch_reprints_a_running_sweep_until_ctrl_c(tmp_path):
         json.dump(state, fh)
     log = tmp_path / "watch.log"  # a file, not a terminal
     with open(log, "w", encoding="utf-8") as fh:
+        # Ctrl-C as at a terminal: a shell running the suite in the background (`cmd &`
+        # without job control) starts it with SIGINT ignored, which children inherit and
+        # Python then never turns into KeyboardInterrupt; restore the default first.
         proc = subprocess.Popen([sys.executable, "-m", "insr_hpc", "status", str(root), "--watch", "0.2"],
-                                stdout=fh, stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=REPO))
+                                stdout=fh, stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=REPO),
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         try:
             deadline = time.time() + 60
             while time.time() < deadline and log.read_text().count("--- insr-hpc status") < 3:

@@ -157,6 +157,7 @@ def env_on(dev: torch.device) -> RunEnv:
 def final_errors(solver, step: int) -> dict:
     """The case's errors at ``step``, the fields evaluated on the run's device."""
     cfg = solver.cfg
+    solver.case.time_now = step * cfg.time.dt  # as the workload sets it before evaluating a step
     out = solver.case.evaluate(solver.models, cfg.output.resolution, solver.env.device)
     errs = solver.case.errors(out, solver.case.reference(step * cfg.time.dt, cfg.output.resolution))
     if "divergence" in out:
@@ -178,14 +179,20 @@ def solve_steps(solver, steps: int, dev: torch.device) -> tuple[Clock, Clock]:
 # items ---------------------------------------------------------------------------------
 
 
-def check_advection(dev: torch.device, sizes: dict) -> list[Row]:
+def solve_config(name: str, dev: torch.device, overrides, by_optim=None):
+    """Build the config ``name`` with ``overrides``, solve step 0 and its steps on ``dev``:
+    (config, solver, step-0 clock, clock of the later steps, errors at the last step)."""
     from insr_hpc.pde.solver import Solver
 
-    cfg = config("advection.yaml", dev, sizes["advection"], sizes["by_optim"])
+    cfg = config(name, dev, overrides, by_optim)
     solver = Solver(cfg, env_on(dev))
+    first, later = solve_steps(solver, cfg.time.steps, dev)
+    return cfg, solver, first, later, final_errors(solver, cfg.time.steps)
+
+
+def check_advection(dev: torch.device, sizes: dict) -> list[Row]:
+    cfg, solver, first, later, errs = solve_config("advection.yaml", dev, sizes["advection"], sizes["by_optim"])
     steps = cfg.time.steps
-    first, later = solve_steps(solver, steps, dev)
-    errs = final_errors(solver, steps)
     return [Row(
         f"advection GN ({steps} steps)", "step", later.cpu / steps, later.wall / steps,
         f"rel L2 {errs['rel_l2']:.2e} (optimiser {errs['solver_rel_l2']:.1e})",
@@ -195,13 +202,8 @@ def check_advection(dev: torch.device, sizes: dict) -> list[Row]:
 
 
 def check_euler(dev: torch.device, sizes: dict) -> list[Row]:
-    from insr_hpc.pde.solver import Solver
-
-    cfg = config("euler.yaml", dev, sizes["euler"], sizes["euler_by_optim"])
-    solver = Solver(cfg, env_on(dev))
+    cfg, solver, first, later, errs = solve_config("euler.yaml", dev, sizes["euler"], sizes["euler_by_optim"])
     steps = cfg.time.steps
-    first, later = solve_steps(solver, steps, dev)
-    errs = final_errors(solver, steps)
     return [Row(
         f"euler {cfg.optim.name} ({steps} steps)", "step", later.cpu / steps, later.wall / steps,
         f"rel L2 {errs['rel_l2']:.2e}, RMS div {errs['divergence']:.2e}",
@@ -213,14 +215,8 @@ def check_euler(dev: torch.device, sizes: dict) -> list[Row]:
 def check_elasticity3d(dev: torch.device, sizes: dict) -> list[Row]:
     """The 3D mesh body (configs/elasticity_3d.yaml: tetrahedral torus, SIREN 4 × 66,
     Newton–CG with Gauss–Newton curvature) against its FEM reference."""
-    from insr_hpc.pde.solver import Solver
-
-    cfg = config("elasticity_3d.yaml", dev, sizes["elasticity3d"])
-    solver = Solver(cfg, env_on(dev))
+    cfg, solver, first, later, errs = solve_config("elasticity_3d.yaml", dev, sizes["elasticity3d"])
     steps = cfg.time.steps
-    first, later = solve_steps(solver, steps, dev)
-    solver.case.time_now = steps * cfg.time.dt
-    errs = final_errors(solver, steps)
     return [Row(
         f"elasticity 3D ({steps} steps)", "step", later.cpu / steps, later.wall / steps,
         f"vertex rel L2 {errs['rel_l2']:.2e}, tip {errs['tip_error']:.1e}",

@@ -198,17 +198,6 @@ def interpolate_p1(mesh, values: np.ndarray, points: np.ndarray, candidates: int
     return np.einsum("qc,qck->qk", bary[rows, best], values[mesh.cells[cells]])
 
 
-def fem_for(case, mesh):
-    """A MeshFEM of ``case``'s model on ``mesh`` (the case's own builder on another mesh)."""
-    saved, saved_pulled = case.mesh, case._pulled
-    case.mesh, case.params.fem_refine = mesh, 0
-    try:
-        fem = case._build_fem()
-    finally:
-        case.mesh, case._pulled = saved, saved_pulled
-    return fem
-
-
 def run_scenario(name: str, variant: str, steps: int | None, fine_levels: int, cache: dict) -> dict:
     """One solver on one scenario: per-step CPU/wall seconds, vertex errors, energies."""
     over = [] if steps is None else [f"time.steps={steps}"]
@@ -224,7 +213,7 @@ def run_scenario(name: str, variant: str, steps: int | None, fine_levels: int, c
     equal = equal_memory_mesh(case.mesh, s.n_params())
     if key not in cache:  # the fine FEM reference at the INSR mesh's vertices
         fine = fine_mesh(case.mesh, equal, fine_levels)
-        fem = fem_for(case, fine)
+        fem = case._build_fem(fine)
         fem.max_newton = 500  # a 3× stretch from rest on 66 000 nodes takes more than the default 50
         c0, w0 = _cpu(), time.perf_counter()
         ref = [fem.positions[: len(case.ref_points)].copy()]
@@ -239,7 +228,7 @@ def run_scenario(name: str, variant: str, steps: int | None, fine_levels: int, c
     ref = cache[key]["ref"]
     if variant == "fem-equal":
         mesh = equal
-        fem = fem_for(case, mesh)
+        fem = case._build_fem(mesh)
         cpu, wall, outs, energies, conv = [], [], [], [], True
         for _ in range(n_steps):
             c0, w0 = _cpu(), time.perf_counter()

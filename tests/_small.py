@@ -37,3 +37,44 @@ def cli(*args: str, cwd: str | None = None, timeout: float = 600) -> subprocess.
     return subprocess.run(
         [sys.executable, "-m", "insr_hpc", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout
     )
+
+
+def committed_steps(store: str) -> int:
+    """How many steps a store has committed (0 while it does not exist yet)."""
+    import numpy as np
+    import zarr
+
+    try:
+        return int(np.asarray(zarr.open_group(store, mode="r")["committed"][:]).sum())
+    except Exception:
+        return 0
+
+
+def write_tas(path, vals, lat, lon) -> None:
+    """A small netCDF field ``tas`` (time, lat, lon) in K, daily, for reconstruction tests."""
+    import numpy as np
+    import xarray as xr
+
+    xr.Dataset(
+        {"tas": (("time", "lat", "lon"), vals.astype(np.float32), {"units": "K"})},
+        coords={"time": ("time", np.arange(vals.shape[0]) * 1.0, {"units": "days since 2000-01-01"}),
+                "lat": ("lat", lat, {"units": "degrees_north"}), "lon": ("lon", lon, {"units": "degrees_east"})},
+    ).to_netcdf(path)
+
+
+def run_recon(tmp, name, path, *overrides):
+    """``insr-hpc run configs/reconstruct.yaml`` on the field ``tas`` of ``path`` in-process:
+    (exit code, run.json, decoded store attributes, run directory)."""
+    import json
+
+    import zarr
+
+    from insr_hpc.cli import main
+    from insr_hpc.store import decode_attrs
+
+    code = main(["run", "configs/reconstruct.yaml", f"output.root={tmp / 'runs'}", f"name={name}",
+                 f"data.path={path}", "data.variable=tas", *overrides])
+    run_dir = tmp / "runs" / name / "r000"
+    with open(run_dir / "run.json") as fh:
+        state = json.load(fh)
+    return code, state, decode_attrs(dict(zarr.open_group(str(run_dir / "store.zarr"), mode="r").attrs)), run_dir

@@ -13,10 +13,9 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
-import zarr
-from _small import REPO, cli
+from _small import REPO, cli, committed_steps
 
-from insr_hpc.pde.cases.elasticity import determinant, material_density, signed_singular_sum
+from insr_hpc.pde.terms import determinant, material_density, signed_singular_sum
 
 MU, LAM = 3.0, 7.0
 
@@ -186,13 +185,6 @@ def test_bad_mesh_is_one_error_line_and_nothing_is_created(tmp_path, kind):
     assert not root.exists()
 
 
-def _committed(path: str) -> int:
-    try:
-        return int(np.asarray(zarr.open_group(path, mode="r")["committed"][:]).sum())
-    except Exception:
-        return 0
-
-
 def test_3d_run_killed_and_resumed_is_bitwise_equal(tmp_path):
     over = [*SMALL_3D, "time.steps=4", "optim.max_iters=2", "optim.average=1", "sampling.interior=512"]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=REPO)
@@ -203,11 +195,11 @@ def test_3d_run_killed_and_resumed_is_bitwise_equal(tmp_path):
     proc = subprocess.Popen(cut_args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     store = str(tmp_path / "cut" / "m" / "r000" / "store.zarr")
     deadline = time.time() + 600
-    while _committed(store) < 2 and time.time() < deadline and proc.poll() is None:
+    while committed_steps(store) < 2 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    killed_at = _committed(store)
+    killed_at = committed_steps(store)
     assert 2 <= killed_at < 5, killed_at
     assert subprocess.run(cut_args, env=env, capture_output=True).returncode == 0
     out, _ = ref.communicate(timeout=900)

@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from _small import write_tas
+
 from insr_hpc.cli import main
 
 
@@ -15,11 +17,7 @@ def write_smooth(path, n_t=6, h=16, w=20):
     t = np.arange(n_t)[:, None, None]
     la, lo = np.radians(lat)[None, :, None], np.radians(lon)[None, None, :]
     vals = 270 + 10 * np.sin(3 * la + 0.2 * t) * np.cos(2 * lo) + 3 * np.cos(5 * lo - 0.1 * t)
-    xr.Dataset(
-        {"tas": (("time", "lat", "lon"), vals.astype(np.float32), {"units": "K"})},
-        coords={"time": ("time", np.arange(n_t) * 1.0, {"units": "days since 2000-01-01"}),
-                "lat": ("lat", lat, {"units": "degrees_north"}), "lon": ("lon", lon, {"units": "degrees_east"})},
-    ).to_netcdf(path)
+    write_tas(path, vals, lat, lon)
     return vals
 
 

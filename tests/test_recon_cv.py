@@ -3,18 +3,17 @@ its gate (insr_hpc/fields/crossval.py), the classical model chosen by data
 (``network.model: classical``, the hybrid's ``base: auto``) and the thin-validation
 warning through real runs, store, run.json, status and report."""
 
-import json
 
 import numpy as np
 import pytest
 import xarray as xr
-import zarr
+
+from _small import run_recon, write_tas
 
 from insr_hpc.cli import main
 from insr_hpc.fields.classical import IDW, ClassicalSelector
 from insr_hpc.fields.crossval import choose_blend, clusters_of, deal_folds
 from insr_hpc.fields.params import ClassicalParams, IDWParams
-from insr_hpc.store import decode_attrs
 
 H, W, T = 20, 24, 12
 LAT, LON = np.linspace(20, 50, H), np.linspace(-130, -90, W)
@@ -152,11 +151,7 @@ def write_field(path, n_t=10, h=16, w=20):
     y, x = np.meshgrid(np.linspace(0, 1, h), np.linspace(0, 1, w), indexing="ij")
     t = np.arange(n_t)[:, None, None]
     vals = 280 + 6 * np.sin(2 * np.pi * x + 0.2 * t) * np.cos(np.pi * y) + 2 * np.cos(3 * x + y)
-    xr.Dataset(
-        {"tas": (("time", "lat", "lon"), vals.astype(np.float32), {"units": "K"})},
-        coords={"time": ("time", np.arange(n_t) * 1.0, {"units": "days since 2000-01-01"}),
-                "lat": ("lat", lat, {"units": "degrees_north"}), "lon": ("lon", lon, {"units": "degrees_east"})},
-    ).to_netcdf(path)
+    write_tas(path, vals, lat, lon)
     return vals
 
 
@@ -165,12 +160,7 @@ TINY = ["network.width=16", "network.layers=2", "network.latent=4", "train.epoch
 
 
 def run(tmp, name, path, *extra):
-    code = main(["run", "configs/reconstruct.yaml", f"output.root={tmp / 'runs'}", f"name={name}",
-                 f"data.path={path}", "data.variable=tas", *extra])
-    run_dir = tmp / "runs" / name / "r000"
-    with open(run_dir / "run.json") as fh:
-        state = json.load(fh)
-    return code, state, decode_attrs(dict(zarr.open_group(str(run_dir / "store.zarr"), mode="r").attrs)), run_dir
+    return run_recon(tmp, name, path, *extra)
 
 
 @pytest.fixture(scope="module")

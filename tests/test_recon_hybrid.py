@@ -1,17 +1,16 @@
 """The ``hybrid`` model (insr_hpc/fields/hybrid.py): an interpolant plus the weighted
 residual of a neural field, the weight fitted on the validation observations."""
 
-import json
 
 import numpy as np
 import pytest
 import torch
 import xarray as xr
-import zarr
+
+from _small import run_recon, write_tas
 
 from insr_hpc.catalog import build_config
 from insr_hpc.cli import main
-from insr_hpc.store import decode_attrs
 from insr_hpc.recon.trainer import Trainer, make_problem
 
 
@@ -25,11 +24,7 @@ def write_pattern(path, n_t=24, h=16, w=20, bump=None):
     vals = 280 + 5 * (1 + 0.4 * np.sin(0.5 * t)) * pattern + 2 * np.cos(0.3 * t)
     if bump is not None:  # mid-range, so the field's min and max (the normalisation) stay
         vals = np.where(bump, 280.0, vals)
-    xr.Dataset(
-        {"tas": (("time", "lat", "lon"), vals.astype(np.float32), {"units": "K"})},
-        coords={"time": ("time", np.arange(n_t) * 1.0, {"units": "days since 2000-01-01"}),
-                "lat": ("lat", lat, {"units": "degrees_north"}), "lon": ("lon", lon, {"units": "degrees_east"})},
-    ).to_netcdf(path)
+    write_tas(path, vals, lat, lon)
     return vals
 
 
@@ -43,12 +38,7 @@ SMALL = ["network.model=hybrid", "network.base=idw", "network.width=64", "networ
 
 
 def run(tmp, name, path, *extra):
-    code = main(["run", "configs/reconstruct.yaml", f"output.root={tmp / 'runs'}", f"name={name}",
-                 f"data.path={path}", "data.variable=tas", *SMALL, *extra])
-    run_dir = tmp / "runs" / name / "r000"
-    with open(run_dir / "run.json") as fh:
-        state = json.load(fh)
-    return code, state, decode_attrs(dict(zarr.open_group(str(run_dir / "store.zarr"), mode="r").attrs)), run_dir
+    return run_recon(tmp, name, path, *SMALL, *extra)
 
 
 @pytest.fixture(scope="module")

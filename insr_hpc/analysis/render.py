@@ -212,13 +212,19 @@ def recon_on_grid(ds, index: int, lat: np.ndarray, lon: np.ndarray):
                                                  "note": "no land mask: the network is defined everywhere"})
 
 
-def render(store: str, step: int, resolution: int):
-    """Render a PDE or reconstruction store (dispatch on ``attrs["workload"]``)."""
+def _open(store: str):
+    """A run store's dataset, attributes decoded; a one-line error when it is none."""
     try:
         ds = StepStore.dataset(store)
     except StoreFormatError as exc:
         raise InsrError(f"render: '{store}' is not a run store: {exc}") from exc
-    ds = _decoded(ds)
+    return _decoded(ds)
+
+
+def render(store: str, step: int, resolution: int, ds=None):
+    """Render a PDE or reconstruction store (dispatch on ``attrs["workload"]``); ``ds``:
+    the store already opened (:func:`_open`)."""
+    ds = _open(store) if ds is None else ds
     for key in ("config", "param_layout"):
         if not isinstance(ds.attrs.get(key), dict | list):
             raise InsrError(f"render: '{store}' has no usable attribute '{key}'")
@@ -281,15 +287,6 @@ def _steps(text) -> list[int]:
         raise InsrError(f"render: --step '{text}' is not an integer (or a comma-separated list of them)") from None
 
 
-def _mesh_store(store: str):
-    """The decoded dataset of a mesh body's run store, or None for any other store."""
-    try:
-        ds = StepStore.dataset(store)
-    except StoreFormatError as exc:
-        raise InsrError(f"render: '{store}' is not a run store: {exc}") from exc
-    return _decoded(ds) if "mesh_points" in ds.variables else None
-
-
 def _render_mesh(ds, store: str, steps: list[int], out: str):
     """A mesh body: its deformed surface at ``steps`` (.png) or exported through meshio (.vtu)."""
     from insr_hpc.pde.mesh_render import export_vtu, mesh_figure
@@ -306,9 +303,13 @@ def _render_mesh(ds, store: str, steps: list[int], out: str):
         for step in steps:
             paths += export_vtu(ds, out[: -len(".vtu")] + f"_{step:04d}.vtu", step=step)
         return paths
+    return _save_png(mesh_figure(ds, steps), out)
+
+
+def _save_png(fig, out: str) -> str:
+    """``fig`` written to ``out`` through a temporary file (nothing half-written), closed."""
     import matplotlib.pyplot as plt
 
-    fig = mesh_figure(ds, steps)
     tmp = out + ".partial.png"
     fig.savefig(tmp, dpi=120)
     plt.close(fig)
@@ -322,14 +323,13 @@ def render_to(store: str, step, resolution: int | None, out: str):
     steps = _steps(step)
     if not steps:
         raise InsrError("render: --step is empty")
-    mesh = out.endswith(".vtu") or out.endswith(".png")
-    if not (out.endswith(".zarr") or mesh):
+    if not out.endswith((".zarr", ".png", ".vtu")):
         raise InsrError(f"render: --out '{out}' must end in .zarr, .png or (a mesh body) .vtu")
     parent = os.path.dirname(os.path.abspath(out))
     if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
         raise InsrError(f"render: cannot write '{out}' (directory '{parent}' missing or not writable)")
-    ds = _mesh_store(store) if mesh else None
-    if ds is not None:
+    ds = _open(store)
+    if "mesh_points" in ds.variables and not out.endswith(".zarr"):
         return _render_mesh(ds, store, steps, out)
     if out.endswith(".vtu"):
         raise InsrError(f"render: --out '{out}': .vtu is for a mesh body's run (this store has no mesh)")
@@ -338,7 +338,7 @@ def render_to(store: str, step, resolution: int | None, out: str):
     step = steps[0]
     if resolution is None:
         raise InsrError("render: --resolution is required to evaluate the network on a grid")
-    rendered = render(store, step, resolution)
+    rendered = render(store, step, resolution, ds)
     if out.endswith(".zarr"):
         tmp = out + ".partial"
         shutil.rmtree(tmp, ignore_errors=True)
@@ -346,11 +346,5 @@ def render_to(store: str, step, resolution: int | None, out: str):
         shutil.rmtree(out, ignore_errors=True)
         os.replace(tmp, out)
     else:
-        import matplotlib.pyplot as plt
-
-        fig = figure(rendered)
-        tmp = out + ".partial.png"
-        fig.savefig(tmp, dpi=120)
-        plt.close(fig)
-        os.replace(tmp, out)
+        _save_png(figure(rendered), out)
     return out

@@ -613,21 +613,37 @@ def check_mesh(spec: str, resolution: int = 0) -> None:
     load_mesh(spec, resolution)
 
 
+def write_meshio_files(meshes: Sequence, paths: Sequence[str]) -> None:
+    """Write meshio meshes to ``paths`` (formats from the extensions), all or nothing:
+    each to a temporary file beside its path, renamed once every one is written. On
+    failure the temporary files are removed and meshio's exception propagates."""
+    import meshio  # noqa: PLC0415
+
+    tmps = []
+    try:
+        for mesh, path in zip(meshes, paths, strict=True):
+            directory, base = os.path.split(os.path.abspath(path))
+            stem, ext = os.path.splitext(base)
+            tmps.append(os.path.join(directory, f".{stem}.{os.getpid()}.partial{ext}"))
+            meshio.write(tmps[-1], mesh)
+        for tmp, path in zip(tmps, paths, strict=True):
+            os.replace(tmp, path)
+    except BaseException:
+        for tmp in tmps:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        raise
+
+
 def write_mesh(mesh: Mesh, path: str) -> None:
     """Write ``mesh`` (its simplices only) through meshio, the format from the file
-    extension; atomically (a temporary file beside it, then renamed)."""
+    extension; atomically (:func:`write_meshio_files`)."""
     import meshio  # noqa: PLC0415
 
     ctype = "triangle" if mesh.dim == 2 else "tetra"
-    directory, base = os.path.split(os.path.abspath(path))
-    stem, ext = os.path.splitext(base)
-    tmp = os.path.join(directory, f".{stem}.{os.getpid()}.tmp{ext}")
     try:
-        meshio.write(tmp, meshio.Mesh(np.asarray(mesh.points), [(ctype, np.asarray(mesh.cells))]))
-        os.replace(tmp, path)
+        write_meshio_files([meshio.Mesh(np.asarray(mesh.points), [(ctype, np.asarray(mesh.cells))])], [path])
     except Exception as exc:
-        if os.path.exists(tmp):
-            os.remove(tmp)
         raise MeshError(path, f"cannot write the mesh ({type(exc).__name__}: {' '.join(str(exc).split())[:REASON_CHARS]})") from None
 
 

@@ -328,24 +328,13 @@ def _surface_mesh(ds, i: int, label: int, reference: bool):
 
 
 def _write_atomic(meshes: list, paths: list[str]) -> None:
-    import meshio
+    from insr_hpc.pde.mesh import write_meshio_files
 
-    tmps = []
     try:
-        for mesh, path in zip(meshes, paths, strict=True):
-            directory, base = os.path.split(os.path.abspath(path))
-            stem, ext = os.path.splitext(base)
-            tmp = os.path.join(directory, f".{stem}.{os.getpid()}.partial{ext}")
-            tmps.append(tmp)
-            meshio.write(tmp, mesh)
-        for tmp, path in zip(tmps, paths, strict=True):
-            os.replace(tmp, path)
+        write_meshio_files(meshes, paths)
+    except InsrError:
+        raise
     except Exception as exc:
-        for tmp in tmps:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-        if isinstance(exc, InsrError):
-            raise
         raise InsrError(f"render: cannot write '{paths[0]}': {type(exc).__name__}: {' '.join(str(exc).split())[:200]}") from None
 
 

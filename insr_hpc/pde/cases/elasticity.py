@@ -37,26 +37,18 @@ from insr_hpc.ops import batch_mode, value_and_grad_at, with_jacobian
 from insr_hpc.pde.baselines.elastic_fem import ElasticFEM, bar_mesh, lame
 from insr_hpc.pde.case import CASES, Case, FieldSpec, StepContext, SubProblem
 from insr_hpc.pde.cases.params import ElasticityParams
-from insr_hpc.pde.terms import (  # noqa: F401  (the densities are re-exported from here)
+from insr_hpc.pde.terms import (
     Energy,
     PotentialTerm,
     Residual,
-    determinant,
     material_density,
     module_point_fn,
     plane_penalty,
-    signed_singular_sum,
     sphere_penalty,
 )
 
 AXES = "xyz"
 
-
-
-def neo_hookean_density(F: torch.Tensor, mu: float, lam: float) -> torch.Tensor:
-    """Ψ(F) = μ/2(|F|² − 2) − μ(J − 1) + λ/2(J − 1)² for F (…, 2, 2) → (…)."""
-    J = F[..., 0, 0] * F[..., 1, 1] - F[..., 0, 1] * F[..., 1, 0]
-    return 0.5 * mu * ((F**2).sum((-2, -1)) - 2) - mu * (J - 1) + 0.5 * lam * (J - 1) ** 2
 
 
 @CASES.register("elasticity")
@@ -80,7 +72,7 @@ class Elasticity(Case):
             self._init_mesh()
         else:
             self._init_bar()
-        self.term = self.potential_term(0.0)
+        self.key = "points" if self.mesh is None else "vertices"  # the stored positions (``key + "_ref"``: FEM's)
 
     def _init_bar(self):
         p = self.params
@@ -92,6 +84,7 @@ class Elasticity(Case):
         X, Y = np.meshgrid(cols, rows)
         self.ref_points = np.stack([X.ravel(), Y.ravel()], 1)  # (27, 2), rows bottom → top
         self.tip = 9 + 8  # centre row, X = L
+        self._pulled = np.zeros(0, dtype=np.int64)
 
     def _init_mesh(self):
         from insr_hpc.pde.mesh import load_mesh
@@ -126,7 +119,8 @@ class Elasticity(Case):
 
     def pull_active(self, t: float) -> bool:
         p = self.params
-        return bool(p.pull) and len(self._pulled) > 0 and (p.pull_until < 0 or t <= p.pull_until + 1e-12)
+        return (len(self._pulled) > 0 and p.constraint_stiffness > 0
+                and (p.pull_until < 0 or t <= p.pull_until + 1e-12))
 
     def force_at(self, t: float) -> np.ndarray | None:
         p = self.params
@@ -194,11 +188,6 @@ class Elasticity(Case):
 
         return PotentialTerm(density=density, mass=self.mass, measure=self.measure, local=local)
 
-    def potential_density(self, phi, X: torch.Tensor) -> torch.Tensor:
-        """π(φ) at reference points X (…, d) for a point map ``phi``: (…)."""
-        x, F = value_and_grad_at(phi, X)
-        return self.local_density(x, F, X)
-
     def local_density(self, x: torch.Tensor, F: torch.Tensor, X: torch.Tensor, force=None) -> torch.Tensor:
         """π from φ(X) = x (…, d) and ∇φ(X) = F (…, d, d): Ψ(F) − ρ g·x − ρ f·x + contact
         penalties k/2·pen² (plane: pen = max(0, ground − x_down); sphere: max(0, r − |x − c|))."""
@@ -247,7 +236,7 @@ class Elasticity(Case):
         hist = [self.deformation(h["phi"]) for h in ctx.history]
         sample = lambda g: self.sample_interior(ctx.n_interior, g, ctx.device)  # noqa: E731
         terms = ctx.integrator.step_terms(self.potential_term(ctx.t), self.deformation, hist, sample, ctx.dt)
-        if self.mesh is not None and self.pull_active(ctx.t) and self.params.constraint_stiffness > 0:
+        if self.pull_active(ctx.t):
             terms.append(self._pull_term(ctx.device))
         return [SubProblem("advance", "phi", terms)]
 
@@ -326,12 +315,6 @@ class Elasticity(Case):
         X, Y = np.meshgrid(xs, ys)
         return np.stack([X.ravel(), Y.ravel()], 1), np.full(nx * ny, L * H / (nx * ny))
 
-    def _lumped_mass(self, resolution) -> np.ndarray:
-        if self.mesh is not None:
-            return self.params.density * np.asarray(self.mesh.lumped_volumes(), float)
-        Xq, w = self._quadrature(resolution)
-        return self.params.density * w
-
     def evaluate(self, fields, resolution, device):
         phi = self.deformation(fields["phi"])
         with torch.no_grad():
@@ -345,19 +328,22 @@ class Elasticity(Case):
                 density = self.potential_term(np.inf).density(phi_point, X)
                 potential = float((density.double().cpu().numpy() * w).sum())
             moving = pts.astype(np.float64) if self.mesh is not None else phi(X).cpu().numpy().astype(np.float64)
-        if self.mesh is not None and self.pull_active(t) and self.params.constraint_stiffness > 0:
+        if self.pull_active(t):
             target = self.ref_points[self._pulled] + np.asarray(self.params.pull, float)
             potential += 0.5 * self.params.constraint_stiffness * float(((moving[self._pulled] - target) ** 2).sum(1).mean())
-        mass = self._lumped_mass(resolution)
+        # lumped masses of the moving points: the mesh's vertices, or the bar's quadrature cells
+        mass = self.params.density * (np.asarray(self.mesh.lumped_volumes(), float) if self.mesh is not None else w)
         if self._prev_quad is not None:
             kinetic = 0.5 * float((mass[:, None] * ((moving - self._prev_quad) / self.dt) ** 2).sum())
         else:  # step 0 starts at rest; right after a resume the velocity is unknown
             kinetic = 0.0 if self._fem_step <= 0 else np.nan
         self._prev_quad = moving
-        key = "vertices" if self.mesh is not None else "points"
-        return {key: pts.astype(np.float32), "energy": np.float32(potential + kinetic)}
+        return {self.key: pts.astype(np.float32), "energy": np.float32(potential + kinetic)}
 
-    def _build_fem(self):
+    def _build_fem(self, on=None):
+        """The FEM reference of this run: the bar's structured mesh, or the body's mesh
+        refined ``fem_refine`` times; ``on``: another mesh of the same body instead (the
+        benchmark's equal-memory and fine meshes)."""
         p = self.params
         if self.mesh is None:
             nodes, tris = bar_mesh(p.length, p.height, p.fem_nx, p.fem_ny)
@@ -372,7 +358,7 @@ class Elasticity(Case):
             return fem
         from insr_hpc.pde.baselines.mesh_fem import Collider, MeshFEM, PenaltySet
 
-        fine = self.mesh.refined(p.fem_refine) if p.fem_refine else self.mesh
+        fine = on if on is not None else self.mesh.refined(p.fem_refine) if p.fem_refine else self.mesh
         d = self.dim
         side = self._fixed_side()
         fixed = fine.select(side=side) if side is not None else None
@@ -389,7 +375,7 @@ class Elasticity(Case):
         if p.sphere_radius > 0:
             colliders.append(Collider("sphere", np.asarray(p.sphere_centre, float), None, p.sphere_radius, p.contact_stiffness))
         penalties = []
-        if p.pull and p.constraint_stiffness > 0:
+        if len(self._pulled) and p.constraint_stiffness > 0:
             until = np.inf if p.pull_until < 0 else p.pull_until
             penalties.append(PenaltySet(self._pulled_vertices(fine), np.asarray(p.pull, float), p.constraint_stiffness, until))
         fem = MeshFEM(
@@ -411,15 +397,13 @@ class Elasticity(Case):
                 raise RuntimeError(f"the FEM reference did not converge at step {self._fem_step + 1} "
                                    f"(|grad| {info.grad_norm:.3g} after {info.iterations} Newton iterations)")
             self._fem_step += 1
-        key = "vertices_ref" if self.mesh is not None else "points_ref"
         return {
-            key: self._fem.positions[self._fem_points].astype(np.float32),
+            self.key + "_ref": self._fem.positions[self._fem_points].astype(np.float32),
             "energy_ref": np.float32(self._fem.total_energy(self.dt)),
         }
 
     def errors(self, outputs, reference):
-        key = "vertices" if self.mesh is not None else "points"
-        got, ref = outputs[key].astype(np.float64), reference[key + "_ref"].astype(np.float64)
+        got, ref = outputs[self.key].astype(np.float64), reference[self.key + "_ref"].astype(np.float64)
         size = float(np.linalg.norm(self.extent)) if self.mesh is not None else self.params.length
         scale = max(np.linalg.norm(ref - self.ref_points), 0.01 * size * np.sqrt(len(ref)))
         dist = np.linalg.norm(got - ref, axis=1)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 
 from insr_hpc.pde.integrators import INTEGRATORS  # noqa: F401  (declared there, torch-free)
-from insr_hpc.pde.terms import Energy, PointFn, PotentialTerm, Residual, Term
+from insr_hpc.pde.terms import PointFn, PotentialTerm, Residual, Term
 
 __all__ = ["INTEGRATORS", "Integrator", "PotentialTerm", "Term"]
 

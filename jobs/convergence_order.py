@@ -110,10 +110,17 @@ def main(argv: list[str] | None = None) -> int:
             legend = f"{label}: no slope (1 value)"
         rows.append([label, len(pts), distinct, "" if np.isnan(order) else repr(order),
                      "" if np.isnan(slope) else repr(slope), note])
-        line, = ax.loglog(v, e, "o-", label=legend)
-        if np.isfinite(order):
-            ax.loglog(v, e[0] * (v / v[0]) ** order, ":", color=line.get_color())
-    title = f"convergence: final {args.error} vs {args.key}\n(dotted: least-squares fit, needs ≥ {MIN_FIT_POINTS} values)"
+        # the runs as points (a group's runs at one value differ in keys outside the group:
+        # joining them by a line would draw a path through unrelated runs) and the
+        # least-squares line through them (the fit, or the two-point slope)
+        (dots,) = ax.loglog(v, e, "o", alpha=0.75, label=legend)
+        p = order if np.isfinite(order) else slope
+        if np.isfinite(p):
+            xs = np.unique(v)
+            c = float(np.mean(np.log(e)) - p * np.mean(np.log(v)))
+            ax.loglog(xs, np.exp(c) * xs**p, ":" if np.isfinite(order) else "--", color=dots.get_color())
+    title = (f"convergence: final {args.error} vs {args.key}, one point per run\n(dotted: least-squares fit, "
+             f"needs ≥ {MIN_FIT_POINTS} values; dashed: two-point slope)")
     if any(not r[3] for r in rows):
         title += f"\nfewer than {MIN_FIT_POINTS} values of {args.key} in a group:\nno order fitted there (see legend)"
     ax.set(xlabel=args.key, ylabel=f"final {args.error}", title=title)

@@ -65,6 +65,7 @@ def collect(sweep_dirs: list[str]) -> list[dict]:
                 "ratio": cfg["task"]["ratio"], "epochs": int(attrs.get("stopped_epoch") or cfg["train"]["epochs"]),
                 "selected": attrs.get("selected_epoch"), "state": state.get("state"), "reason": state.get("reason"),
                 "n_params": int(attrs.get("n_params", 0)), "s_epoch": float(attrs.get("seconds_per_epoch", float("nan"))),
+                "cpu_epoch": attrs.get("cpu_seconds_per_epoch"), "base_cpu_seconds": attrs.get("base_cpu_seconds"),
                 **{k: float(v) for k, v in (attrs.get("final_errors") or {}).items()}, "run": os.path.relpath(run_dir, ROOT),
                 "units": attrs.get("units", ""), "blend_weight": attrs.get("blend_weight"),
                 "base_seconds": attrs.get("base_seconds"), "base": attrs.get("base"),
@@ -116,7 +117,7 @@ def render(rows: list[dict], command: str) -> str:
                       f"{float(mr['lo']):.4g}–{float(mr['hi']):.4g} {units}, span {span:.4g}); an MSE m is an RMSE of "
                       f"{span:.4g}·√m {units} (MSE 1e-3 ≙ {span * 1e-3 ** 0.5:.3g} {units}); the RMSE column of each "
                       "cell is in the field's units, independent of the yardstick.", ""]
-        lines += ["| model | params | s/epoch | " + " | ".join(tasks) + " |", "|---" * (3 + len(tasks)) + "|"]
+        lines += ["| model | params | s/epoch wall (CPU) | " + " | ".join(tasks) + " |", "|---" * (3 + len(tasks)) + "|"]
         extra = sorted({m for (m, _) in found if m not in NEURAL and m not in CLASSICAL})
         for model in (*NEURAL[:1], *extra, *NEURAL[1:], *CLASSICAL):
             cells, some = [], [found.get((model, t)) for t in tasks]
@@ -141,9 +142,13 @@ def render(rows: list[dict], command: str) -> str:
                 cells.append(f"{r['mse']:.2e} / {r['mse_unobserved']:.2e} / {r['rmse']:.3g}{ep}{mark}")
             first = next(r for r in some if r)
             params = f"{first['n_params']:,}" if model not in CLASSICAL else "-"
-            spe = f"{first['s_epoch']:.2f}" if model not in CLASSICAL else f"{first['s_epoch']:.1f} s/run"
+            # wall seconds, CPU seconds beside them where the store has them (the machine is shared)
+            cpu = f" ({first['cpu_epoch']:.2f} CPU)" if first.get("cpu_epoch") is not None else ""
+            spe = (f"{first['s_epoch']:.2f}{cpu}" if model not in CLASSICAL
+                   else f"{first['s_epoch']:.1f}{cpu} s/run")
             if first.get("base_seconds") is not None:  # the hybrid's interpolant, once per run
-                spe += f" + {first['base_seconds']:.0f} s {first['base']}"
+                bcpu = f" ({first['base_cpu_seconds']:.0f} CPU)" if first.get("base_cpu_seconds") is not None else ""
+                spe += f" + {first['base_seconds']:.0f}{bcpu} s {first['base']}"
             lines.append(f"| {model} | {params} | {spe} | " + " | ".join(cells) + " |")
         verdict = []
         for t in tasks:

@@ -91,6 +91,8 @@ def store_arrays(cfg: ReconConfig, fld: Field, observed: np.ndarray, validation:
         "rmse": VarSpec(("epoch",), (e,), "float64", {"long_name": "RMSE over all valid grid points", **_units_attrs(fld)}),
         "lr": VarSpec(("epoch",), (e,), "float64", {"long_name": "learning rate during the epoch", **one}),
         "seconds": VarSpec(("epoch",), (e,), "float64", {"long_name": "wall time of the epoch's training", "units": "s"}),
+        "cpu_seconds": VarSpec(("epoch",), (e,), "float64", {"long_name": "CPU time of the epoch's training (this "
+                                                            "process, every thread)", "units": "s"}),
         "observed": VarSpec(space, (n_t, h, w), "uint8", {"long_name": "1 where the point was observed (training or validation)", **one},
                           observed.astype(np.uint8)),
         "validation": VarSpec(space, (n_t, h, w), "uint8", {"long_name": "1 where an observation was held back for validation", **one},
@@ -105,7 +107,7 @@ def store_arrays(cfg: ReconConfig, fld: Field, observed: np.ndarray, validation:
     if latent_shape is not None:
         arrays["latent_code"] = VarSpec(("time", "latent"), latent_shape, "float32",
                                         {"long_name": "per-time-step latent code z_t", **one})
-    for name in ("loss", "val_mse", "mse", "mse_unobserved", "rmse", "lr", "seconds"):
+    for name in ("loss", "val_mse", "mse", "mse_unobserved", "rmse", "lr", "seconds", "cpu_seconds"):
         arrays[name].attrs["coordinates"] = "epoch"
     return arrays
 
@@ -178,15 +180,15 @@ def run_recon(cfg: ReconConfig, run_dir: str, env: RunEnv, run_id: str = "r000")
     problem = make_problem(fld.values, train_mask, fld.lat, fld.lon, val_mask)
     mlo, mhi = metrics.metric_range(fld.values)
     model_cls = MODELS.get(cfg.network.model)
-    base, base_seconds, base_selection = None, 0.0, None
+    base, base_seconds, base_cpu_seconds, base_selection = None, 0.0, 0.0, None
     if MODELS.has(cfg.network.model, "hybrid"):  # the interpolant of the training observations (never the validation ones)
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         interpolant = model_cls.base_model(cfg.network)
         if hasattr(interpolant, "select"):  # base: auto, chosen by cross-validation over the training sensors
             base_selection = interpolant.select(fld.values, train_mask, fld.valid, fld.lat, fld.lon,
                                                 fixed_positions=cfg.task.name in FIXED_POSITIONS)
         base = interpolant.interpolate(fld.values, train_mask, fld.valid, fld.lat, fld.lon)
-        base_seconds = time.perf_counter() - start
+        base_seconds, base_cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
         if not np.isfinite(base[:, fld.valid]).all():
             raise DivergedError(f"{cfg.network.base} produced a non-finite interpolant")
 
@@ -241,9 +243,13 @@ def run_recon(cfg: ReconConfig, run_dir: str, env: RunEnv, run_id: str = "r000")
     try:
         for epoch in range(start + 1, epochs + 1):
             lr = trainer.optimizer.param_groups[0]["lr"]
+            cpu_start = time.process_time()
             loss, batch_losses, seconds = trainer.train_epoch()
+            cpu = time.process_time() - cpu_start
             monitor.iteration_losses("train_l1", batch_losses, (epoch - 1) * n_batches)
             values = {"loss": loss, "lr": lr, "seconds": seconds, "val_mse": trainer.validation_mse() * val_units}
+            if "cpu_seconds" in store:  # stores from before it lack the array
+                values["cpu_seconds"] = cpu
             val_history[epoch - 1] = values["val_mse"]
             trainer.observe_validation(values["val_mse"])
             if cfg.train.patience and trainer.best is not None and epoch - trainer.best["epoch"] >= cfg.train.patience:
@@ -315,7 +321,7 @@ def run_recon(cfg: ReconConfig, run_dir: str, env: RunEnv, run_id: str = "r000")
         if base is not None:  # the hybrid next to its own parts, on the same observations
             net = problem.denormalise(trainer.predict(network_only=True))
             extra |= {"blend_weight": trainer.blend_weight, "blend_choice": trainer.blend_choice,
-                      "base": cfg.network.base, "base_seconds": base_seconds,
+                      "base": cfg.network.base, "base_seconds": base_seconds, "base_cpu_seconds": base_cpu_seconds,
                      "base_errors": metrics.errors(base, fld.values, fld.valid, observed, mlo, mhi)
                      | {"val_mse": metrics.masked_mse(base, fld.values, val_mask, mlo, mhi)},
                      "network_errors": metrics.errors(net, fld.values, fld.valid, observed, mlo, mhi)
@@ -332,7 +338,9 @@ def run_recon(cfg: ReconConfig, run_dir: str, env: RunEnv, run_id: str = "r000")
             progress.note(f"WARNING: {extra['warning']}")
         store.finish({"complete": True, "final_errors": errs, "selected_epoch": selected, "stopped_epoch": done_epochs,
                       "suspect": suspect or "",
-                      "seconds_per_epoch": float(np.nanmedian(store.read_records("seconds", done_epochs))), **extra})
+                      "seconds_per_epoch": float(np.nanmedian(store.read_records("seconds", done_epochs))),
+                      "cpu_seconds_per_epoch": (float(np.nanmedian(store.read_records("cpu_seconds", done_epochs)))
+                                                if "cpu_seconds" in store else None), **extra})
         return _summary(store)
     finally:
         bar.close()
@@ -374,18 +382,19 @@ def _run_classical(cfg: ReconConfig, run_dir: str, env: RunEnv, run_id: str, fld
         store = create_store(path, store_arrays(cfg, fld, observed, val_mask, 1, 0, None),
                              store_attrs(cfg, fld, run_id, lo, hi, n_params=0, lr=0.0))
     model = MODELS.get(cfg.network.model).build(cfg.network)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     selection = None
     if hasattr(model, "select"):  # network.model=classical: IDW or kriging by cross-validation over the training sensors
         selection = model.select(fld.values, train_mask, fld.valid, fld.lat, fld.lon,
                                  fixed_positions=cfg.task.name in FIXED_POSITIONS)
     pred = model.interpolate(fld.values, train_mask, fld.valid, fld.lat, fld.lon)
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     if not np.isfinite(pred[:, fld.valid]).all():
         raise DivergedError(f"{cfg.network.model} produced a non-finite reconstruction")
     errs = metrics.errors(pred, fld.values, fld.valid, observed, lo, hi)
     errs["val_mse"] = metrics.masked_mse(pred, fld.values, val_mask, lo, hi)
-    store.commit_step(0, {"loss": np.nan, "lr": np.nan, "seconds": seconds, **errs})
+    store.commit_step(0, {"loss": np.nan, "lr": np.nan, "seconds": seconds,
+                          **({"cpu_seconds": cpu} if "cpu_seconds" in store else {}), **errs})
     store.write_arrays({"reconstruction": pred, "error": pred - fld.values})
     suspect = guard(cfg, pred, fld.valid, fld.values[train_mask], np.array([errs["val_mse"]]), fld.units)
     extra = folds.evidence(pred, fld, lo, hi, False, selection)
@@ -397,7 +406,7 @@ def _run_classical(cfg: ReconConfig, run_dir: str, env: RunEnv, run_id: str, fld
     if extra.get("warning"):
         log.note(f"WARNING: {extra['warning']}")
     store.finish({"complete": True, "final_errors": errs, "selected_epoch": 1, "stopped_epoch": 1,
-                  "suspect": suspect or "", "seconds_per_epoch": seconds, **extra})
+                  "suspect": suspect or "", "seconds_per_epoch": seconds, "cpu_seconds_per_epoch": cpu, **extra})
     return _summary(store)
 
 

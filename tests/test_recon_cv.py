@@ -136,7 +136,7 @@ def test_classical_selector_picks_idw_where_the_stationary_kernel_is_wrong_and_k
         sel = ClassicalSelector(ClassicalParams())
         found = sel.select(vals, obs, valid, lat, lon, fixed_positions=True)
         assert found["chosen"]["model"] == want, (make.__name__, found["chosen"])
-        assert found["clusters"] == 90 and found["cluster_kind"] == "sensor" and found["folds"] == 5
+        assert found["clusters"] == 90 and found["cluster_kind"] == "sensor" and found["cv"] == "loo"
         assert all(np.isfinite(c["cv_mse"]) and c["cv_mse_se"] > 0 for c in found["candidates"])
         if want == "kriging":  # the choice is right on the truth too: off the sensors it beats IDW's default
             hidden = ~obs
@@ -220,9 +220,9 @@ def test_two_validation_sensors_return_the_base_bit_for_bit(field, refit):
     base = IDW(IDWParams()).interpolate(truth.astype(np.float32).astype(np.float64), points,
                                         np.ones(truth.shape[1:], bool), ds.latitude.values, ds.longitude.values)
     np.testing.assert_array_equal(ds.reconstruction.values, base.astype(np.float32))
-    assert (attrs["final_errors"]["mse"] == attrs["base_errors"]["mse"]) is not refit
+    assert attrs["final_errors"]["mse"] == attrs["base_errors"]["mse"]
     assert bool(attrs["refit"]) is refit and (not refit or attrs["refit"]["observations"] == "training + validation")
-    # the validation figures stay out-of-sample: the training-only base's, on which w was refused
+    # the validation figures stay out of sample (with refit: the base's leave-one-out estimates)
     assert attrs["final_errors"]["val_mse"] == attrs["base_errors"]["val_mse"] > 0
 
 
@@ -259,11 +259,11 @@ def test_classical_model_and_auto_base_are_chosen_by_cross_validation(field):
     code, state, attrs, _ = run(tmp, "auto", path, *TINY, "network.model=hybrid", "network.base=auto",
                                 "task.name=task1", "task.ratio=0.1")
     assert code == 0 and attrs["base"] == "auto"
-    # the blend's validation ran over the CV choice on the training sensors; the stored
-    # reconstruction is made of the CV choice on every sensor (network.refit)
-    assert attrs["base_selection"]["clusters"] == 24 and attrs["refit"]["selection"]["clusters"] == 32
+    # with network.refit (the default) the base is chosen by CV over every sensor (32), and
+    # both the blend's validation and the stored reconstruction use it
+    assert attrs["base_selection"] == attrs["refit"]["selection"] and attrs["base_selection"]["clusters"] == 32
     assert attrs["chosen_model"] == attrs["refit"]["model"] == attrs["refit"]["selection"]["chosen"]["label"]
-    assert attrs["base_selection"]["cluster_kind"] == "sensor" and attrs["base_selection"]["clusters"] == 24
+    assert attrs["base_selection"]["cluster_kind"] == "sensor" and attrs["base_selection"]["cv"] == "loo"
 
 
 @pytest.mark.parametrize("override, key", [("network.folds=1", "network.folds"),
@@ -281,26 +281,103 @@ def test_bad_cv_keys_are_one_line_errors(field, capsys, override, key):
 
 
 def test_refit_blends_over_the_interpolant_of_every_observation(field):
-    """network.refit (the default): the kept blend is rebuilt over the base of every
-    observation, so refit true − false = (1 − w)(b_all − b_train), whatever w is; the
-    network, w and the validation figures (out of sample) are the same."""
+    """network.refit (the default): b is the interpolant of every observation, and the gate
+    scores it at each validation point by its leave-one-out estimate there; without refit
+    b is the training observations' interpolant. The network is the same in both runs
+    (same seed, data and epochs), so n recovered from one run predicts the other:
+    reconstruction = b + w (n − b) with each run's own b and w."""
+    from insr_hpc.fields.classical import idw_loo, unit_sphere
+    from insr_hpc.recon import metrics
+    from scipy.spatial import cKDTree
+
     tmp, path, truth = field
-    common = [*TINY, "network.model=hybrid", "network.base=idw", "task.name=task3", "task.ratio=0.2",
-              "network.min_z=0", "network.min_clusters=2", "train.select=last"]
+    common = [*TINY, "network.width=64", "network.layers=3", "network.latent=16", "train.epochs=100",
+              "train.eval_every=100", "train.batch_steps=2", "network.model=hybrid", "network.base=idw",
+              "task.name=task3", "task.ratio=0.2", "network.min_z=0", "network.min_clusters=2", "train.select=last"]
     out = {}
     for refit in ("true", "false"):
         code, _, attrs, run_dir = run(tmp, f"blend_{refit}", path, *common, f"network.refit={refit}")
         assert code == 0
         out[refit] = (attrs, xr.open_zarr(str(run_dir / "store.zarr")))
     (a, ds_a), (b, ds_b) = out["true"], out["false"]
-    w = a["blend_weight"]
-    assert w == b["blend_weight"] and a["final_errors"]["val_mse"] == b["final_errors"]["val_mse"]
-    assert a["validation_cv"] == b["validation_cv"] and a["refit"]["model"] == "idw" and b["refit"] == {}
+    assert a["refit"]["model"] == "idw" and b["refit"] == {}
     observed, val = ds_a.observed.values.astype(bool), ds_a.validation.values.astype(bool)
     vals = truth.astype(np.float32).astype(np.float64)
+    lat, lon, valid = ds_a.latitude.values, ds_a.longitude.values, np.ones(truth.shape[1:], bool)
     idw = IDW(IDWParams())
-    b_all = idw.interpolate(vals, observed, np.ones(truth.shape[1:], bool), ds_a.latitude.values, ds_a.longitude.values)
-    b_train = idw.interpolate(vals, observed & ~val, np.ones(truth.shape[1:], bool), ds_a.latitude.values,
-                              ds_a.longitude.values)
-    diff = ds_a.reconstruction.values.astype(np.float64) - ds_b.reconstruction.values.astype(np.float64)
-    np.testing.assert_allclose(diff, (1 - w) * (b_all - b_train), atol=1e-3)
+    b_all = idw.interpolate(vals, observed, valid, lat, lon)
+    b_train = idw.interpolate(vals, observed & ~val, valid, lat, lon)
+    lo, hi = a["metric_range"]["lo"], a["metric_range"]["hi"]
+    # the bases' own figures: b of every observation (refit), scored at the validation
+    # points by leave-one-out; b of the training observations (no refit)
+    held = np.full(vals.shape, np.nan)
+    pts = unit_sphere(lat, lon)
+    for t in range(vals.shape[0]):
+        o = np.flatnonzero(observed[t].ravel())
+        held[t].reshape(-1)[o] = idw_loo(cKDTree(pts[o]), pts[o], vals[t].ravel()[o], 8, 2.0)
+    assert a["base_errors"]["mse"] == pytest.approx(metrics.errors(b_all, vals, valid, observed, lo, hi)["mse"], rel=1e-6)
+    assert a["base_errors"]["val_mse"] == pytest.approx(metrics.masked_mse(held, vals, val, lo, hi), rel=1e-6)
+    assert b["base_errors"]["mse"] == pytest.approx(metrics.errors(b_train, vals, valid, observed, lo, hi)["mse"],
+                                                    rel=1e-6)
+    assert a["base_errors"]["val_mse"] != b["base_errors"]["val_mse"]
+    w_a, w_b = a["blend_weight"], b["blend_weight"]
+    assert w_a > 0 and w_b > 0, (a["blend_choice"], b["blend_choice"])
+    rec_a = ds_a.reconstruction.values.astype(np.float64)
+    rec_b = ds_b.reconstruction.values.astype(np.float64)
+    net = b_train + (rec_b - b_train) / w_b
+    np.testing.assert_allclose(rec_a, b_all + w_a * (net - b_all), atol=2e-3 / min(w_a, w_b))
+
+
+# -- leave-one-out: the closed forms against refitting without each point ----------------------
+@pytest.mark.parametrize("model", ["kriging", "idw"])
+def test_leave_one_out_estimates_equal_interpolating_without_the_point(model):
+    """interpolate(loo=True): at every observed point, what the same interpolant gives from
+    the step's other observations (kriging: the hyperparameters of the step's fit, held)."""
+    from sklearn.gaussian_process import GaussianProcessRegressor
+
+    from insr_hpc.fields.classical import Kriging, _gp_fit, _kernel, unit_sphere
+    from insr_hpc.fields.params import KrigingParams
+
+    vals, obs, lat, lon = smooth_gp_like(3)
+    vals, obs = vals[:2], obs[:2]
+    valid = np.ones(vals.shape[1:], bool)
+    interp = Kriging(KrigingParams(nu=1.5)) if model == "kriging" else IDW(IDWParams(neighbours=6, power=2.0))
+    grid, held = interp.interpolate(vals, obs, valid, lat, lon, loo=True)
+    np.testing.assert_array_equal(grid, interp.interpolate(vals, obs, valid, lat, lon))  # loo changes nothing else
+    assert np.isnan(held[~obs]).all() and np.isfinite(held[obs]).all()
+    pts = unit_sphere(lat, lon)
+    kernel = _kernel(1.5, 0.1, 1e-3)
+    for t in range(2):
+        o = np.flatnonzero(obs[t].ravel())
+        y = vals[t].ravel()[o]
+        if model == "kriging":
+            kernel = _gp_fit(kernel, pts[o], y).kernel_  # the step's fit, as interpolate makes it
+        for i in (0, 17, len(o) - 1):
+            rest = np.delete(np.arange(len(o)), i)
+            if model == "kriging":
+                # the same model without the point: its kernel (in standardised units) and
+                # the standardisation of the step's fit (all its values)
+                m, s = y.mean(), y.std()
+                gp = GaussianProcessRegressor(kernel, normalize_y=False, optimizer=None).fit(pts[o[rest]],
+                                                                                              (y[rest] - m) / s)
+                want = m + s * gp.predict(pts[o[i]][None])[0]
+                assert held[t].ravel()[o[i]] == pytest.approx(want, rel=1e-9, abs=1e-9)
+                assert abs(want - y[i]) > 0.1  # a real estimate, not the point's own value
+            else:
+                miss = obs[t].copy()
+                miss.ravel()[o[i]] = False
+                want = IDW(IDWParams(neighbours=6, power=2.0)).interpolate(vals[t:t + 1], miss[None], valid, lat, lon)
+                assert held[t].ravel()[o[i]] == pytest.approx(want[0].ravel()[o[i]], rel=1e-12)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_leave_one_out_and_kfold_agree_where_the_choice_is_clear(seed):
+    """Both CVs pick IDW on the regime field and kriging on the smooth one; leave-one-out
+    records its spread over clusters (no folds)."""
+    for make, want in ((regimes, "idw"), (smooth_gp_like, "kriging")):
+        vals, obs, lat, lon = make(seed)
+        valid = np.ones(vals.shape[1:], bool)
+        for cv in ("loo", "kfold"):
+            found = ClassicalSelector(ClassicalParams(cv=cv)).select(vals, obs, valid, lat, lon, fixed_positions=True)
+            assert found["chosen"]["model"] == want and found["cv"] == cv, (make.__name__, cv, found["chosen"])
+            assert found["folds"] == (5 if cv == "kfold" else None) and found["clusters"] == 90

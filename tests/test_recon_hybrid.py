@@ -70,16 +70,18 @@ def test_hybrid_runs_through_the_cli_and_beats_its_own_interpolant(hybrid_run):
 
 def test_validation_values_never_reach_the_interpolant_nor_the_network(hybrid_run):
     """The same field with every validation observation set to 280 K: the network is
-    trained on the same data (bitwise equal weights with train.select=last) and the
-    interpolant is the same; only the blend weight, fitted on validation, may change."""
+    trained on the same data (bitwise equal weights with train.select=last) and, with
+    network.refit=false, the interpolant is the same (with refit, the default, it
+    interpolates every observation by design); only the blend weight, fitted on
+    validation, may change."""
     tmp, path, truth, _ = hybrid_run
-    code, _, a_attrs, a_dir = run(tmp, "keep", path, "train.select=last")
+    code, _, a_attrs, a_dir = run(tmp, "keep", path, "train.select=last", "network.refit=false")
     val = xr.open_zarr(str(a_dir / "store.zarr")).validation.values.astype(bool)
     assert code == 0 and val.any()
     moved = tmp / "moved.nc"
     other = write_pattern(str(moved), bump=val)
     assert (other.min(), other.max()) == (truth.min(), truth.max())  # same normalisation
-    code, _, b_attrs, b_dir = run(tmp, "moved", moved, "train.select=last")
+    code, _, b_attrs, b_dir = run(tmp, "moved", moved, "train.select=last", "network.refit=false")
     assert code == 0
     wa = xr.open_zarr(str(a_dir / "store.zarr")).weights.values
     wb = xr.open_zarr(str(b_dir / "store.zarr")).weights.values

@@ -39,10 +39,11 @@ class KrigingParams:
 
 @dataclass
 class ClassicalParams:
-    """``classical``: IDW or kriging, and their parameters, chosen per run by K-fold
-    cross-validation over the training observations (leave-sensors-out where positions
-    are fixed, random points per time step where they are redrawn), on ``steps`` evenly
-    spaced time steps; the candidate of lowest pooled CV MSE interpolates the field."""
+    """``classical``: IDW or kriging, and their parameters, chosen per run by
+    cross-validation over the training observations (``cv``: leave-one-out, or K-fold with
+    whole sensors left out where positions are fixed and random points per time step where
+    they are redrawn), on ``steps`` evenly spaced time steps; the candidate of lowest pooled
+    CV MSE interpolates the field."""
 
     model: str = "classical"
     candidates: list[str] = field(default_factory=lambda: ["idw", "kriging"])  # the model families cross-validated
@@ -54,7 +55,11 @@ class ClassicalParams:
     length_scale: float = 0.1  # kriging: initial range (chord units)
     nugget: float = 1e-3  # kriging: initial white-noise variance
     fit_every: int = 1  # kriging (the chosen one, over every time step): time steps between fits
-    folds: int = 5  # K of the K-fold cross-validation
+    # loo: leave-one-out at every observation (closed form for kriging, the point's own
+    # neighbours left out for IDW: each estimate from all the others, as dense as the final
+    # interpolant's); kfold: folds refitted without them (whole sensors on tasks 1-2)
+    cv: str = "loo"
+    folds: int = 5  # cv kfold: K
     steps: int = 24  # time steps the CV uses (evenly spaced; 0: every step)
     tiles: int = 6  # positions redrawn per step: clusters counted as tiles × tiles lat/lon blocks
     seed: int = 0  # fold assignment
@@ -75,6 +80,7 @@ class ClassicalParams:
         require(self.length_scale > 0, "length_scale", f"must be > 0, got {self.length_scale}")
         require(self.nugget > 0, "nugget", f"must be > 0, got {self.nugget}")
         require(self.fit_every >= 1, "fit_every", f"must be >= 1, got {self.fit_every}")
+        require(self.cv in ("loo", "kfold"), "cv", f"expected loo or kfold, got '{self.cv}'")
         require(self.folds >= 2, "folds", f"must be >= 2, got {self.folds}")
         require(self.steps >= 0, "steps", f"must be >= 0, got {self.steps}")
         require(self.tiles >= 1, "tiles", f"must be >= 1, got {self.tiles}")

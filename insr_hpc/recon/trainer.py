@@ -135,12 +135,14 @@ class Trainer:
         self.blend_choice: dict | None = None  # its evidence (BlendChoice.as_dict)
 
     def set_base(self, base_grid: np.ndarray, max_weight: float = 1.0, min_z: float = 0.0,
-                 val_fold: np.ndarray | None = None, n_clusters: int | None = None, min_clusters: int = 2,
-                 folds: int = 10) -> None:
+                 val_grid: np.ndarray | None = None, val_fold: np.ndarray | None = None,
+                 n_clusters: int | None = None, min_clusters: int = 2, folds: int = 10) -> None:
         """Make this a hybrid: predictions become b + w·(n − b), with ``base_grid`` = b
-        (T, H, W, normalised, computed from the training observations only) and w chosen
-        on the validation observations by every :meth:`validation_mse`
-        (:func:`~insr_hpc.fields.crossval.choose_blend`). ``val_fold`` (V,): the fold of
+        (T, H, W, normalised) and w chosen on the validation observations by every
+        :meth:`validation_mse`. ``val_grid`` (T, H, W): b's values to score at the
+        validation points, each estimated without that observation (default ``base_grid``,
+        for a b of the training observations only;
+        :func:`~insr_hpc.fields.crossval.choose_blend`). ``val_fold`` (V,): the fold of
         each validation point (in ``problem.val_t``/``val_pix`` order), ``n_clusters`` the
         independent clusters behind them; None: one cluster per validation grid point,
         dealt into ``folds`` folds."""
@@ -148,7 +150,7 @@ class Trainer:
 
         n_t = self.problem.shape[0]
         self.base_grid = np.nan_to_num(np.asarray(base_grid, np.float64))
-        flat = self.base_grid.reshape(n_t, -1)
+        flat = (self.base_grid if val_grid is None else np.asarray(val_grid, np.float64)).reshape(n_t, -1)
         self.base_val = torch.as_tensor(flat[self.problem.val_t, self.problem.val_pix], dtype=torch.float64,
                                         device=self.device)
         self.max_weight = float(max_weight)

@@ -181,22 +181,38 @@ def run_recon(cfg: ReconConfig, run_dir: str, env: RunEnv, run_id: str = "r000")
     mlo, mhi = metrics.metric_range(fld.values)
     model_cls = MODELS.get(cfg.network.model)
     base, base_seconds, base_cpu_seconds, base_selection = None, 0.0, 0.0, None
-    if MODELS.has(cfg.network.model, "hybrid"):  # the interpolant of the training observations (never the validation ones)
+    refit: dict[str, Any] = {}
+    if MODELS.has(cfg.network.model, "hybrid"):
+        # the interpolant b: with network.refit (the default) of *every* observation, and at
+        # each validation point its leave-one-out estimate from all the others (what b is
+        # there without that observation: the gate's evidence is out of sample for b as for
+        # the network, and is measured against the b the reconstruction is made of); without
+        # refit, of the training observations only
         start, cpu_start = time.perf_counter(), time.process_time()
         interpolant = model_cls.base_model(cfg.network)
-        if hasattr(interpolant, "select"):  # base: auto, chosen by cross-validation over the training sensors
-            base_selection = interpolant.select(fld.values, train_mask, fld.valid, fld.lat, fld.lon,
+        on = observed if cfg.network.refit else train_mask
+        if hasattr(interpolant, "select"):  # base: auto, chosen by cross-validation over those observations
+            base_selection = interpolant.select(fld.values, on, fld.valid, fld.lat, fld.lon,
                                                 fixed_positions=cfg.task.name in FIXED_POSITIONS)
-        base = interpolant.interpolate(fld.values, train_mask, fld.valid, fld.lat, fld.lon)
+        if cfg.network.refit:
+            base, held = interpolant.interpolate(fld.values, observed, fld.valid, fld.lat, fld.lon, loo=True)
+            base_held = np.where(val_mask, held, base)
+        else:
+            base = base_held = interpolant.interpolate(fld.values, train_mask, fld.valid, fld.lat, fld.lon)
         base_seconds, base_cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
-        if not np.isfinite(base[:, fld.valid]).all():
+        if not np.isfinite(base[:, fld.valid]).all() or not np.isfinite(base_held[val_mask]).all():
             raise DivergedError(f"{cfg.network.base} produced a non-finite interpolant")
+        if cfg.network.refit:
+            refit = {"observations": "training + validation", "seconds": base_seconds,
+                     "model": base_selection["chosen"]["label"] if base_selection else cfg.network.base,
+                     **({"selection": base_selection} if base_selection else {})}
 
     def new_trainer() -> Trainer:
         tr = Trainer(cfg.network, cfg.train, problem, cfg.seed, env.device, env)
         if base is not None:
-            tr.set_base((base - problem.lo) / (problem.hi - problem.lo), cfg.network.max_weight, cfg.network.min_z,
-                        val_fold=folds.point_fold, n_clusters=folds.n_clusters, min_clusters=cfg.network.min_clusters,
+            scale = problem.hi - problem.lo
+            tr.set_base((base - problem.lo) / scale, cfg.network.max_weight, cfg.network.min_z,
+                        val_grid=(base_held - problem.lo) / scale, val_fold=folds.point_fold, n_clusters=folds.n_clusters, min_clusters=cfg.network.min_clusters,
                         folds=cfg.train.cv_folds)
         return tr
 
@@ -284,21 +300,16 @@ def run_recon(cfg: ReconConfig, run_dir: str, env: RunEnv, run_id: str = "r000")
         val_history = val_history[:done_epochs]
         if cfg.train.select == "best":
             trainer.use_best()
-        refit, held_out = None, None
-        if base is not None and cfg.network.refit:
-            # the validation observations have done their job (the epoch, w, and whether the
-            # network is used at all): from here they are just more data for the interpolant.
-            # w refused: the interpolant of every observation, what network.model=classical
-            # with train.validation=0 returns, bit for bit; else the blend over it
-            base_all, refit = _refit_base(cfg, model_cls, fld, observed)
-            if trainer.blend_weight == 0.0:
-                held_out, pred = base, base_all
-            else:
-                held_out = problem.denormalise(trainer.predict())
-                net = problem.denormalise(trainer.predict(network_only=True))
-                pred = base_all + trainer.blend_weight * (net - base_all)
-        elif base is not None and trainer.blend_weight == 0.0:
-            pred = base.copy()  # the interpolant of the training observations, bit for bit
+        held_out = None
+        if base is not None:
+            # w refused: the interpolant bit for bit (with refit: of every observation, what
+            # network.model=classical train.validation=0 returns); else b + w (n − b). The
+            # validation figures stay out of sample: at the validation points b is its
+            # leave-one-out estimate there (base_held)
+            w = trainer.blend_weight
+            net = problem.denormalise(trainer.predict(network_only=True)) if w else None
+            pred = base.copy() if not w else base + w * (net - base)
+            held_out = base_held.copy() if not w else base_held + w * (net - base_held)
         else:
             pred = problem.denormalise(trainer.predict())
         if not np.isfinite(pred[:, fld.valid]).all():
@@ -310,9 +321,6 @@ def run_recon(cfg: ReconConfig, run_dir: str, env: RunEnv, run_id: str = "r000")
             final["latent_code"] = trainer.codes.detach().cpu().numpy()
         store.write_arrays(final)
         errs = metrics.errors(pred, fld.values, fld.valid, observed, mlo, mhi)
-        # validation figures are out-of-sample: after a refit (which saw the validation
-        # observations) they are those of the reconstruction over the training-only
-        # interpolant, on which w and the epoch were chosen
         held_out = pred if held_out is None else held_out
         errs["val_mse"] = metrics.masked_mse(held_out, fld.values, val_mask, mlo, mhi)
         selected = trainer.best["epoch"] if trainer.best is not None and cfg.train.select == "best" else done_epochs
@@ -323,12 +331,12 @@ def run_recon(cfg: ReconConfig, run_dir: str, env: RunEnv, run_id: str = "r000")
             extra |= {"blend_weight": trainer.blend_weight, "blend_choice": trainer.blend_choice,
                       "base": cfg.network.base, "base_seconds": base_seconds, "base_cpu_seconds": base_cpu_seconds,
                      "base_errors": metrics.errors(base, fld.values, fld.valid, observed, mlo, mhi)
-                     | {"val_mse": metrics.masked_mse(base, fld.values, val_mask, mlo, mhi)},
+                     | {"val_mse": metrics.masked_mse(base_held, fld.values, val_mask, mlo, mhi)},
                      "network_errors": metrics.errors(net, fld.values, fld.valid, observed, mlo, mhi)
                      | {"val_mse": metrics.masked_mse(net, fld.values, val_mask, mlo, mhi)}}
             if base_selection is not None:
                 extra |= {"base_selection": base_selection, "chosen_model": base_selection["chosen"]["label"]}
-            extra["refit"] = refit or {}
+            extra["refit"] = refit
             if refit:
                 extra["chosen_model"] = refit["model"]  # the interpolant the reconstruction is made of
         monitor.hparams(hparams(cfg, ("data", "task", "train", "network")), errs)
@@ -345,26 +353,6 @@ def run_recon(cfg: ReconConfig, run_dir: str, env: RunEnv, run_id: str = "r000")
     finally:
         bar.close()
         monitor.close()
-
-
-def _refit_base(cfg: ReconConfig, model_cls, fld: Field, observed: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
-    """The hybrid's interpolant of every observation (its w refused): for base auto the
-    classical model chosen again by cross-validation over all of them. Returns the
-    reconstruction and the store's ``refit`` attribute."""
-    start = time.perf_counter()
-    interpolant = model_cls.base_model(cfg.network)
-    selection = None
-    if hasattr(interpolant, "select"):
-        selection = interpolant.select(fld.values, observed, fld.valid, fld.lat, fld.lon,
-                                       fixed_positions=cfg.task.name in FIXED_POSITIONS)
-    pred = interpolant.interpolate(fld.values, observed, fld.valid, fld.lat, fld.lon)
-    if not np.isfinite(pred[:, fld.valid]).all():
-        raise DivergedError(f"{cfg.network.base} produced a non-finite interpolant of every observation")
-    info: dict[str, Any] = {"observations": "training + validation", "seconds": time.perf_counter() - start,
-                            "model": selection["chosen"]["label"] if selection else cfg.network.base}
-    if selection is not None:
-        info["selection"] = selection
-    return pred, info
 
 
 def _run_classical(cfg: ReconConfig, run_dir: str, env: RunEnv, run_id: str, fld: Field, observed: np.ndarray,

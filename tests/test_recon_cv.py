@@ -136,7 +136,8 @@ def test_classical_selector_picks_idw_where_the_stationary_kernel_is_wrong_and_k
         sel = ClassicalSelector(ClassicalParams())
         found = sel.select(vals, obs, valid, lat, lon, fixed_positions=True)
         assert found["chosen"]["model"] == want, (make.__name__, found["chosen"])
-        assert found["clusters"] == 90 and found["cluster_kind"] == "sensor" and found["cv"] == "loo"
+        assert found["clusters"] == 90 and found["cluster_kind"] == "sensor" and found["cv"] == "kfold"
+        assert found["folds"] == 5
         assert all(np.isfinite(c["cv_mse"]) and c["cv_mse_se"] > 0 for c in found["candidates"])
         if want == "kriging":  # the choice is right on the truth too: off the sensors it beats IDW's default
             hidden = ~obs
@@ -263,7 +264,7 @@ def test_classical_model_and_auto_base_are_chosen_by_cross_validation(field):
     # both the blend's validation and the stored reconstruction use it
     assert attrs["base_selection"] == attrs["refit"]["selection"] and attrs["base_selection"]["clusters"] == 32
     assert attrs["chosen_model"] == attrs["refit"]["model"] == attrs["refit"]["selection"]["chosen"]["label"]
-    assert attrs["base_selection"]["cluster_kind"] == "sensor" and attrs["base_selection"]["cv"] == "loo"
+    assert attrs["base_selection"]["cluster_kind"] == "sensor" and attrs["base_selection"]["cv"] == "kfold"
 
 
 @pytest.mark.parametrize("override, key", [("network.folds=1", "network.folds"),

@@ -193,17 +193,15 @@ class ClassicalSelector:
     Matérn smoothness with its length scale and nugget fitted by maximum likelihood per
     time step); the lowest pooled CV MSE wins and interpolates every time step.
 
-    ``cv: loo`` (the default): every observation is estimated from all the others of its
-    time step (``interpolate(loo=True)``'s estimates; kriging in closed form at the
-    step's fitted hyperparameters), so each held-out point sees the others as densely as
-    an unobserved grid point sees all of them. On fixed sensors this is leave-one-sensor-
-    out; the spread is across clusters (sensors on tasks 1–2, lat/lon tiles on 3–4).
-    ``cv: kfold``: K folds refitted without them, whole sensors dealt into the folds where
-    positions are fixed in time (tasks 1–2) and each step's points at random where they
-    are redrawn (3–4); each held-out sensor is then estimated from (K−1)/K of the others,
-    a sparser network than the one the chosen model will interpolate from, which favours
-    rougher models (measured in docs/results.md: on A1B and E1 task1 5-fold picks Matérn
-    ν 0.5, 5–6 % worse on the grid than the ν 1.5 that leave-one-out picks). The CV uses
+    ``cv: kfold`` (the default): K folds refitted without them, whole sensors dealt into
+    the folds where positions are fixed in time (tasks 1–2) and each step's points at
+    random where they are redrawn (3–4). ``cv: loo``: every observation is estimated from
+    all the others of its time step (``interpolate(loo=True)``; kriging in closed form at
+    the step's fitted hyperparameters, which saw the point), 4× cheaper; it favours smooth
+    kernels — on 9 field × task cells it picked a kernel worse on the grid than 5-fold's
+    choice on 4 (by 4–8 %, and 7.8× where it chose the squared exponential on OSTIA
+    task2), a better one on 2 (A1B and E1 task1, 5.5–6 %), the same on 3: docs/recon.md. The spread is
+    across clusters (sensors on tasks 1–2, lat/lon tiles on 3–4) or folds. The CV uses
     ``steps`` evenly spaced time steps (each is interpolated on its own)."""
 
     Params = ClassicalParams

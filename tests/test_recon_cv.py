@@ -254,7 +254,14 @@ def test_classical_model_and_auto_base_are_chosen_by_cross_validation(field):
     assert attrs["chosen_model"] == sel["chosen"]["label"] == state["summary"]["chosen_model"]
     assert sel["cluster_kind"] == "tile" and sel["steps"] == 4 and sel["of_steps"] == 10
     assert sel["chosen"]["cv_mse"] == min(c["cv_mse"] for c in sel["candidates"])
-    assert len(sel["candidates"]) == 12  # 3 powers × 3 neighbour counts + 3 kernels
+    # 3 powers × 3 neighbour counts + 3 kernels, and the mix of the two best when its weight is inside (0, 1)
+    singles = sel["candidates"][:12]
+    assert len(sel["candidates"]) in (12, 13) and all(c["model"] != "stack" for c in singles)
+    if len(sel["candidates"]) == 13:
+        mix = sel["candidates"][12]
+        two = sorted(singles, key=lambda c: c["cv_mse"])[:2]
+        assert mix["model"] == "stack" and 0 < mix["weight"] < 1
+        assert [c["label"] for c in mix["of"]] == [c["label"] for c in two]
     # task3: validation clusters are the lat/lon tiles (6 × 6 by default) holding validation points
     assert attrs["validation_cv"]["cluster_kind"] == "tile" and 20 <= attrs["validation_cv"]["clusters"] <= 36
     code, state, attrs, _ = run(tmp, "auto", path, *TINY, "network.model=hybrid", "network.base=auto",
@@ -382,3 +389,35 @@ def test_leave_one_out_and_kfold_agree_where_the_choice_is_clear(seed):
             found = ClassicalSelector(ClassicalParams(cv=cv)).select(vals, obs, valid, lat, lon, fixed_positions=True)
             assert found["chosen"]["model"] == want and found["cv"] == cv, (make.__name__, cv, found["chosen"])
             assert found["folds"] == (5 if cv == "kfold" else None) and found["clusters"] == 90
+
+
+def test_stack_weight_halves_the_error_of_two_independent_estimates():
+    """Two held-out estimates with independent errors of equal size: the mix's weight is
+    ≈ ½ and its out-of-fold error ≈ half of either's; with one estimate exact, w → that one."""
+    from insr_hpc.fields.classical import stack_weight
+
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=20000)
+    group = rng.integers(0, 10, size=y.size)
+    pa, pb = y + rng.normal(size=y.size), y + rng.normal(size=y.size)
+    w, sse = stack_weight(pa, pb, y, group, 10)
+    assert abs(w - 0.5) < 0.02
+    assert sse.sum() / y.size == pytest.approx(0.5, rel=0.05)
+    w, sse = stack_weight(y.copy(), pb, y, group, 10)
+    assert w == pytest.approx(1.0) and sse.sum() / y.size < 1e-20
+
+
+def test_a_chosen_stack_interpolates_as_its_mix():
+    from insr_hpc.fields.classical import Kriging, Stack
+    from insr_hpc.fields.params import KrigingParams
+
+    vals, obs, lat, lon = smooth_gp_like(1)
+    vals, obs = vals[:2], obs[:2]
+    valid = np.ones(vals.shape[1:], bool)
+    a, b = IDW(IDWParams(neighbours=4)), Kriging(KrigingParams(nu=0.5))
+    mix = Stack(a, b, 0.3)
+    want = 0.3 * a.interpolate(vals, obs, valid, lat, lon) + 0.7 * b.interpolate(vals, obs, valid, lat, lon)
+    np.testing.assert_allclose(mix.interpolate(vals, obs, valid, lat, lon), want, rtol=0, atol=1e-12)
+    grid, held = mix.interpolate(vals, obs, valid, lat, lon, loo=True)
+    np.testing.assert_allclose(grid, want, rtol=0, atol=1e-12)
+    assert np.isfinite(held[obs]).all() and np.isnan(held[~obs]).all()

@@ -181,9 +181,60 @@ class Kriging:
 
 
 def _label(cand: dict) -> str:
+    if cand["model"] == "stack":
+        a, b = cand["of"]
+        return f"stack({cand['weight']:.2f} {_label(a)} + {1 - cand['weight']:.2f} {_label(b)})"
     if cand["model"] == "idw":
         return f"idw(power={cand['power']:g}, neighbours={cand['neighbours']})"
     return f"kriging(nu={cand['nu']:g})"
+
+
+def _gathered(held: list[list[np.ndarray]], ys: list[np.ndarray], groups: list[np.ndarray]):
+    """The CV's held-out estimates (n_cands, N), values (N,) and groups (N,), concatenated."""
+    if not ys:
+        return np.zeros((len(held), 0)), np.zeros(0), np.zeros(0, np.int64)
+    return (np.stack([np.concatenate(h) for h in held]), np.concatenate(ys),
+            np.concatenate(groups).astype(np.int64))
+
+
+class Stack:
+    """w · a + (1 − w) · b of two interpolants (the selector's mix of its two best
+    candidates); ``loo`` mixes their leave-one-out estimates the same way."""
+
+    def __init__(self, first, second, weight: float):
+        self.first, self.second, self.weight = first, second, float(weight)
+
+    def interpolate(self, values, observed, valid, lat, lon, loo: bool = False):
+        a = self.first.interpolate(values, observed, valid, lat, lon, loo)
+        b = self.second.interpolate(values, observed, valid, lat, lon, loo)
+        w = self.weight
+        if loo:
+            return w * a[0] + (1 - w) * b[0], w * a[1] + (1 - w) * b[1]
+        return w * a + (1 - w) * b
+
+
+def _build(cand: dict, p) -> "IDW | Kriging | Stack":
+    if cand["model"] == "stack":
+        a, b = cand["of"]
+        return Stack(_build(a, p), _build(b, p), cand["weight"])
+    if cand["model"] == "idw":
+        return IDW(IDWParams(neighbours=cand["neighbours"], power=cand["power"]))
+    return Kriging(KrigingParams(nu=cand["nu"], length_scale=p.length_scale, nugget=p.nugget, fit_every=p.fit_every))
+
+
+def stack_weight(pa: np.ndarray, pb: np.ndarray, y: np.ndarray, group: np.ndarray, k: int) -> tuple[float, np.ndarray]:
+    """The weight w ∈ [0, 1] of ``pa`` in w·pa + (1 − w)·pb (held-out estimates of two
+    candidates at the points ``y``), least squares over every group, and the mix's
+    squared error per group with w refitted *without* that group (out of sample, as the
+    candidates' own errors are). Returns (w, sse (k,))."""
+    d, r = pa - pb, y - pb
+    sdd, sdr = np.bincount(group, d * d, minlength=k), np.bincount(group, d * r, minlength=k)
+    w = float(np.clip(sdr.sum() / sdd.sum(), 0.0, 1.0)) if sdd.sum() > 0 else 1.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rest = sdd.sum() - sdd
+        w_out = np.where(rest > 0, np.clip((sdr.sum() - sdr) / np.where(rest > 0, rest, 1.0), 0.0, 1.0), w)
+    err = pb + w_out[group] * d - y
+    return w, np.bincount(group, err * err, minlength=k)
 
 
 @MODELS.register("classical")
@@ -248,22 +299,24 @@ class ClassicalSelector:
             kind = "tile"
         cands = self.candidates()
         run = self._loo if p.cv == "loo" else self._kfold
-        sse, cnt, groups = run(values.reshape(n_t, -1), flat_obs, steps, unit_sphere(lat, lon), cands,
-                               cluster, fixed_positions)
+        sse, cnt, groups, (held, y, group) = run(values.reshape(n_t, -1), flat_obs, steps, unit_sphere(lat, lon),
+                                                 cands, cluster, fixed_positions)
         if not cnt.any():
             raise ValueError("classical: no time step has enough observations to cross-validate")
+        if p.stack and len(cands) > 1:  # the two best, mixed: one more candidate, cross-validated like them
+            first, second = np.argsort(sse.sum(1))[:2]
+            w, mix = stack_weight(held[first], held[second], y, group, sse.shape[1])
+            if 0.0 < w < 1.0:  # else the mix is one of them
+                of = [{**cands[i], "label": _label(cands[i])} for i in (first, second)]
+                cands = [*cands, {"model": "stack", "of": of, "weight": w}]
+                sse = np.vstack([sse, mix])
         present = cnt > 0
         per_group = sse[:, present] / cnt[present]
         kk = int(present.sum())
         pooled = sse.sum(1) / cnt.sum()
         se = per_group.std(1, ddof=1) / math.sqrt(kk) if kk > 1 else np.full(len(cands), np.nan)
         best = int(np.argmin(pooled))
-        win = cands[best]
-        if win["model"] == "idw":
-            self.chosen = IDW(IDWParams(neighbours=win["neighbours"], power=win["power"]))
-        else:
-            self.chosen = Kriging(KrigingParams(nu=win["nu"], length_scale=p.length_scale, nugget=p.nugget,
-                                                fit_every=p.fit_every))
+        self.chosen = _build(cands[best], p)
         table = [{**c, "label": _label(c), "cv_mse": float(pooled[i]),
                   "cv_mse_se": float(se[i]) if np.isfinite(se[i]) else None} for i, c in enumerate(cands)]
         n_clusters = int(np.unique(cluster[flat_obs[steps].any(0)]).size)
@@ -283,6 +336,7 @@ class ClassicalSelector:
         p = self.params
         n_c = int(cluster.max()) + 1
         sse, cnt = np.zeros((len(cands), n_c)), np.zeros(n_c)
+        held, ys, groups = [[] for _ in cands], [], []
         fitted: dict = {}  # nu → the kernel last fitted (warm start for the next step)
         for t in steps:
             o = np.flatnonzero(flat_obs[t])
@@ -290,6 +344,8 @@ class ClassicalSelector:
                 continue
             y, c = vals[t, o], cluster[o]
             cnt += np.bincount(c, minlength=n_c)
+            ys.append(y)
+            groups.append(c)
             tree = cKDTree(pts[o])
             for j, cand in enumerate(cands):
                 if cand["model"] == "idw":
@@ -300,12 +356,13 @@ class ClassicalSelector:
                     fitted[cand["nu"]] = gp.kernel_
                     est = gp_loo(gp, y)
                 sse[j] += np.bincount(c, (est - y) ** 2, minlength=n_c)
-        return sse, cnt, "clusters"
+                held[j].append(est)
+        return sse, cnt, "clusters", _gathered(held, ys, groups)
 
     def _kfold(self, vals, flat_obs, steps, pts, cands, cluster, fixed_positions):
         """K-fold: whole sensors dealt into the folds where positions are fixed, each step's
         points dealt at random where they are redrawn; every candidate refitted without the
-        fold. Returns (sse (n_cands, K), count (K,), "folds")."""
+        fold. Returns (sse (n_cands, K), count (K,), "folds", (estimates (n_cands, N), y (N,), fold (N,)))."""
         from scipy.spatial import cKDTree
 
         p = self.params
@@ -316,17 +373,20 @@ class ClassicalSelector:
         else:
             k = p.folds
         sse, cnt = np.zeros((len(cands), k)), np.zeros(k)
+        held, ys, groups = [[] for _ in cands], [], []
         fitted: dict = {}  # (nu, fold) → the kernel last fitted there (warm start for the next step)
         for t in steps:
             o = np.flatnonzero(flat_obs[t])
             y = vals[t, o]
             f = fold_pix[o] if fixed_positions else rng.permutation(o.size) % k
             for g in range(k):
-                held = f == g
-                if not held.any() or held.all():
+                out = f == g
+                if not out.any() or out.all():
                     continue
-                tr, te, ytr, yte = o[~held], o[held], y[~held], y[held]
+                tr, te, ytr, yte = o[~out], o[out], y[~out], y[out]
                 cnt[g] += te.size
+                ys.append(yte)
+                groups.append(np.full(te.size, g))
                 j = 0
                 for name in p.candidates:
                     if name == "idw":
@@ -338,15 +398,19 @@ class ClassicalSelector:
                                 kk = min(int(kn), tr.size)
                                 est = _idw_estimate(dist[:, :kk], ytr[idx[:, :kk]], pw)
                                 sse[j, g] += ((est - yte) ** 2).sum()
+                                held[j].append(est)
                                 j += 1
                     else:
                         for nu in p.kriging_nu:
                             kernel = fitted.get((nu, g)) or _kernel(nu, p.length_scale, p.nugget)
                             gp = _gp_fit(kernel, pts[tr], ytr)
                             fitted[(nu, g)] = gp.kernel_
-                            sse[j, g] += ((gp.predict(pts[te]) - yte) ** 2).sum()
+                            est = gp.predict(pts[te])
+                            sse[j, g] += ((est - yte) ** 2).sum()
+                            held[j].append(est)
                             j += 1
-        return sse, cnt, "folds"
+        return sse, cnt, "folds", _gathered(held, ys, groups)
+
 
     def interpolate(self, values, observed, valid, lat, lon, loo: bool = False):
         if self.chosen is None:

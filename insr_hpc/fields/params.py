@@ -59,6 +59,10 @@ class ClassicalParams:
     # at every observation at the step's fitted hyperparameters (kriging in closed form),
     # 4x cheaper but it favours smooth kernels: measured worse (docs/recon.md)
     cv: str = "kfold"
+    # one more candidate: the two best mixed, w·a + (1 − w)·b, w fitted on their held-out
+    # estimates and cross-validated like them (refitted without each fold); chosen only if
+    # its CV MSE is the lowest (it then interpolates with both)
+    stack: bool = True
     folds: int = 5  # cv kfold: K
     steps: int = 24  # time steps the CV uses (evenly spaced; 0: every step)
     tiles: int = 6  # positions redrawn per step: clusters counted as tiles × tiles lat/lon blocks

@@ -189,17 +189,20 @@ def _label(cand: dict) -> str:
     return f"kriging(nu={cand['nu']:g})"
 
 
-def _gathered(held: list[list[np.ndarray]], ys: list[np.ndarray], groups: list[np.ndarray]):
-    """The CV's held-out estimates (n_cands, N), values (N,) and groups (N,), concatenated."""
+def _gathered(held: list[list[np.ndarray]], ys: list[np.ndarray], groups: list[np.ndarray],
+              where: list[np.ndarray]):
+    """The CV's held-out estimates (n_cands, N), values (N,), groups (folds or clusters, N)
+    and clusters (N,), concatenated."""
     if not ys:
-        return np.zeros((len(held), 0)), np.zeros(0), np.zeros(0, np.int64)
+        empty = np.zeros(0, np.int64)
+        return np.zeros((len(held), 0)), np.zeros(0), empty, empty
     return (np.stack([np.concatenate(h) for h in held]), np.concatenate(ys),
-            np.concatenate(groups).astype(np.int64))
+            np.concatenate(groups).astype(np.int64), np.concatenate(where).astype(np.int64))
 
 
 class Stack:
-    """w · a + (1 − w) · b of two interpolants (the selector's mix of its two best
-    candidates); ``loo`` mixes their leave-one-out estimates the same way."""
+    """w · a + (1 − w) · b of two interpolants (the selector's average of its two best
+    candidates, w = ½); ``loo`` mixes their leave-one-out estimates the same way."""
 
     def __init__(self, first, second, weight: float):
         self.first, self.second, self.weight = first, second, float(weight)
@@ -222,19 +225,17 @@ def _build(cand: dict, p) -> "IDW | Kriging | Stack":
     return Kriging(KrigingParams(nu=cand["nu"], length_scale=p.length_scale, nugget=p.nugget, fit_every=p.fit_every))
 
 
-def stack_weight(pa: np.ndarray, pb: np.ndarray, y: np.ndarray, group: np.ndarray, k: int) -> tuple[float, np.ndarray]:
-    """The weight w ∈ [0, 1] of ``pa`` in w·pa + (1 − w)·pb (held-out estimates of two
-    candidates at the points ``y``), least squares over every group, and the mix's
-    squared error per group with w refitted *without* that group (out of sample, as the
-    candidates' own errors are). Returns (w, sse (k,))."""
-    d, r = pa - pb, y - pb
-    sdd, sdr = np.bincount(group, d * d, minlength=k), np.bincount(group, d * r, minlength=k)
-    w = float(np.clip(sdr.sum() / sdd.sum(), 0.0, 1.0)) if sdd.sum() > 0 else 1.0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rest = sdd.sum() - sdd
-        w_out = np.where(rest > 0, np.clip((sdr.sum() - sdr) / np.where(rest > 0, rest, 1.0), 0.0, 1.0), w)
-    err = pb + w_out[group] * d - y
-    return w, np.bincount(group, err * err, minlength=k)
+def paired_z(err_a: np.ndarray, err_b: np.ndarray, cluster: np.ndarray) -> float:
+    """How clearly estimate a beats b: the mean of b's squared error minus a's over the
+    held-out points, in standard errors across their clusters (the per-cluster mean
+    differences' sd / √clusters); inf where every cluster agrees exactly."""
+    d = np.asarray(err_b, np.float64) - np.asarray(err_a, np.float64)
+    _, inv = np.unique(cluster, return_inverse=True)
+    per = np.bincount(inv, d) / np.bincount(inv)
+    if per.size < 2:
+        return float("nan")
+    se = per.std(ddof=1) / math.sqrt(per.size)
+    return float(d.mean() / se) if se > 0 else (math.inf if d.mean() > 0 else 0.0)
 
 
 @MODELS.register("classical")
@@ -299,23 +300,28 @@ class ClassicalSelector:
             kind = "tile"
         cands = self.candidates()
         run = self._loo if p.cv == "loo" else self._kfold
-        sse, cnt, groups, (held, y, group) = run(values.reshape(n_t, -1), flat_obs, steps, unit_sphere(lat, lon),
-                                                 cands, cluster, fixed_positions)
+        sse, cnt, groups, (held, y, group, where) = run(values.reshape(n_t, -1), flat_obs, steps,
+                                                        unit_sphere(lat, lon), cands, cluster, fixed_positions)
         if not cnt.any():
             raise ValueError("classical: no time step has enough observations to cross-validate")
-        if p.stack and len(cands) > 1:  # the two best, mixed: one more candidate, cross-validated like them
+        mixed, n_single = None, len(cands)
+        if p.stack and len(cands) > 1:
+            # the two best, if the CV cannot tell them apart, averaged: one more entry, scored
+            # like them on their held-out estimates (no weight is fitted)
             first, second = np.argsort(sse.sum(1))[:2]
-            w, mix = stack_weight(held[first], held[second], y, group, sse.shape[1])
-            if 0.0 < w < 1.0:  # else the mix is one of them
-                of = [{**cands[i], "label": _label(cands[i])} for i in (first, second)]
-                cands = [*cands, {"model": "stack", "of": of, "weight": w}]
-                sse = np.vstack([sse, mix])
+            z = paired_z((held[first] - y) ** 2, (held[second] - y) ** 2, where)
+            of = [{**cands[i], "label": _label(cands[i])} for i in (first, second)]
+            cands = [*cands, {"model": "stack", "of": of, "weight": 0.5, "z": z if math.isfinite(z) else None}]
+            mix = 0.5 * (held[first] + held[second]) - y
+            sse = np.vstack([sse, np.bincount(group, mix * mix, minlength=sse.shape[1])])
+            if not z >= p.stack_z:  # NaN (one cluster) too: no evidence to choose on
+                mixed = len(cands) - 1
         present = cnt > 0
         per_group = sse[:, present] / cnt[present]
         kk = int(present.sum())
         pooled = sse.sum(1) / cnt.sum()
         se = per_group.std(1, ddof=1) / math.sqrt(kk) if kk > 1 else np.full(len(cands), np.nan)
-        best = int(np.argmin(pooled))
+        best = mixed if mixed is not None else int(np.argmin(pooled[:n_single]))
         self.chosen = _build(cands[best], p)
         table = [{**c, "label": _label(c), "cv_mse": float(pooled[i]),
                   "cv_mse_se": float(se[i]) if np.isfinite(se[i]) else None} for i, c in enumerate(cands)]
@@ -357,7 +363,7 @@ class ClassicalSelector:
                     est = gp_loo(gp, y)
                 sse[j] += np.bincount(c, (est - y) ** 2, minlength=n_c)
                 held[j].append(est)
-        return sse, cnt, "clusters", _gathered(held, ys, groups)
+        return sse, cnt, "clusters", _gathered(held, ys, groups, groups)
 
     def _kfold(self, vals, flat_obs, steps, pts, cands, cluster, fixed_positions):
         """K-fold: whole sensors dealt into the folds where positions are fixed, each step's
@@ -373,7 +379,7 @@ class ClassicalSelector:
         else:
             k = p.folds
         sse, cnt = np.zeros((len(cands), k)), np.zeros(k)
-        held, ys, groups = [[] for _ in cands], [], []
+        held, ys, groups, where = [[] for _ in cands], [], [], []
         fitted: dict = {}  # (nu, fold) → the kernel last fitted there (warm start for the next step)
         for t in steps:
             o = np.flatnonzero(flat_obs[t])
@@ -387,6 +393,7 @@ class ClassicalSelector:
                 cnt[g] += te.size
                 ys.append(yte)
                 groups.append(np.full(te.size, g))
+                where.append(cluster[te])
                 j = 0
                 for name in p.candidates:
                     if name == "idw":
@@ -409,7 +416,7 @@ class ClassicalSelector:
                             sse[j, g] += ((est - yte) ** 2).sum()
                             held[j].append(est)
                             j += 1
-        return sse, cnt, "folds", _gathered(held, ys, groups)
+        return sse, cnt, "folds", _gathered(held, ys, groups, where)
 
 
     def interpolate(self, values, observed, valid, lat, lon, loo: bool = False):

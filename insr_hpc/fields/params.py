@@ -59,10 +59,11 @@ class ClassicalParams:
     # at every observation at the step's fitted hyperparameters (kriging in closed form),
     # 4x cheaper but it favours smooth kernels: measured worse (docs/recon.md)
     cv: str = "kfold"
-    # one more candidate: the two best mixed, w·a + (1 − w)·b, w fitted on their held-out
-    # estimates and cross-validated like them (refitted without each fold); chosen only if
-    # its CV MSE is the lowest (it then interpolates with both)
+    # the two best by CV, when the CV cannot tell them apart (the second's excess CV error is
+    # under stack_z standard errors across clusters), are averaged: the reconstruction is
+    # ½ a + ½ b (twice the interpolation cost); false: always the single best
     stack: bool = True
+    stack_z: float = 1.0  # stack: how many standard errors "clearly better" takes
     folds: int = 5  # cv kfold: K
     steps: int = 24  # time steps the CV uses (evenly spaced; 0: every step)
     tiles: int = 6  # positions redrawn per step: clusters counted as tiles × tiles lat/lon blocks
@@ -85,6 +86,7 @@ class ClassicalParams:
         require(self.nugget > 0, "nugget", f"must be > 0, got {self.nugget}")
         require(self.fit_every >= 1, "fit_every", f"must be >= 1, got {self.fit_every}")
         require(self.cv in ("loo", "kfold"), "cv", f"expected loo or kfold, got '{self.cv}'")
+        require(self.stack_z >= 0, "stack_z", f"must be >= 0, got {self.stack_z}")
         require(self.folds >= 2, "folds", f"must be >= 2, got {self.folds}")
         require(self.steps >= 0, "steps", f"must be >= 0, got {self.steps}")
         require(self.tiles >= 1, "tiles", f"must be >= 1, got {self.tiles}")

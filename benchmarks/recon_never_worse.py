@@ -4,6 +4,8 @@ several fields × tasks, through the product's own sweeps (docs/results.md, "Nev
 than interpolation"):
 
     python benchmarks/recon_never_worse.py --epochs 20 --root runs/never_worse [--workers 1] [--out FILE]
+    python benchmarks/recon_never_worse.py --root runs/never_worse --fields A1B,OSTIA \
+        --default-dirs runs/recon200_default_a1b runs/recon200_default_ostia   # the default's own 200-epoch runs
 
 Three sweeps over fields × tasks, each a plain ``insr-hpc submit`` (a rerun resumes them):
 
@@ -126,6 +128,9 @@ def main() -> None:
     ap.add_argument("--tasks", default="task1,task2,task3,task4")
     ap.add_argument("--workers", type=int, default=1, help="launch.workers of each sweep (one thread per run)")
     ap.add_argument("--collect-only", action="store_true", help="submit nothing; tabulate the stores there")
+    ap.add_argument("--default-dirs", metavar="DIR", nargs="+",
+                    help="take the default's runs from these sweeps (e.g. the 200-epoch ones of "
+                         "`insr-hpc submit configs/reconstruct.yaml …`) instead of submitting it")
     ap.add_argument("--out", metavar="FILE", help="write the table to FILE")
     args = ap.parse_args()
     fields, tasks = args.fields.split(","), args.tasks.split(",")
@@ -133,16 +138,22 @@ def main() -> None:
         if f not in FIELDS:
             ap.error(f"--fields: unknown field '{f}' (known: {', '.join(FIELDS)})")
     names = {"default": "nw_default", "same": "nw_classical_same", "every": "nw_classical_every"}
-    if not args.collect_only:
+    if not args.collect_only and not args.default_dirs:
         submit(names["default"], args.root, fields, tasks, args.workers, f"train.epochs={args.epochs}")
+    if not args.collect_only:
         grid = [f"sweep.grid.network={CLASSICAL}", "sweep.labels.network=[classical,kriging,idw]"]
         submit(names["same"], args.root, fields, tasks, args.workers, *grid)
         submit(names["every"], args.root, fields, tasks, args.workers, *grid, "train.validation=0",
                "train.select=last")
     rows = {k: collect(os.path.join(args.root, v)) for k, v in names.items()}
+    if args.default_dirs:
+        rows["default"] = {}
+        for d in args.default_dirs:
+            rows["default"].update(collect(d))
     text = table(rows["default"], rows["same"], rows["every"], fields, tasks)
     print(text)
-    print(json.dumps({"epochs": args.epochs, "root": args.root}))
+    print(json.dumps({"epochs": args.epochs if not args.default_dirs else "from " + ", ".join(args.default_dirs),
+                      "root": args.root}))
     if args.out:
         with open(args.out, "w", encoding="utf-8") as fh:
             fh.write(text + "\n")

@@ -258,10 +258,10 @@ def test_classical_model_and_auto_base_are_chosen_by_cross_validation(field):
     sel = attrs["classical_selection"]
     assert attrs["chosen_model"] == sel["chosen"]["label"] == state["summary"]["chosen_model"]
     assert sel["cluster_kind"] == "tile" and sel["steps"] == 4 and sel["of_steps"] == 10
-    # 3 powers × 3 neighbour counts + 3 kernels, and the mix of the two best when its weight is inside (0, 1)
-    singles = sel["candidates"][:12]
-    assert len(sel["candidates"]) == 13 and all(c["model"] != "stack" for c in singles)
-    mix = sel["candidates"][12]
+    # 3 powers × 3 neighbour counts + 2 kernels, and the mix of the two best when its weight is inside (0, 1)
+    singles = sel["candidates"][:11]
+    assert len(sel["candidates"]) == 12 and all(c["model"] != "stack" for c in singles)
+    mix = sel["candidates"][11]
     two = sorted(singles, key=lambda c: c["cv_mse"])[:2]
     assert mix["model"] == "stack" and mix["weight"] == 0.5
     assert [c["label"] for c in mix["of"]] == [c["label"] for c in two]

@@ -1,7 +1,6 @@
 """The classical baselines as registry models, through ``insr-hpc run`` and the store."""
 
 import json
-import os
 
 import numpy as np
 import pytest

@@ -115,8 +115,26 @@ def table(default: dict, same: dict, every: dict, fields: list[str], tasks: list
                 cells.append((f"{b[0]} {b[1]['mse']:.3e} ({b[1]['rmse']:.3g} {b[1]['units']})", d["mse"] / b[1]["mse"])
                              if b else ("(not run)", float("nan")))
             lines.append(f"| {f} | {t} | {d['mse']:.3e} ({d['rmse']:.3g} {d['units']}) | {what} | {cells[0][0]} | "
-                         f"{cells[1][0]} | **{cells[0][1]:.3f}** | **{cells[1][1]:.3f}** | "
+                         f"{cells[1][0]} | **{cells[0][1]:.4f}** | **{cells[1][1]:.4f}** | "
                          f"{d['wall']:.0f} ({d['cpu']:.0f}) |")
+    return "\n".join(lines)
+
+
+def classical_table(same: dict, every: dict, fields: list[str], tasks: list[str]) -> str:
+    """Every classical run: MSE, and the CV's choice for ``classical``."""
+    lines = ["| field | task | classical (CV) | kriging ν 1.5 | IDW p 2, k 8 | classical (CV), every obs. | "
+             "kriging, every obs. | IDW, every obs. |", "|---" * 8 + "|"]
+
+    def cell(rows, key):
+        r = rows.get(key)
+        if r is None:
+            return "-"
+        return f"{r['mse']:.3e}" + (f" {r['chosen']}" if key[2] == "classical" and r.get("chosen") else "")
+
+    for f in fields:
+        for t in tasks:
+            parts = [cell(rows, (f, t, m)) for rows in (same, every) for m in ("classical", "kriging", "idw")]
+            lines.append(f"| {f} | {t} | " + " | ".join(parts) + " |")
     return "\n".join(lines)
 
 
@@ -151,6 +169,7 @@ def main() -> None:
         for d in args.default_dirs:
             rows["default"].update(collect(d))
     text = table(rows["default"], rows["same"], rows["every"], fields, tasks)
+    text += "\n\n" + classical_table(rows["same"], rows["every"], fields, tasks)
     print(text)
     print(json.dumps({"epochs": args.epochs if not args.default_dirs else "from " + ", ".join(args.default_dirs),
                       "root": args.root}))

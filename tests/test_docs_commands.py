@@ -39,6 +39,8 @@ SKIP: list[tuple[str, str, bool]] = [  # (pattern, reason, whether its --help is
     (r"benchmarks/pde_baselines\.py", "a benchmark of minutes (FEM and 256² references)", True),
     (r"submit configs/reconstruct_sweep\.yaml", "dozens of reconstruction runs (hours); its --dry-run is checked", True),
     (r"benchmarks/recon_table\.py", "needs the finished reconstruct_sweep above", True),
+    (r"submit configs/reconstruct\.yaml .*sweep\.grid", "the default over four tasks (an hour); its --dry-run is checked",
+     True),
 ]
 
 _PDE = ["device=cpu", "output.figure_every=0", "time.steps=2", "optim.max_iters=3", "optim.init_max_iters=5",

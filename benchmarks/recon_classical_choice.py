@@ -26,6 +26,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from benchmarks.recon_never_worse import FIELDS  # noqa: E402
+from benchmarks.report import add_write_option, publish  # noqa: E402
 
 
 def run_cell(field: str, task: str, nus: list[float]) -> dict:
@@ -93,6 +94,7 @@ def main() -> None:
                     help="the kriging candidates' Matérn ν, comma-separated (inf: squared exponential); "
                          "the selector's default: 0.5,1.5")
     ap.add_argument("--out", metavar="FILE", help="write the table to FILE")
+    add_write_option(ap)
     args = ap.parse_args()
     nus = [float(v) for v in args.kriging_nu.split(",")]
     rows = []
@@ -103,7 +105,8 @@ def main() -> None:
         rows.append(run_cell(field, task, nus))
         print(table(rows[-1:]).splitlines()[-1], flush=True)
     text = table(rows)
-    print(text)
+    command = "python benchmarks/recon_classical_choice.py " + " ".join(sys.argv[1:])
+    publish(args.write, "Reconstruction: the classical selector against every candidate", command, text)
     if args.out:
         with open(args.out, "w", encoding="utf-8") as fh:
             fh.write(text + "\n")

@@ -21,8 +21,8 @@ true field's squared range, ``metric_range``) and RMSE in the field's units, wha
 default's reconstruction is (w refused → its base; w > 0 over its base), the best of
 each classical trio, the ratios default / best (< 1: the default is better), and the
 default's wall and CPU seconds (base selection + interpolation + every epoch).
-It prints the table; ``--out FILE`` writes it to FILE (docs/results.md's notes are edited
-by hand).
+It prints the table; ``--write`` also puts it into docs/benchmarks.md, ``--out FILE`` into
+FILE (docs/results.md's notes are edited by hand).
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ import zarr
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+from benchmarks.report import add_write_option, publish  # noqa: E402
 from insr_hpc.store import decode_attrs  # noqa: E402
 
 FIELDS = {
@@ -150,6 +151,7 @@ def main() -> None:
                     help="take the default's runs from these sweeps (e.g. the 200-epoch ones of "
                          "`insr-hpc submit configs/reconstruct.yaml …`) instead of submitting it")
     ap.add_argument("--out", metavar="FILE", help="write the table to FILE")
+    add_write_option(ap)
     args = ap.parse_args()
     fields, tasks = args.fields.split(","), args.tasks.split(",")
     for f in fields:
@@ -170,7 +172,8 @@ def main() -> None:
             rows["default"].update(collect(d))
     text = table(rows["default"], rows["same"], rows["every"], fields, tasks)
     text += "\n\n" + classical_table(rows["same"], rows["every"], fields, tasks)
-    print(text)
+    command = "python benchmarks/recon_never_worse.py " + " ".join(sys.argv[1:])
+    publish(args.write, "Reconstruction: never worse than interpolation", command, text)
     print(json.dumps({"epochs": args.epochs if not args.default_dirs else "from " + ", ".join(args.default_dirs),
                       "root": args.root}))
     if args.out:

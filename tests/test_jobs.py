@@ -209,7 +209,8 @@ def test_euler_spectrum_has_a_legend_on_both_panels(tmp_path):
 
 
 DOC_WRITERS = ("advection", "cli_latency", "device_check", "elasticity", "euler", "pde_baselines", "recon_authors", "recon_ddp",
-               "recon_table", "slurm_scale", "store_scale", "sweep_expand", "sweep_overhead")
+               "recon_classical_choice", "recon_never_worse", "recon_table", "slurm_scale", "store_scale",
+               "sweep_expand", "sweep_overhead")
 
 
 def test_every_benchmark_that_writes_docs_asks_for_write():

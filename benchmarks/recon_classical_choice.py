@@ -68,13 +68,16 @@ def run_cell(field: str, task: str, nus: list[float]) -> dict:
                 fld.values, fld.valid, obs, lo, hi)["mse"])
     singles = {c["label"]: grid_cache[c["label"]] for c in picks["kfold"]["found"]["candidates"]}
     oracle = min(singles, key=singles.get)
-    return {"cell": f"{field} {task}", "oracle": oracle, "oracle_mse": singles[oracle], "picks": picks}
+    kernels = {c["label"]: singles[c["label"]] / singles[oracle] for c in picks["kfold"]["found"]["candidates"]
+               if c["model"] == "kriging"}
+    return {"cell": f"{field} {task}", "oracle": oracle, "oracle_mse": singles[oracle], "picks": picks,
+            "kernels": kernels}
 
 
 def table(rows: list[dict]) -> str:
     lines = ["| cell | best single on the grid (MSE) | 5-fold pick | ratio | leave-one-out pick | ratio | default "
-             "(5-fold, average if z < 1) | z of the two best | ratio | CPU s: 5-fold / loo / default |",
-             "|---" * 10 + "|"]
+             "(5-fold, average if z < 1) | z of the two best | ratio | CPU s: 5-fold / loo / default | every kriging "
+             "kernel's ratio |", "|---" * 11 + "|"]
     for r in rows:
         p, best = r["picks"], r["oracle_mse"]
         z = p["default"]["z"]
@@ -82,7 +85,8 @@ def table(rows: list[dict]) -> str:
             f"| {r['cell']} | {r['oracle']} ({best:.3e}) | {p['kfold']['label']} | {p['kfold']['mse'] / best:.3f} | "
             f"{p['loo']['label']} | {p['loo']['mse'] / best:.3f} | {p['default']['label']} | "
             f"{'-' if z is None else f'{z:.2f}'} | **{p['default']['mse'] / best:.3f}** | "
-            f"{p['kfold']['cpu']:.1f} / {p['loo']['cpu']:.1f} / {p['default']['cpu']:.1f} |")
+            f"{p['kfold']['cpu']:.1f} / {p['loo']['cpu']:.1f} / {p['default']['cpu']:.1f} | "
+            + ", ".join(f"{k.replace('kriging(nu=', 'ν ').rstrip(')')} {v:.3g}" for k, v in r["kernels"].items()) + " |")
     return "\n".join(lines)
 
 

@@ -252,8 +252,10 @@ class ClassicalSelector:
     the step's fitted hyperparameters, which saw the point), 4× cheaper; it favours smooth
     kernels — on 9 field × task cells it picked a kernel worse on the grid than 5-fold's
     choice on 4 (by 4–8 %, and 7.8× where it chose the squared exponential on OSTIA
-    task2), a better one on 2 (A1B and E1 task1, 5.5–6 %), the same on 3: docs/recon.md. The spread is
-    across clusters (sensors on tasks 1–2, lat/lon tiles on 3–4) or folds. The CV uses
+    task2), a better one on 2 (A1B and E1 task1, 5.5–6 %), the same on 3: docs/recon.md.
+    The spread is across clusters (sensors on tasks 1–2, lat/lon tiles on 3–4) or folds.
+    When the CV cannot tell the two best apart (``stack``) their average is chosen
+    (:class:`Stack`). The CV uses
     ``steps`` evenly spaced time steps (each is interpolated on its own)."""
 
     Params = ClassicalParams

@@ -212,7 +212,8 @@ def run_recon(cfg: ReconConfig, run_dir: str, env: RunEnv, run_id: str = "r000")
         if base is not None:
             scale = problem.hi - problem.lo
             tr.set_base((base - problem.lo) / scale, cfg.network.max_weight, cfg.network.min_z,
-                        val_grid=(base_held - problem.lo) / scale, val_fold=folds.point_fold, n_clusters=folds.n_clusters, min_clusters=cfg.network.min_clusters,
+                        val_grid=(base_held - problem.lo) / scale, val_fold=folds.point_fold,
+                        n_clusters=folds.n_clusters, min_clusters=cfg.network.min_clusters,
                         folds=cfg.train.cv_folds)
         return tr
 
@@ -307,7 +308,7 @@ def run_recon(cfg: ReconConfig, run_dir: str, env: RunEnv, run_id: str = "r000")
             # validation figures stay out of sample: at the validation points b is its
             # leave-one-out estimate there (base_held)
             w = trainer.blend_weight
-            net = problem.denormalise(trainer.predict(network_only=True)) if w else None
+            net = problem.denormalise(trainer.predict(network_only=True))  # also its own errors, below
             pred = base.copy() if not w else base + w * (net - base)
             held_out = base_held.copy() if not w else base_held + w * (net - base_held)
         else:
@@ -327,7 +328,6 @@ def run_recon(cfg: ReconConfig, run_dir: str, env: RunEnv, run_id: str = "r000")
         selects = cfg.train.validation > 0 and (cfg.train.select == "best" or base is not None)
         extra = folds.evidence(held_out, fld, mlo, mhi, selects, base_selection)
         if base is not None:  # the hybrid next to its own parts, on the same observations
-            net = problem.denormalise(trainer.predict(network_only=True))
             extra |= {"blend_weight": trainer.blend_weight, "blend_choice": trainer.blend_choice,
                       "base": cfg.network.base, "base_seconds": base_seconds, "base_cpu_seconds": base_cpu_seconds,
                      "base_errors": metrics.errors(base, fld.values, fld.valid, observed, mlo, mhi)

@@ -23,7 +23,8 @@ from insr_hpc.launch.slurm import squeue_states
 from insr_hpc.run import read_state
 from insr_hpc.store import StepStore
 
-STEPS = 8
+STEPS = 16  # a window wide enough to interrupt mid-run on a quiet machine too (8 steps of ~0.3 s were once all
+# committed between two polls)
 # Slow enough per step (~0.5 s) to be caught between steps, small enough for CI.
 WORK = ("sampling.interior=512", "optim.max_iters=60")
 

@@ -204,8 +204,18 @@ def recon_on_grid(ds, index: int, lat: np.ndarray, lon: np.ndarray):
     norm = ds.attrs["normalisation"]
     values = norm["lo"] + np.concatenate(preds)[:, 0].astype(np.float64) * (norm["hi"] - norm["lo"])
     attrs = {k: ds["reconstruction"].attrs[k] for k in ("units", "standard_name") if k in ds["reconstruction"].attrs}
-    out = {"reconstruction": (("latitude", "longitude"), values.reshape(len(lat), len(lon)).astype(np.float32),
-                              {**attrs, "long_name": f"{ds.attrs.get('variable', 'field')} rendered by the network"})}
+    variable = ds.attrs.get("variable", "field")
+    if ds.attrs.get("model") == "hybrid":
+        # a hybrid's reconstruction is b + w (n − b) with b an interpolant of the observations,
+        # which is not a function of position the store can evaluate elsewhere: what renders
+        # off the stored grid is its network n alone, and is named so
+        name, long_name = "network_alone", (f"{variable} by the hybrid's network alone (its reconstruction, the store's "
+                                      f"'reconstruction', is interpolant + w·(network − interpolant), "
+                                      f"w = {float(ds.attrs.get('blend_weight') or 0.0):.2f})")
+    else:
+        name, long_name = "reconstruction", f"{variable} rendered by the network"
+    out = {name: (("latitude", "longitude"), values.reshape(len(lat), len(lon)).astype(np.float32),
+                  {**attrs, "long_name": long_name})}
     coords = {"latitude": ("latitude", lat, dict(ds["latitude"].attrs)), "longitude": ("longitude", lon, dict(ds["longitude"].attrs))}
     return xr.Dataset(out, coords=coords, attrs={"time_index": index, "time": str(ds["time"].values[index]),
                                                  "resolution": len(lat), "run_id": ds.attrs.get("run_id", ""),
